@@ -1,0 +1,16 @@
+"""fleetsim: a discrete-event simulator of LLM serving fleets and agents.
+
+    import sim
+    result = sim.run()                                  # the shipped default scenario
+    result = sim.run(model="llama-3.1-70b", gpu="h100", tp=8, num_gpus=8)
+    result.summary["ttft_p99_s"], result.requests       # summary dict, per-request polars table
+"""
+
+from sim.errors import FleetsimError
+from sim.runner import Result, run
+from sim.scenario import SLO, Scenario, load_scenario
+from sim.serving.engine_config import EngineConfig
+from sim.workload.spec import WorkloadSpec
+
+__all__ = ["SLO", "EngineConfig", "FleetsimError", "Result", "Scenario", "WorkloadSpec", "load_scenario", "run"]
+__version__ = "0.1.0"

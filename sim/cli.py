@@ -1,0 +1,262 @@
+"""The `fleetsim` command line: parses, calls the API, renders. Bad input: one line on stderr, exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sim.errors import FleetsimError
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
+                  help="fleetsim: simulate LLM serving fleets on a CPU.")
+catalog_app = typer.Typer(add_completion=False, invoke_without_command=True,
+                          help="List the shipped model and hardware cards, or show one.")
+app.add_typer(catalog_app, name="catalog")
+err = Console(stderr=True)
+out = Console()
+
+
+def fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.callback(invoke_without_command=True)
+def main(ctx: typer.Context) -> None:
+    """With no command, run the shipped default scenario (same as `fleetsim run`)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(run, scenario_file=None)
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if unit == "ms":
+            return f"{value * 1e3:,.1f}"
+        return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.1f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def render_summary(s: dict[str, Any], title: str) -> None:
+    lat = Table(title=title, title_justify="left", show_edge=False)
+    lat.add_column("latency (ms)")
+    for col in ("mean", "p50", "p90", "p99", "max"):
+        lat.add_column(col, justify="right")
+    for name, label in (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2e", "E2E"),
+                        ("queue_delay", "queueing")):
+        lat.add_row(label, *(_fmt(s.get(f"{name}_{k}_s"), "ms") for k in ("mean", "p50", "p90", "p99", "max")))
+    out.print(lat)
+    tp = Table(show_header=False, show_edge=False, box=None, pad_edge=False)
+    tp.add_column(style="bold")
+    tp.add_column(justify="right")
+    rows = [
+        ("requests (finished / rejected)", f"{s['num_finished']:,} / {s['num_rejected']:,}"),
+        ("duration (s)", _fmt(s["duration_s"])),
+        ("request throughput (req/s)", _fmt(s["throughput_rps"])),
+        ("output token throughput (tok/s)", _fmt(s["output_tokens_per_s"])),
+        ("total token throughput (tok/s)", _fmt(s["total_tokens_per_s"])),
+        (f"goodput (req/s, TTFT<={s['slo_ttft_s']}s, TPOT<={s['slo_tpot_s']}s)", _fmt(s["goodput_rps"])),
+        ("SLO attainment", _fmt(s["slo_attainment"])),
+        ("GPU busy fraction", _fmt(s["gpu_busy_fraction"])),
+        ("KV cache use (mean / peak)", f"{_fmt(s['kv_util_mean'])} / {_fmt(s['kv_util_peak'])}"),
+        ("preemptions", _fmt(s["preemptions"])),
+        ("prefix-cache hit rate", _fmt(s["prefix_hit_rate"])),
+        ("simulated in (s)", _fmt(s["sim_wall_s"])),
+    ]
+    for k, v in rows:
+        tp.add_row(k, v)
+    out.print()
+    out.print(tp)
+
+
+class _LazyProgress:
+    """A progress bar that appears only once a run has taken more than `delay_s` seconds, on a terminal."""
+
+    def __init__(self, delay_s: float = 2.0) -> None:
+        self.start = time.perf_counter()
+        self.delay_s = delay_s
+        self.bar = None
+        self.task = None
+
+    def __call__(self, finished: int, total: int) -> None:
+        if self.bar is None:
+            if time.perf_counter() - self.start < self.delay_s:
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self.bar = Progress("simulating", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                console=err, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("run", total=total)
+        self.bar.update(self.task, completed=finished)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@app.command()
+def run(
+    scenario_file: Annotated[Optional[Path], typer.Argument(help="Scenario TOML; flags override its fields.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model card name or alias, or a path to a card or HF config.json.")] = None,
+    gpu: Annotated[Optional[str], typer.Option(help="GPU card name or alias (see `fleetsim catalog`).")] = None,
+    num_gpus: Annotated[Optional[int], typer.Option(help="GPUs in the cluster.")] = None,
+    tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel degree per replica.")] = None,
+    pp: Annotated[Optional[int], typer.Option(help="Pipeline-parallel stages per replica.")] = None,
+    replicas: Annotated[Optional[int], typer.Option(help="Data-parallel replicas (default: num_gpus / (tp x pp)).")] = None,
+    router: Annotated[Optional[str], typer.Option(help="round-robin, least-tokens or prefix-aware.")] = None,
+    trace: Annotated[Optional[str], typer.Option(help="Shipped trace (azure-conv, azure-code, mooncake-conv) or a path.")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="Trace format: auto, azure, mooncake.")] = None,
+    arrival: Annotated[Optional[str], typer.Option(help="trace (replay timestamps), poisson or gamma.")] = None,
+    rate: Annotated[Optional[float], typer.Option(help="Arrival rate in req/s (rescales a replayed trace).")] = None,
+    cv: Annotated[Optional[float], typer.Option(help="Gamma arrivals: coefficient of variation (burstiness).")] = None,
+    num_requests: Annotated[Optional[int], typer.Option(help="At most this many requests.")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="Window of arrivals in seconds.")] = None,
+    input_len: Annotated[Optional[str], typer.Option(help="Generated prompts: fixed:N, uniform:A:B, lognormal:MEDIAN:SIGMA, empirical.")] = None,
+    output_len: Annotated[Optional[str], typer.Option(help="Generated outputs, same forms as --input-len.")] = None,
+    policy: Annotated[Optional[str], typer.Option(help="Batching: continuous or static.")] = None,
+    max_num_seqs: Annotated[Optional[int], typer.Option(help="Most sequences in a batch.")] = None,
+    max_batched_tokens: Annotated[Optional[int], typer.Option(help="Token budget per step (chunk size).")] = None,
+    chunked_prefill: Annotated[Optional[bool], typer.Option("--chunked-prefill/--no-chunked-prefill")] = None,
+    prefix_caching: Annotated[Optional[bool], typer.Option("--prefix-caching/--no-prefix-caching")] = None,
+    block_size: Annotated[Optional[int], typer.Option(help="KV block size in tokens.")] = None,
+    gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="Fraction of GPU memory the engine may use.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of every random stream.")] = None,
+    slo_ttft: Annotated[Optional[float], typer.Option(help="TTFT target in seconds (goodput).")] = None,
+    slo_tpot: Annotated[Optional[float], typer.Option(help="TPOT target in seconds (goodput).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write requests.parquet, kv_timeline.parquet and summary.json here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
+) -> None:
+    """Simulate one model served on a GPU cluster and print its latency and throughput summary."""
+    import sim
+    from sim.metrics.export import clean_json
+
+    overrides = {
+        "model": model, "gpu": gpu, "num_gpus": num_gpus, "tp": tp, "pp": pp, "replicas": replicas,
+        "router": router, "seed": seed,
+        "workload.trace": trace, "workload.format": format, "workload.arrival": arrival, "workload.rate": rate,
+        "workload.cv": cv, "workload.num_requests": num_requests, "workload.duration_s": duration,
+        "workload.input_len": input_len, "workload.output_len": output_len,
+        "engine.policy": policy, "engine.max_num_seqs": max_num_seqs,
+        "engine.max_num_batched_tokens": max_batched_tokens, "engine.chunked_prefill": chunked_prefill,
+        "engine.enable_prefix_caching": prefix_caching, "engine.block_size": block_size,
+        "engine.gpu_memory_utilization": gpu_memory_utilization,
+        "slo.ttft_s": slo_ttft, "slo.tpot_s": slo_tpot,
+    }
+    if num_requests is not None and duration is None:
+        overrides["workload.duration_s"] = float("inf")  # an explicit count without a window takes them all
+    progress = _LazyProgress() if (not as_json and sys.stderr.isatty()) else None
+    try:
+        base = sim.load_scenario(scenario_file) if scenario_file else sim.Scenario()
+        scenario = base.with_overrides(**overrides)
+        result = sim.run(scenario, progress=progress)
+        if out_dir is not None:
+            written = result.write(out_dir)
+    except FleetsimError as exc:
+        if progress:
+            progress.close()
+        fail(str(exc))
+        return
+    if progress:
+        progress.close()
+    if as_json:
+        sys.stdout.write(json.dumps(clean_json(result.summary)) + "\n")
+        return
+    num_gpus_used, reps = scenario.resolved_gpus()
+    title = (f"{scenario.model} on {num_gpus_used}x {scenario.gpu}: {reps} replica(s) of TP{scenario.tp}"
+             + (f" PP{scenario.pp}" if scenario.pp > 1 else "")
+             + f", workload {scenario.workload.trace or scenario.workload.arrival_kind}")
+    render_summary(result.summary, title)
+    if out_dir is not None:
+        out.print(f"\nwrote {', '.join(str(p) for p in written)}")
+
+
+@catalog_app.callback()
+def catalog(ctx: typer.Context) -> None:
+    """List every shipped model, GPU, node and fabric card."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from sim.hardware.catalog import fabric_names, load_fabric, load_gpu, load_node, node_names
+    from sim.model.catalog import load_model, model_names
+
+    t = Table(title="models", title_justify="left", show_edge=False)
+    for col in ("name", "params (B)", "active (B)", "weights (GB)", "KV bytes/token", "context", "attention"):
+        t.add_column(col, justify="left" if col in ("name", "attention") else "right")
+    for name in model_names():
+        m = load_model(name)
+        s = m.summary()
+        kind = m.attention + (" + MoE" if m.moe else "")
+        t.add_row(name, _fmt(s["params_total_b"]), _fmt(s["params_active_b"]), _fmt(s["weight_gb"]),
+                  f"{s['kv_bytes_per_token']:,}", f"{m.max_context:,}", kind)
+    out.print(t)
+    g = Table(title="\nGPUs", title_justify="left", show_edge=False)
+    for col in ("name", "BF16 TFLOP/s", "FP8 TFLOP/s", "HBM (GB)", "HBM (TB/s)", "scale-up (GB/s/dir)", "power (W)"):
+        g.add_column(col, justify="left" if col == "name" else "right")
+    from sim.hardware.catalog import gpu_names
+
+    for name in gpu_names():
+        x = load_gpu(name)
+        g.add_row(name, _fmt(x.bf16_tflops), _fmt(x.fp8_tflops), _fmt(x.hbm_gb), _fmt(x.hbm_tbps),
+                  _fmt(x.scale_up_gbps), _fmt(x.power_w))
+    out.print(g)
+    out.print("\n[bold]nodes:[/] " + ", ".join(f"{n} ({load_node(n).gpus_per_node} GPUs)" for n in node_names()))
+    out.print("[bold]fabrics:[/] " + ", ".join(f"{n} ({load_fabric(n).gbps_per_gpu:g} GB/s per GPU)"
+                                              for n in fabric_names()))
+    out.print("\n`fleetsim catalog show NAME` prints one card with its derived figures.")
+
+
+@catalog_app.command("show")
+def catalog_show(name: Annotated[str, typer.Argument(help="A model, GPU, node or fabric name or alias, or a path.")]) -> None:
+    """Print one card with its derived figures (parameters, weight bytes, KV bytes per token)."""
+    from dataclasses import asdict
+
+    from sim.hardware.catalog import hardware_card
+    from sim.model.catalog import load_model, model_card
+
+    try:
+        try:
+            m = load_model(name)
+            card = asdict(m)
+            derived = m.summary()
+            try:
+                card = model_card(name)
+            except FleetsimError:
+                pass
+        except FleetsimError as model_error:
+            card, derived = None, {}
+            for kind in ("gpus", "nodes", "fabrics"):
+                try:
+                    card = hardware_card(kind, name)
+                    break
+                except FleetsimError:
+                    continue
+            if card is None:
+                raise FleetsimError(f"{model_error}; not a GPU, node or fabric card either "
+                                    f"(see `fleetsim catalog`)") from None
+    except FleetsimError as exc:
+        fail(str(exc))
+        return
+    t = Table(show_header=False, show_edge=False, box=None)
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in card.items():
+        if isinstance(v, dict):
+            for k2, v2 in v.items():
+                t.add_row(f"{k}.{k2}", str(v2))
+        elif v not in (None, "", ()):
+            t.add_row(k, str(v))
+    for k, v in derived.items():
+        t.add_row(f"[green]{k}[/] (derived)", _fmt(v))
+    out.print(t)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,3 @@
+from sim.cost.iteration import IterationCost
+
+__all__ = ["IterationCost"]

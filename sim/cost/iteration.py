@@ -1,0 +1,200 @@
+"""Time of one engine iteration (one forward pass of a mixed batch) for one replica under a TP x PP plan.
+
+A pure function of the batch's shape: the prefill chunks (tokens, context already cached) and the decodes (count
+and sum of their KV lengths). Kernel times are rooflines with efficiency curves fitted to measurements
+(sim.cost.calibration); tensor-parallel all-reduces use the fitted NCCL alpha-beta model; pipeline stages run one
+after another for a single batch (no micro-batch overlap) plus one activation send per stage boundary.
+
+Per layer: QKV projection, attention (prefill compute-bound, decode KV-read memory-bound), output projection,
+two norms, rotary embedding, residual adds, the MLP (dense gated GEMMs, or routed experts as a grouped GEMM plus
+shared experts), and two all-reduces when TP > 1. Per step: the LM head over the sequences that sample a token,
+and a fixed CPU/launch overhead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from sim.hardware.calibration import Calibration, load_calibration
+from sim.hardware.catalog import load_gpu
+from sim.hardware.cluster import Cluster
+from sim.hardware.collective import allreduce_model, sendrecv_model
+from sim.model.arch import ModelArch
+from sim.model.dtypes import dtype_bytes
+from sim.parallel.plan import Plan
+
+ACT_BYTES = 2.0
+_CALIBRATED_GPU = {"a100": "a100-80gb-sxm", "h100": "h100-sxm"}
+
+
+class IterationCost:
+    """Iteration time for one replica; memoises the parts that depend only on the token count."""
+
+    def __init__(self, model: ModelArch, cluster: Cluster, plan: Plan, step_overhead_s: float = 0.0) -> None:
+        self.model, self.cluster, self.plan = model, cluster, plan
+        self.step_overhead_s = step_overhead_s
+        gpu = cluster.gpu
+        self.calib: Calibration = load_calibration(gpu.calibration)
+        calib_link = load_gpu(_CALIBRATED_GPU[gpu.calibration]).scale_up_gbps
+        self.peak = gpu.peak_flops(model.weight_dtype)
+        self.peak_bf16 = gpu.peak_flops("bf16")
+        self.bw = gpu.hbm_bytes_per_s
+        self.wbytes = dtype_bytes(model.weight_dtype)
+        self.ebytes = dtype_bytes(model.expert_weight_dtype or model.weight_dtype)
+        self.kvbytes = dtype_bytes(model.kv_dtype)
+        tp = plan.tp
+        self.layers_per_stage = model.num_layers / plan.pp
+        self.allreduce = allreduce_model(cluster, self.calib, calib_link, tp) if tp > 1 else None
+        self.p2p = sendrecv_model(cluster, self.calib, calib_link, cluster.spans_nodes(plan.gpus_per_replica))
+        self.heads = max(1, model.num_heads // tp)
+        self.kv_heads = max(1, model.num_kv_heads // tp)
+        self._token_cache: dict[tuple[int, int], float] = {}
+        self._attn_coeffs()
+
+    # ---- kernels -------------------------------------------------------------------------------------------------
+    def _gemm(self, m: float, k: float, n: float, wbytes: float, weight_copies: float = 1.0) -> float:
+        """One linear layer: m tokens times a k x n weight shard (weight_copies distinct weights read, for MoE)."""
+        if m <= 0:
+            return 0.0
+        g = self.calib.gemm
+        flops = 2.0 * m * k * n
+        nbytes = wbytes * k * n * weight_copies + ACT_BYTES * (m * k + m * n)
+        eff = g["compute_eff_max"] * m / (m + g["half_eff_tokens"])
+        peak = self.peak if wbytes <= 1.0 else self.peak_bf16
+        return max(flops / (peak * eff), nbytes / (self.bw * g["mem_eff"])) + g["overhead_s"]
+
+    def _elementwise(self, nbytes: float) -> float:
+        e = self.calib.elementwise
+        return nbytes / (self.bw * e["mem_eff"]) + e["overhead_s"]
+
+    def _attn_coeffs(self) -> None:
+        """Per-layer attention: FLOPs per (query, key) pair and KV bytes per cached token read, on one GPU."""
+        m = self.model
+        if m.mla:
+            r = m.mla.kv_lora_rank + m.mla.qk_rope_head_dim
+            self.flops_per_pair = 2.0 * self.heads * (r + m.mla.kv_lora_rank)
+            self.kv_read_per_token = r * self.kvbytes
+        else:
+            self.flops_per_pair = 4.0 * self.heads * m.head_dim
+            self.kv_read_per_token = 2.0 * self.kv_heads * m.head_dim * self.kvbytes
+        a = self.calib.attention
+        self.attn_decode_s_per_token = max(
+            self.flops_per_pair / (self.peak_bf16 * a["prefill_compute_eff"]),
+            self.kv_read_per_token / (self.bw * a["decode_mem_eff"]),
+        )
+
+    # ---- token-count-dependent part (memoised) -------------------------------------------------------------------
+    def _dense_part(self, tokens: int, logits: int) -> float:
+        """Everything but attention for `tokens` tokens of which `logits` sample a token (all pipeline stages)."""
+        key = (tokens, logits)
+        cached = self._token_cache.get(key)
+        if cached is not None:
+            return cached
+        m, tp, h = self.model, self.plan.tp, self.model.hidden_size
+        t = float(tokens)
+        # attention projections
+        if m.mla:
+            ml = m.mla
+            proj = (self._gemm(t, h, ml.q_lora_rank, self.wbytes) if ml.q_lora_rank else 0.0)
+            proj += self._gemm(t, ml.q_lora_rank or h, m.q_dim / tp, self.wbytes)
+            proj += self._gemm(t, h, ml.kv_lora_rank + ml.qk_rope_head_dim, self.wbytes)
+            proj += self._gemm(t, ml.kv_lora_rank, m.num_heads * (ml.qk_nope_head_dim + ml.v_head_dim) / tp,
+                               self.wbytes)
+        else:
+            proj = self._gemm(t, h, (m.q_dim + 2 * m.num_kv_heads * m.head_dim) / tp, self.wbytes)
+        proj += self._gemm(t, m.attn_out_dim / tp, h, self.wbytes)
+        # norms, rope, residual adds, activation
+        ew = self._elementwise(t * ACT_BYTES * (4 * h + 2 * (m.q_dim / tp) + 6 * h))
+        dense_mlp = self._gemm(t, h, 2 * m.intermediate_size / tp, self.wbytes)
+        dense_mlp += self._gemm(t, m.intermediate_size / tp, h, self.wbytes)
+        dense_mlp += self._elementwise(t * ACT_BYTES * 3 * m.intermediate_size / tp)
+        moe_mlp = self._moe_mlp(t) if m.moe else 0.0
+        comm = 2 * self.allreduce.time(t * h * ACT_BYTES, 2 * (tp - 1) / tp) if self.allreduce else 0.0
+        per_layer_common = proj + ew + comm
+        total = m.num_layers * per_layer_common + m.num_dense_layers * dense_mlp + m.num_moe_layers * moe_mlp
+        lm_head = self._gemm(float(logits), h, m.vocab_size / tp, self.wbytes) if logits else 0.0
+        pp = self.plan.pp
+        p2p = (pp - 1) * self.p2p.time(t * h * ACT_BYTES) if pp > 1 else 0.0
+        result = total + lm_head + p2p
+        self._token_cache[key] = result
+        return result
+
+    def _moe_mlp(self, t: float) -> float:
+        moe, tp, h = self.model.moe, self.plan.tp, self.model.hidden_size
+        assert moe is not None
+        e, k, f = moe.num_experts, moe.top_k, moe.expert_intermediate_size
+        # Expected number of distinct experts hit by t tokens choosing k of e uniformly.
+        active = e * (1.0 - (1.0 - k / e) ** t)
+        per_expert = t * k / active
+        router = self._gemm(t, h, e, 2.0)
+        up = self._gemm(per_expert, h, 2 * f / tp, self.ebytes) - self.calib.gemm["overhead_s"]
+        down = self._gemm(per_expert, f / tp, h, self.ebytes) - self.calib.gemm["overhead_s"]
+        # The grouped GEMM runs `active` expert problems in one kernel: sum their times, one launch overhead.
+        experts = active * (up + down) + 2 * self.calib.gemm["overhead_s"]
+        experts += self._elementwise(t * k * ACT_BYTES * 3 * f / tp)
+        shared = 0.0
+        if moe.shared_experts:
+            fs = f * moe.shared_experts
+            shared = self._gemm(t, h, 2 * fs / tp, self.wbytes) + self._gemm(t, fs / tp, h, self.wbytes)
+        return router + experts + shared
+
+    # ---- attention -----------------------------------------------------------------------------------------------
+    def _prefill_attention(self, chunks: Sequence[tuple[int, int]]) -> float:
+        a = self.calib.attention
+        m = self.model
+        total = 0.0
+        for c, ctx in chunks:
+            pairs_full = c * (ctx + (c + 1) / 2.0)
+            if m.sliding_window_layers:
+                w = m.sliding_window
+                pairs_win = c * min(ctx + (c + 1) / 2.0, w)
+                pairs = (m.full_attention_layers * pairs_full + m.sliding_window_layers * pairs_win) / m.num_layers
+            else:
+                pairs = pairs_full
+            flops = self.flops_per_pair * pairs
+            nbytes = self.kv_read_per_token * (ctx + c)
+            total += max(flops / (self.peak_bf16 * a["prefill_compute_eff"]),
+                         nbytes / (self.bw * a["decode_mem_eff"])) + a["overhead_s"]
+        return total * m.num_layers
+
+    def _decode_attention(self, n: int, kv_sum):  # noqa: ANN001, ANN202  (float or ndarray)
+        if n == 0:
+            return 0.0
+        m = self.model
+        per_layer_tokens = kv_sum
+        if m.sliding_window_layers:
+            win = np.minimum(kv_sum, n * m.sliding_window)
+            per_layer_tokens = (m.full_attention_layers * kv_sum + m.sliding_window_layers * win) / m.num_layers
+        per_layer = per_layer_tokens * self.attn_decode_s_per_token + self.calib.attention["overhead_s"]
+        return per_layer * m.num_layers
+
+    # ---- public ------------------------------------------------------------------------------------------------
+    def step_time(self, prefill_chunks: Sequence[tuple[int, int]], num_decode: int, decode_kv_sum: int,
+                  num_logits: int | None = None) -> float:
+        """Seconds for one iteration. `prefill_chunks`: (new tokens, tokens already in the KV cache) per prefill;
+        decodes: how many and the sum of their KV lengths. `num_logits` defaults to every sequence in the batch."""
+        tokens = sum(c for c, _ in prefill_chunks) + num_decode
+        if tokens == 0:
+            return 0.0
+        logits = num_decode + len(prefill_chunks) if num_logits is None else num_logits
+        t = self._dense_part(tokens, logits)
+        t += self._prefill_attention(prefill_chunks) + self._decode_attention(num_decode, decode_kv_sum)
+        return t + self.step_overhead_s
+
+    def decode_times(self, n: int, kv_sums: np.ndarray) -> np.ndarray:
+        """Iteration times of pure-decode steps with `n` sequences, one per element of `kv_sums` (vectorised)."""
+        return self._dense_part(n, n) + self._decode_attention(n, kv_sums) + self.step_overhead_s
+
+    def breakdown(self, prefill_chunks: Sequence[tuple[int, int]], num_decode: int, decode_kv_sum: int) -> dict:
+        """Where the time of one iteration goes, for reports and sanity checks."""
+        tokens = sum(c for c, _ in prefill_chunks) + num_decode
+        logits = num_decode + len(prefill_chunks)
+        return {
+            "tokens": tokens,
+            "linear_and_comm_s": self._dense_part(tokens, logits),
+            "prefill_attention_s": self._prefill_attention(prefill_chunks),
+            "decode_attention_s": float(self._decode_attention(num_decode, decode_kv_sum)),
+            "overhead_s": self.step_overhead_s,
+        }

@@ -1,0 +1,47 @@
+"""Writing a run's results: Parquet tables and a JSON summary, all or nothing."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from sim.errors import FleetsimError
+
+
+def clean_json(value: Any) -> Any:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {k: clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_json(v) for v in value]
+    return value
+
+
+def write_outputs(out_dir: Path, tables: dict[str, pl.DataFrame], documents: dict[str, Any]) -> list[Path]:
+    """Write `name.parquet` per table and `name.json` per document into out_dir; nothing is left half-written."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".fleetsim-", dir=out_dir))
+    except OSError as exc:
+        raise FleetsimError(f"--out {out_dir}: cannot create the output folder ({exc.strerror})") from None
+    written: list[Path] = []
+    try:
+        for name, df in tables.items():
+            df.write_parquet(staging / f"{name}.parquet")
+        for name, doc in documents.items():
+            (staging / f"{name}.json").write_text(json.dumps(clean_json(doc), indent=2) + "\n")
+        for item in sorted(staging.iterdir()):
+            target = out_dir / item.name
+            item.replace(target)
+            written.append(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written

@@ -1,0 +1,61 @@
+"""Run summary: percentiles of each latency, throughput, goodput under the SLOs, utilisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+PERCENTILES = (50, 90, 99)
+
+
+def _stats(prefix: str, values: np.ndarray, out: dict[str, Any]) -> None:
+    values = values[~np.isnan(values)] if values.size else values
+    if values.size == 0:
+        out[f"{prefix}_mean_s"] = None
+        for p in PERCENTILES:
+            out[f"{prefix}_p{p}_s"] = None
+        out[f"{prefix}_max_s"] = None
+        return
+    out[f"{prefix}_mean_s"] = float(values.mean())
+    for p, v in zip(PERCENTILES, np.percentile(values, PERCENTILES)):
+        out[f"{prefix}_p{p}_s"] = float(v)
+    out[f"{prefix}_max_s"] = float(values.max())
+
+
+def summarize(df: pl.DataFrame, itl: np.ndarray, *, slo_ttft_s: float, slo_tpot_s: float,
+              busy_s: list[float], kv_util_mean: float, kv_util_peak: float) -> dict[str, Any]:
+    fin = df.filter(pl.col("status") == "finished")
+    out: dict[str, Any] = {
+        "num_requests": df.height,
+        "num_finished": fin.height,
+        "num_rejected": int((df["status"] == "rejected").sum()),
+    }
+    if fin.height:
+        start = float(df["arrival_s"].min())
+        span = float(fin["finish_s"].max()) - start
+    else:
+        span = 0.0
+    out["duration_s"] = span
+    rate = (lambda x: x / span if span > 0 else None)  # noqa: E731
+    out["throughput_rps"] = rate(fin.height)
+    out["input_tokens_per_s"] = rate(float(fin["input_tokens"].sum()))
+    out["output_tokens_per_s"] = rate(float(fin["output_tokens"].sum()))
+    out["total_tokens_per_s"] = rate(float(fin["input_tokens"].sum() + fin["output_tokens"].sum()))
+    for name in ("ttft", "tpot", "e2e", "queue_delay"):
+        _stats(name, fin[f"{name}_s"].to_numpy().astype(float), out)
+    _stats("itl", itl, out)
+    tpot = fin["tpot_s"].fill_null(0.0)
+    good = fin.filter((pl.col("ttft_s") <= slo_ttft_s) & (tpot <= slo_tpot_s))
+    out["slo_ttft_s"] = slo_ttft_s
+    out["slo_tpot_s"] = slo_tpot_s
+    out["goodput_rps"] = rate(good.height)
+    out["slo_attainment"] = good.height / df.height if df.height else None
+    out["preemptions"] = int(df["preemptions"].sum())
+    prompt = float(fin["input_tokens"].sum())
+    out["prefix_hit_rate"] = float(fin["prefix_hit_tokens"].sum()) / prompt if prompt else 0.0
+    out["gpu_busy_fraction"] = float(np.mean(busy_s)) / span if span > 0 else None
+    out["kv_util_mean"] = kv_util_mean
+    out["kv_util_peak"] = kv_util_peak
+    return out

@@ -1,0 +1,70 @@
+"""Per-GPU memory of a replica: weights, activation reserve and what is left for the paged KV cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sim.errors import FleetsimError
+from sim.hardware.specs import GPUSpec
+from sim.model.arch import ModelArch
+from sim.parallel.plan import Plan
+
+# Memory outside PyTorch's allocator (CUDA context, NCCL buffers, CUDA graphs) per GPU; vLLM's startup log shows
+# roughly 0.5-2 GiB. An assumption, not a measurement of ours.
+NON_TORCH_BYTES = 1.0e9
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryBudget:
+    usable_bytes: float
+    weight_bytes: float
+    activation_bytes: float
+    kv_bytes: float
+    kv_bytes_per_token: float  # on one GPU of the replica
+    block_size: int
+
+    @property
+    def num_blocks(self) -> int:
+        return int(self.kv_bytes // (self.kv_bytes_per_token * self.block_size))
+
+    @property
+    def token_capacity(self) -> int:
+        return self.num_blocks * self.block_size
+
+
+def kv_bytes_per_token_per_gpu(model: ModelArch, plan: Plan) -> float:
+    """KV heads are split across TP ranks (replicated once TP exceeds them; MLA's latent is replicated), layers across
+    pipeline stages."""
+    if model.mla:
+        share = 1.0
+    else:
+        share = max(1, model.num_kv_heads // plan.tp) / model.num_kv_heads
+    return model.kv_bytes_per_token * share / plan.pp
+
+
+def activation_reserve(model: ModelArch, plan: Plan, max_batched_tokens: int, max_num_seqs: int) -> float:
+    """Peak activation memory of the largest step (vLLM profiles it with a dummy batch of this size)."""
+    ffn = model.intermediate_size if model.moe is None else model.moe.expert_intermediate_size * model.moe.top_k
+    per_token = (8 * model.hidden_size + 4 * ffn / plan.tp) * 2
+    logits = max_num_seqs * model.vocab_size / plan.tp * 4
+    return max_batched_tokens * per_token + logits + NON_TORCH_BYTES
+
+
+def memory_budget(model: ModelArch, gpu: GPUSpec, plan: Plan, *, gpu_memory_utilization: float, block_size: int,
+                  max_batched_tokens: int, max_num_seqs: int) -> MemoryBudget:
+    usable = gpu.hbm_bytes * gpu_memory_utilization
+    weights = model.weight_bytes / plan.gpus_per_replica
+    act = activation_reserve(model, plan, max_batched_tokens, max_num_seqs)
+    kv = usable - weights - act
+    per_token = kv_bytes_per_token_per_gpu(model, plan)
+    if weights > usable:
+        raise FleetsimError(
+            f"plan {plan.label()} does not fit: {model.name} needs {weights / 1e9:.1f} GB of weights per GPU but "
+            f"{gpu.name} offers {usable / 1e9:.1f} GB at gpu_memory_utilization={gpu_memory_utilization}; "
+            f"short by {(weights - usable) / 1e9:.1f} GB (raise tp or pp, or use a larger GPU)")
+    if kv < per_token * block_size:
+        raise FleetsimError(
+            f"plan {plan.label()} does not fit: after {weights / 1e9:.1f} GB of weights and {act / 1e9:.1f} GB of "
+            f"activations per GPU, {max(kv, 0) / 1e9:.2f} GB remain for the KV cache on {gpu.name}; short by "
+            f"{(per_token * block_size - kv) / 1e9:.2f} GB for even one KV block (raise tp or pp)")
+    return MemoryBudget(usable, weights, act, kv, per_token, block_size)

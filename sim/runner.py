@@ -1,0 +1,177 @@
+"""Build a simulation from a scenario, run it, and collect its results."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import simpy
+
+from sim.cost.iteration import IterationCost
+from sim.errors import FleetsimError
+from sim.hardware.catalog import load_fabric, load_gpu, load_node
+from sim.hardware.cluster import Cluster
+from sim.metrics.export import write_outputs
+from sim.metrics.records import request_table
+from sim.metrics.summary import summarize
+from sim.model.catalog import load_model
+from sim.parallel.memory import MemoryBudget, memory_budget
+from sim.parallel.plan import Plan
+from sim.scenario import Scenario
+from sim.serving.fleet import Fleet
+from sim.serving.kv_cache import KVCache
+from sim.serving.replica import Replica
+from sim.serving.request import Request
+from sim.serving.router import make_router
+from sim.workload.spec import build_requests
+
+Progress = Callable[[int, int], None]  # (finished, total)
+
+
+@dataclass
+class Result:
+    """What one run produced: the per-request table, the summary, the KV timeline and how the run went."""
+
+    scenario: Scenario
+    requests: pl.DataFrame
+    summary: dict[str, Any]
+    kv_timeline: pl.DataFrame
+    memory: MemoryBudget
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, out_dir: str | Path) -> list[Path]:
+        doc = {"summary": self.summary, "run": self.info, "scenario": asdict(self.scenario),
+               "memory_per_gpu": {"weights_gb": self.memory.weight_bytes / 1e9,
+                                  "activations_gb": self.memory.activation_bytes / 1e9,
+                                  "kv_cache_gb": self.memory.kv_bytes / 1e9,
+                                  "kv_blocks": self.memory.num_blocks}}
+        return write_outputs(Path(out_dir), {"requests": self.requests, "kv_timeline": self.kv_timeline},
+                             {"summary": doc})
+
+
+@dataclass
+class Simulation:
+    """The assembled simulation, before or after running (tests reach into it for invariants)."""
+
+    env: simpy.Environment
+    fleet: Fleet
+    requests: list[Request]
+    memory: MemoryBudget
+    max_model_len: int
+
+
+def build(scenario: Scenario) -> Simulation:
+    model = load_model(scenario.model)
+    gpu = load_gpu(scenario.gpu)
+    num_gpus, replicas = scenario.resolved_gpus()
+    cluster = Cluster(gpu, load_node(scenario.node), load_fabric(scenario.fabric), num_gpus)
+    plan = Plan(tp=scenario.tp, pp=scenario.pp, replicas=replicas)
+    if model.num_layers % plan.pp:
+        raise FleetsimError(f"pp={plan.pp} does not divide {model.name}'s {model.num_layers} layers")
+    eng = scenario.engine
+    mem = memory_budget(model, gpu, plan, gpu_memory_utilization=eng.gpu_memory_utilization,
+                        block_size=eng.block_size, max_batched_tokens=eng.max_num_batched_tokens,
+                        max_num_seqs=eng.max_num_seqs)
+    watermark_blocks = int(eng.watermark * mem.num_blocks)
+    max_model_len = min(model.max_context, (mem.num_blocks - watermark_blocks) * eng.block_size)
+    table, unit = build_requests(scenario.workload, scenario.seed, max_model_len)
+    if unit and unit % eng.block_size:
+        raise FleetsimError(f"engine.block_size ({eng.block_size}) must divide the trace's prefix block "
+                            f"({unit} tokens) for prefix caching")
+    requests = _requests_from(table, unit if eng.enable_prefix_caching else 0)
+    env = simpy.Environment()
+    fleet = Fleet(env, make_router(scenario.router))
+    cost = IterationCost(model, cluster, plan, eng.step_overhead_s)
+    for _ in range(replicas):
+        fleet.add_replica(lambda i, cb: Replica(env, i, cost, KVCache(mem.num_blocks, eng.block_size,
+                                                                      eng.enable_prefix_caching),
+                                                eng, max_model_len, cb))
+    return Simulation(env, fleet, requests, mem, max_model_len)
+
+
+def _requests_from(table: pl.DataFrame, unit: int) -> list[Request]:
+    arrivals = table["arrival_s"].to_list()
+    inputs = table["input_tokens"].to_list()
+    outputs = table["output_tokens"].to_list()
+    hashes = table["prefix_hashes"].to_list() if unit and "prefix_hashes" in table.columns else None
+    return [Request(i, arrivals[i], inputs[i], outputs[i],
+                    tuple(hashes[i]) if hashes else None, unit if hashes else 0)
+            for i in range(table.height)]
+
+
+def execute(sim: Simulation, progress: Progress | None = None, progress_every_s: float = 0.25) -> None:
+    """Run until every request has finished (or been rejected)."""
+    env, fleet, total = sim.env, sim.fleet, len(sim.requests)
+    done = env.event()
+
+    def check(_: Request) -> None:
+        if fleet.finished == total and not done.triggered:
+            done.succeed()
+
+    fleet.on_finish(check)
+    env.process(fleet.open_loop(sim.requests))
+    if progress is None:
+        env.run(until=done)
+        return
+    last = time.perf_counter()
+    while not done.triggered:
+        if env.peek() == float("inf"):
+            raise RuntimeError("simulation stalled with unfinished requests")
+        env.step()
+        now = time.perf_counter()
+        if now - last > progress_every_s:
+            progress(fleet.finished, total)
+            last = now
+    progress(fleet.finished, total)
+
+
+def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
+    reps = sim.fleet.replicas
+    ends = [r.decode_step_ends() for r in reps]
+    df, itl = request_table(sim.requests, ends)
+    times, used, rep_idx = [], [], []
+    util_means, peaks = [], []
+    for rep in reps:
+        t = np.array(rep.kv_times)
+        u = np.array(rep.kv_used, dtype=float) / rep.kv.num_blocks
+        times.append(t)
+        used.append(u)
+        rep_idx.append(np.full(len(t), rep.index))
+        if len(t) > 1:
+            util_means.append(float(np.sum(u[:-1] * np.diff(t)) / (t[-1] - t[0])) if t[-1] > t[0] else float(u[0]))
+        peaks.append(rep.kv.peak_used / rep.kv.num_blocks)
+    timeline = pl.DataFrame({
+        "replica": np.concatenate(rep_idx) if rep_idx else [],
+        "time_s": np.concatenate(times) if times else [],
+        "kv_used_fraction": np.concatenate(used) if used else [],
+    })
+    summary = summarize(df, itl, slo_ttft_s=scenario.slo.ttft_s, slo_tpot_s=scenario.slo.tpot_s,
+                        busy_s=[r.busy_s for r in reps],
+                        kv_util_mean=float(np.mean(util_means)) if util_means else 0.0,
+                        kv_util_peak=float(max(peaks)) if peaks else 0.0)
+    events = sum(r.events for r in reps) + len(sim.requests)
+    steps = sum(r.steps for r in reps)
+    info = {"wall_s": wall_s, "engine_events": events, "engine_steps": steps,
+            "events_per_s": events / wall_s if wall_s > 0 else None,
+            "steps_per_s": steps / wall_s if wall_s > 0 else None,
+            "kv_blocks_per_replica": sim.memory.num_blocks, "max_model_len": sim.max_model_len,
+            "replicas": len(reps)}
+    summary["sim_wall_s"] = wall_s
+    return Result(scenario, df, summary, timeline, sim.memory, info)
+
+
+def run(scenario: Scenario | None = None, progress: Progress | None = None, **overrides: Any) -> Result:
+    """Simulate a scenario (default: the shipped one) and return its results.
+
+    Keyword overrides replace scenario fields, e.g. `run(model="llama-3.1-70b", tp=8, **{"workload.rate": 4})`.
+    """
+    scenario = (scenario or Scenario()).with_overrides(**overrides)
+    t0 = time.perf_counter()
+    sim = build(scenario)
+    execute(sim, progress)
+    return collect(scenario, sim, time.perf_counter() - t0)

@@ -1,0 +1,121 @@
+"""A scenario: model, cluster, plan, engine knobs, workload, SLOs and seed, as one validated object.
+
+Loadable from TOML (top-level keys plus [engine], [workload], [slo] tables); CLI flags override single fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from sim.core.toml_card import read_toml
+from sim.errors import FleetsimError
+from sim.serving.engine_config import EngineConfig
+from sim.workload.spec import WorkloadSpec
+
+
+@dataclass(frozen=True, slots=True)
+class SLO:
+    ttft_s: float = 2.0
+    tpot_s: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("ttft_s", "tpot_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise FleetsimError(f"slo.{name}: expected a positive number of seconds, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    model: str = "llama-3.1-8b"
+    gpu: str = "h100-sxm"
+    num_gpus: int | None = None  # default: replicas x tp x pp, or 8 when neither is given
+    replicas: int | None = None  # default: num_gpus / (tp x pp)
+    tp: int = 1
+    pp: int = 1
+    node: str = "hgx-8gpu"
+    fabric: str = "ib-ndr-400"
+    router: str = "round-robin"
+    seed: int = 0
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    workload: WorkloadSpec = field(default_factory=WorkloadSpec)
+    slo: SLO = field(default_factory=SLO)
+
+    def __post_init__(self) -> None:
+        for name in ("tp", "pp"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise FleetsimError(f"{name}: expected a positive integer, got {value!r}")
+        for name in ("num_gpus", "replicas"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise FleetsimError(f"{name}: expected a positive integer, got {value!r}")
+        if not isinstance(self.seed, int):
+            raise FleetsimError(f"seed: expected an integer, got {self.seed!r}")
+
+    def resolved_gpus(self) -> tuple[int, int]:
+        """(num_gpus, replicas) after filling in whichever was left out."""
+        per = self.tp * self.pp
+        if self.num_gpus is None and self.replicas is None:
+            num_gpus = 8
+            if num_gpus % per:
+                num_gpus = per
+            return num_gpus, num_gpus // per
+        if self.replicas is None:
+            if self.num_gpus % per:
+                raise FleetsimError(f"num_gpus ({self.num_gpus}) is not a multiple of tp x pp ({per})")
+            return self.num_gpus, self.num_gpus // per
+        if self.num_gpus is None:
+            return self.replicas * per, self.replicas
+        if self.replicas * per != self.num_gpus:
+            raise FleetsimError(f"replicas x tp x pp = {self.replicas * per} but num_gpus = {self.num_gpus}")
+        return self.num_gpus, self.replicas
+
+    def with_overrides(self, **overrides: Any) -> Scenario:
+        """A copy with fields replaced; keys 'engine.x', 'workload.x', 'slo.x' reach the nested sections."""
+        top: dict[str, Any] = {}
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if "." in key:
+                section, name = key.split(".", 1)
+                nested.setdefault(section, {})[name] = value
+            else:
+                top[key] = value
+        for section, values in nested.items():
+            top[section] = _replace(getattr(self, section), values, section)
+        return _replace(self, top, "scenario")
+
+
+_SECTIONS = {"engine": EngineConfig, "workload": WorkloadSpec, "slo": SLO}
+
+
+def _replace(obj: Any, values: dict[str, Any], where: str) -> Any:
+    names = {f.name for f in fields(obj)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise FleetsimError(f"{where}: unknown field(s) {', '.join(unknown)}; expected some of "
+                            f"{', '.join(sorted(names))}")
+    try:
+        return dataclasses.replace(obj, **values)
+    except TypeError as exc:
+        raise FleetsimError(f"{where}: {exc}") from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    data = read_toml(path)
+    try:
+        sections = {k: _replace(cls(), data.pop(k), k) for k, cls in _SECTIONS.items() if k in data}
+        for k, v in sections.items():
+            if not isinstance(v, _SECTIONS[k]):
+                raise FleetsimError(f"[{k}] must be a table")
+        return _replace(Scenario(), {**data, **sections}, "scenario")
+    except FleetsimError as exc:
+        raise FleetsimError(f"{path}: {exc}") from None
+    except AttributeError:
+        raise FleetsimError(f"{path}: [engine], [workload] and [slo] must be tables") from None

@@ -1,0 +1,44 @@
+"""Engine knobs of one replica, named as vLLM names them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sim.errors import FleetsimError
+
+POLICIES = ("continuous", "static")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    policy: str = "continuous"  # continuous (iteration-level, vLLM/Orca) or static (request-level batches)
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 8192  # per-step token budget (vLLM v1 default for online serving on H100)
+    chunked_prefill: bool = True
+    block_size: int = 16
+    gpu_memory_utilization: float = 0.9
+    enable_prefix_caching: bool = True
+    watermark: float = 0.01  # fraction of KV blocks kept free when admitting new requests (vLLM v0 default)
+    # CPU scheduling + input preparation + launch per step. An assumption (vLLM v1 overlaps much of it with the
+    # GPU); set it from your own engine's traces.
+    step_overhead_s: float = 0.002
+    fast_forward: bool = True  # advance runs of identical decode steps in one event (same results, faster)
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise FleetsimError(f"engine.policy: expected one of {', '.join(POLICIES)}, got '{self.policy}'")
+        for name in ("max_num_seqs", "max_num_batched_tokens", "block_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise FleetsimError(f"engine.{name}: expected a positive integer, got {value!r}")
+        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+            raise FleetsimError(f"engine.gpu_memory_utilization: expected a fraction in (0, 1], "
+                                f"got {self.gpu_memory_utilization!r}")
+        if not 0.0 <= self.watermark < 0.5:
+            raise FleetsimError(f"engine.watermark: expected a fraction in [0, 0.5), got {self.watermark!r}")
+        if self.step_overhead_s < 0:
+            raise FleetsimError(f"engine.step_overhead_s: expected >= 0, got {self.step_overhead_s!r}")
+        if self.chunked_prefill and self.max_num_batched_tokens < self.max_num_seqs:
+            raise FleetsimError(
+                f"engine.max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= engine.max_num_seqs "
+                f"({self.max_num_seqs}) so that every running decode fits in a step's token budget")

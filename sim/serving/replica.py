@@ -1,0 +1,406 @@
+"""One replica's engine: a SimPy process that forms a batch each iteration and advances time by its cost.
+
+Scheduling follows vLLM v1 (and Sarathi-Serve) for the continuous policy: running decodes first (one token each),
+then partially prefilled requests, then new requests in FCFS order, within `max_num_batched_tokens` and
+`max_num_seqs`; a request that needs a KV block when none is free preempts the most recently admitted request,
+which is recomputed later. Without chunked prefill, whole prompts run in prefill-only steps that stall the decodes
+(vLLM v0's default). The static policy forms a batch when the replica is empty and runs it to completion.
+
+Fast-forward: decoding requests advance in lock-step, so their token counts are stored relative to the replica's
+decode-step counter. While nothing can change the batch (no prefill running, no admissible waiting request, no
+completion, enough free blocks), a run of K decode steps is one SimPy event whose step times are computed as one
+numpy vector; an arrival that could join interrupts it at the end of the step in progress. The result equals
+stepping one iteration at a time (tests/test_fast_forward.py).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+import simpy
+
+from sim.cost.iteration import IterationCost
+from sim.serving.engine_config import EngineConfig
+from sim.serving.kv_cache import KVCache
+from sim.serving.request import DECODE, FINISHED, PREFILL, REJECTED, WAITING, Request
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class Replica:
+    def __init__(self, env: simpy.Environment, index: int, cost: IterationCost, kv: KVCache, cfg: EngineConfig,
+                 max_model_len: int, on_finish: Callable[[Request], None] | None = None) -> None:
+        self.env, self.index, self.cost, self.kv, self.cfg = env, index, cost, kv, cfg
+        self.max_model_len = max_model_len
+        self.on_finish = on_finish
+        self.B = kv.block_size
+        self.watermark_blocks = int(cfg.watermark * kv.num_blocks)
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []  # admission order: the tail is preempted first
+        self.prefilling: list[Request] = []  # running requests still in prefill, admission order
+        # Lock-step decoders: count, sum of `base`, histogram of base mod B, heap of (finish dstep, seq, request).
+        self.n_dec = 0
+        self.dec_base_sum = 0
+        self.phase = [0] * self.B
+        self.finish_heap: list[tuple[int, int, Request]] = []
+        self.dstep = 0  # decode-advancing steps done; decoders' token counts are relative to it
+        self.steps = 0  # all steps done
+        self.busy_s = 0.0
+        self.dends: list[np.ndarray] = []  # end time of every decode-advancing step, in chunks
+        self._dends_pending: list[float] = []
+        self.kv_times: list[float] = []
+        self.kv_used: list[int] = []
+        self.events = 0
+        self._seq = 0
+        self.preemptions = 0
+        self._decode_blocks_step = -1  # the decode step whose block allocations are done
+        self._idle: simpy.Event | None = None
+        self._segment = False  # inside a multi-step fast-forward segment (interruptible)
+        self._interrupted = False
+        self.process = env.process(self._run())
+
+    # ---- arrivals ----------------------------------------------------------------------------------------------
+    def enqueue(self, r: Request) -> None:
+        r.replica = self.index
+        if r.prompt + r.output > self.max_model_len:
+            r.state = REJECTED
+            r.finish_time = self.env.now
+            if self.on_finish:
+                self.on_finish(r)
+            return
+        was_empty = not self.waiting
+        self.waiting.append(r)
+        if self._idle is not None:
+            idle, self._idle = self._idle, None
+            idle.succeed()
+        elif (self._segment and not self._interrupted and was_empty and self.cfg.policy == "continuous"
+              and len(self.running) < self.cfg.max_num_seqs):
+            self._interrupted = True
+            self.process.interrupt()
+
+    @property
+    def outstanding(self) -> int:
+        return len(self.waiting) + len(self.running)
+
+    # ---- the engine loop ---------------------------------------------------------------------------------------
+    def _run(self):  # noqa: ANN202  (a SimPy process generator)
+        env = self.env
+        while True:
+            if not self.running and not self.waiting:
+                self._idle = env.event()
+                yield self._idle
+                continue
+            preemptions_before = self.preemptions
+            chunks, advance, stable = self._schedule()
+            if not chunks and not (advance and self.n_dec):
+                if self.preemptions != preemptions_before:
+                    continue  # the batch was preempted away; the next plan re-admits from the queue
+                # Arrivals are length-checked on entry, so an empty replica always admits its queue's head.
+                raise RuntimeError(f"replica {self.index}: no progress with {len(self.waiting)} waiting requests")
+            self.events += 1
+            now = env.now
+            if not chunks:
+                k_max = self._decode_horizon() if (self.cfg.fast_forward and stable) else 1
+                kv_sums = self.dec_base_sum + self.n_dec * (np.arange(self.dstep, self.dstep + k_max) + 1)
+                times = self.cost.decode_times(self.n_dec, kv_sums)
+                ends = np.cumsum(np.concatenate(([now], times)))[1:]
+                k = k_max
+                if k_max > 1:
+                    self._segment, self._interrupted = True, False
+                    try:
+                        yield env.timeout(ends[-1] - now)
+                    except simpy.Interrupt:
+                        # Finish the step in progress, then re-plan with the newcomer.
+                        k = min(int(np.searchsorted(ends, env.now, side="left")) + 1, k_max)
+                        while ends[k - 1] - env.now > 1e-12:
+                            try:
+                                yield env.timeout(ends[k - 1] - env.now)
+                            except simpy.Interrupt:
+                                pass
+                    self._segment = False
+                else:
+                    yield env.timeout(times[0])
+                self._finish_decode_run(k, ends[:k], float(times[:k].sum()))
+            else:
+                n_dec = self.n_dec if advance else 0
+                kv_sum = self.dec_base_sum + n_dec * (self.dstep + 1) if n_dec else 0
+                shapes = [(n, r.computed) for r, n in chunks]
+                done = [n == r.num_tokens - r.computed for r, n in chunks]
+                t = self.cost.step_time(shapes, n_dec, kv_sum, num_logits=n_dec + sum(done))
+                yield env.timeout(t)
+                self._finish_mixed_step(chunks, advance, t)
+            self.kv_times.append(env.now)
+            self.kv_used.append(self.kv.used)
+
+    # ---- scheduling --------------------------------------------------------------------------------------------
+    def _schedule(self) -> tuple[list[tuple[Request, int]], bool, bool]:
+        """Plan the next step. Returns (prefill chunks, whether decoders advance, whether the batch is stable).
+        Decode blocks for the step are allocated here; `stable` means no waiting request could join."""
+        cfg = self.cfg
+        if cfg.policy == "static":
+            if not self.running:
+                return self._admit(budget=1 << 62, whole=True), True, False
+            self._allocate_decode_blocks()
+            return [], True, True
+        if not cfg.chunked_prefill and self.waiting and len(self.running) < cfg.max_num_seqs:
+            chunks = self._admit(budget=cfg.max_num_batched_tokens, whole=True)
+            if chunks:
+                return chunks, False, False
+        preempted = self._allocate_decode_blocks()
+        chunks: list[tuple[Request, int]] = []
+        budget = cfg.max_num_batched_tokens - self.n_dec
+        if cfg.chunked_prefill:
+            for r in list(self.prefilling):
+                if budget <= 0:
+                    break
+                if r.state != PREFILL:
+                    continue  # preempted while making room for an earlier request
+                n = min(r.num_tokens - r.computed, budget)
+                if not self._grow(r, r.computed + n):
+                    preempted = True
+                    continue
+                chunks.append((r, n))
+                budget -= n
+        blocked = False
+        if not preempted and self.waiting:
+            new = self._admit(budget=budget, whole=not cfg.chunked_prefill)
+            chunks.extend(new)
+            blocked = bool(self.waiting)
+        stable = not chunks and not preempted and (not self.waiting or blocked)
+        return chunks, True, stable
+
+    def _allocate_decode_blocks(self) -> bool:
+        """Blocks for the decoders whose next token starts a new block; preempt from the tail until they fit."""
+        preempted = False
+        while True:
+            need = self.phase[(-self.dstep) % self.B]
+            if need <= self.kv.available or not self.running:
+                break
+            self._preempt(self.running[-1])
+            preempted = True
+        self.kv.allocate(self.phase[(-self.dstep) % self.B])
+        self._decode_blocks_step = self.dstep
+        return preempted
+
+    def _grow(self, r: Request, kv_tokens: int) -> bool:
+        """Give a prefilling request blocks for `kv_tokens`; preempt later requests (or itself) if needed."""
+        need = _ceil_div(kv_tokens, self.B) - r.blocks
+        while need > self.kv.available:
+            victim = self.running[-1]
+            self._preempt(victim)
+            if victim is r:
+                return False
+        self.kv.allocate(need)
+        r.blocks += need
+        return True
+
+    def _admit(self, budget: int, whole: bool) -> list[tuple[Request, int]]:
+        """Admit waiting requests in FCFS order while seats, budget and memory (above the watermark) allow."""
+        chunks: list[tuple[Request, int]] = []
+        kv = self.kv
+        while self.waiting and len(self.running) < self.cfg.max_num_seqs and budget > 0:
+            r = self.waiting[0]
+            hits, hit_cached_blocks = 0, 0
+            unit_blocks = r.prefix_unit_tokens // self.B if r.prefix_keys else 0
+            if unit_blocks:
+                max_units = min(len(r.prefix_keys), (r.prompt - 1) // r.prefix_unit_tokens)
+                hits = kv.match(r.prefix_keys, max_units)
+                hit_cached_blocks = sum(unit_blocks for key in r.prefix_keys[:hits] if key not in kv.active)
+            start = hits * r.prefix_unit_tokens
+            remaining = r.num_tokens - start
+            n = min(remaining, budget)
+            if whole and n < remaining and chunks:
+                break  # unchunked: a prompt never splits; the first one of a step may exceed the budget
+            if whole:
+                n = remaining
+            new_blocks = _ceil_div(start + n, self.B) - hits * unit_blocks
+            if kv.available - hit_cached_blocks - new_blocks < self.watermark_blocks:
+                break
+            self.waiting.popleft()
+            if hits:
+                kv.acquire(r.prefix_keys[:hits])
+                r.keys_held = list(r.prefix_keys[:hits])
+                r.prefix_hit_tokens += start
+            r.units_seen = hits
+            r.computed = start
+            kv.allocate(new_blocks)
+            r.blocks = hits * unit_blocks + new_blocks
+            r.state = PREFILL
+            self._seq += 1
+            r.seq = self._seq
+            if r.first_scheduled < 0:
+                r.first_scheduled = self.env.now
+            self.running.append(r)
+            self.prefilling.append(r)
+            chunks.append((r, n))
+            budget -= n
+        return chunks
+
+    # ---- state changes -----------------------------------------------------------------------------------------
+    def _preempt(self, r: Request) -> None:
+        """Free a running request's KV and put it at the head of the queue; it is recomputed from scratch."""
+        self.running.remove(r)
+        if r.state == DECODE:
+            self._leave_decode(r, self.dstep)  # it emitted through decode step dstep - 1
+            # Its KV covers base + dstep tokens, plus the slot of this step's token if that was allocated already.
+            kv_tokens = r.computed + (1 if self._decode_blocks_step == self.dstep else 0)
+            r.blocks = _ceil_div(kv_tokens, self.B)
+        else:
+            self.prefilling.remove(r)
+        unit_blocks = r.prefix_unit_tokens // self.B if r.prefix_keys else 0
+        self.kv.release(r.blocks - len(r.keys_held) * unit_blocks, r.keys_held)
+        r.keys_held = []
+        r.blocks = 0
+        r.computed = 0
+        r.units_seen = 0
+        r.state = WAITING
+        r.preemptions += 1
+        self.preemptions += 1
+        self.waiting.appendleft(r)
+
+    def _leave_decode(self, r: Request, dstep: int) -> None:
+        """Materialise a decoder's counters at decode step `dstep` (before it runs) and drop it from lock-step."""
+        r.generated = r.gbase + dstep
+        r.computed = r.base + dstep
+        self.n_dec -= 1
+        self.dec_base_sum -= r.base
+        self.phase[r.base % self.B] -= 1
+        t0, first, _ = r.emit_runs[-1]
+        r.emit_runs[-1] = (t0, first, dstep - 1)
+        r.finish_step = -1  # invalidates its heap entry
+
+    def _enter_decode(self, r: Request) -> None:
+        """A request whose prefill just emitted a token joins the lock-step decoders from the next decode step."""
+        d = self.dstep
+        r.state = DECODE
+        r.base = r.computed - d
+        r.gbase = r.generated - d
+        r.finish_step = r.output - 1 - r.gbase
+        self.n_dec += 1
+        self.dec_base_sum += r.base
+        self.phase[r.base % self.B] += 1
+        r.emit_runs.append((self.env.now, d, d - 1))
+        heapq.heappush(self.finish_heap, (r.finish_step, r.seq, r))
+
+    def _finish(self, r: Request) -> None:
+        self.running.remove(r)
+        unit_blocks = r.prefix_unit_tokens // self.B if r.prefix_keys else 0
+        self.kv.release(r.blocks - len(r.keys_held) * unit_blocks, r.keys_held)
+        r.keys_held = []
+        r.blocks = 0
+        r.state = FINISHED
+        r.finish_time = self.env.now
+        if self.on_finish:
+            self.on_finish(r)
+
+    def _register_units(self, r: Request) -> None:
+        if not r.prefix_keys:
+            return
+        unit_blocks = r.prefix_unit_tokens // self.B
+        done = min(len(r.prefix_keys), min(r.computed, r.prompt) // r.prefix_unit_tokens)
+        while r.units_seen < done:
+            key = r.prefix_keys[r.units_seen]
+            r.units_seen += 1
+            if self.kv.register(key, unit_blocks):
+                r.keys_held.append(key)
+            else:
+                r.units_seen = len(r.prefix_keys)  # a duplicate breaks the chain: keep the rest private
+                break
+
+    def _finish_mixed_step(self, chunks: list[tuple[Request, int]], advance: bool, t: float) -> None:
+        now = self.env.now
+        self.steps += 1
+        self.busy_s += t
+        if advance:
+            self._dends_pending.append(now)
+            self._complete_decodes(self.dstep)
+            self.dstep += 1
+        for r, n in chunks:
+            r.computed += n
+            self._register_units(r)
+            if r.computed < r.num_tokens:
+                continue
+            self.prefilling.remove(r)
+            r.generated += 1
+            if r.first_token_time < 0:
+                r.first_token_time = now
+            if r.generated >= r.output:
+                r.emit_runs.append((now, 0, -1))
+                self._finish(r)
+            else:
+                self._enter_decode(r)
+
+    def _finish_decode_run(self, k: int, ends: np.ndarray, busy: float) -> None:
+        self.steps += k
+        self.busy_s += busy
+        if self._dends_pending:
+            self.dends.append(np.array(self._dends_pending))
+            self._dends_pending = []
+        self.dends.append(ends)
+        # Blocks for decode steps 2..k of the run (step 1's were allocated when it was scheduled).
+        if k > 1:
+            self.kv.allocate(self._allocations(self.dstep + 1, k - 1))
+        last = self.dstep + k - 1
+        self._complete_decodes(last)
+        self.dstep += k
+
+    def _complete_decodes(self, last: int) -> None:
+        """Finish the decoders whose last token was produced at decode step `last` (or earlier)."""
+        heap = self.finish_heap
+        while heap and heap[0][0] <= last:
+            fstep, seq, r = heapq.heappop(heap)
+            if r.state != DECODE or r.finish_step != fstep or r.seq != seq:
+                continue  # stale entry of a request preempted since
+            self._leave_decode(r, fstep + 1)
+            r.blocks = _ceil_div(r.base + fstep + 1, self.B)
+            self._finish(r)
+
+    # ---- fast-forward horizon --------------------------------------------------------------------------------
+    def _allocations(self, first: int, k: int) -> int:
+        """Blocks the decoders allocate over decode steps first .. first+k-1."""
+        B, total = self.B, 0
+        full, rest = divmod(k, B)
+        total = full * self.n_dec
+        if rest:
+            for p, c in enumerate(self.phase):
+                if c and (-(p + first)) % B < rest:
+                    total += c
+        return total
+
+    def _decode_horizon(self) -> int:
+        """How many decode steps can run before the batch changes: the first completion, or the first step whose
+        block allocations would not fit (that step then runs alone and preempts)."""
+        heap = self.finish_heap
+        while heap and (heap[0][2].state != DECODE or heap[0][2].finish_step != heap[0][0]
+                        or heap[0][2].seq != heap[0][1]):
+            heapq.heappop(heap)
+        k_finish = heap[0][0] - self.dstep + 1
+        if k_finish <= 1:
+            return 1
+        free, n, B = self.kv.available, self.n_dec, self.B
+        full = free // n
+        k_mem = full * B
+        left = free - full * n
+        # Within the next partial cycle, steps whose allocations still fit, in order of the phases' first need.
+        first = self.dstep + 1 + k_mem
+        order = sorted(((-(p + first)) % B, c) for p, c in enumerate(self.phase) if c)
+        extra = B
+        for offset, c in order:
+            if c > left:
+                extra = offset
+                break
+            left -= c
+        k_mem += extra
+        return max(1, min(k_finish, 1 + k_mem))
+
+    # ---- results -----------------------------------------------------------------------------------------------
+    def decode_step_ends(self) -> np.ndarray:
+        if self._dends_pending:
+            self.dends.append(np.array(self._dends_pending))
+            self._dends_pending = []
+        return np.concatenate(self.dends) if self.dends else np.zeros(0)

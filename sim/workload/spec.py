@@ -1,0 +1,77 @@
+"""What traffic to simulate, and how it becomes the canonical request table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from sim.core.rng import stream
+from sim.errors import FleetsimError
+from sim.workload.arrivals import arrival_times
+from sim.workload.lengths import parse, sample
+from sim.workload.table import validate, window
+from sim.workload.traces import load_trace
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSpec:
+    trace: str | None = "azure-conv"  # shipped name or path; None for synthetic traffic
+    format: str = "auto"
+    arrival: str | None = None  # "trace" (the trace's timestamps), "poisson" or "gamma"; default: trace if any
+    rate: float | None = None  # req/s; with arrival="trace" the trace is time-scaled to this mean rate
+    cv: float = 1.0  # gamma arrivals: coefficient of variation of inter-arrival gaps
+    num_requests: int | None = None
+    duration_s: float | None = 600.0  # window of the trace (or horizon of generated arrivals)
+    input_len: str = "empirical"  # used when arrivals are generated: fixed:N, uniform:A:B, lognormal:M:S, empirical
+    output_len: str = "empirical"
+
+    def __post_init__(self) -> None:
+        if self.rate is not None and not (isinstance(self.rate, (int, float)) and self.rate > 0):
+            raise FleetsimError(f"workload.rate: expected a positive number of requests/s, got {self.rate!r}")
+        if self.num_requests is not None and (not isinstance(self.num_requests, int) or self.num_requests < 1):
+            raise FleetsimError(f"workload.num_requests: expected a positive integer, got {self.num_requests!r}")
+        if self.duration_s is not None and not self.duration_s > 0:
+            raise FleetsimError(f"workload.duration_s: expected a positive number of seconds, got {self.duration_s!r}")
+        parse(self.input_len, "workload.input_len")
+        parse(self.output_len, "workload.output_len")
+
+    @property
+    def arrival_kind(self) -> str:
+        return self.arrival or ("trace" if self.trace else "poisson")
+
+
+def build_requests(spec: WorkloadSpec, seed: int, max_len: int | None = None) -> tuple[pl.DataFrame, int]:
+    """The request table to simulate and its prefix block size (0 when the trace carries no prefix hashes)."""
+    kind = spec.arrival_kind
+    trace, block = (load_trace(spec.trace, spec.format) if spec.trace else (None, 0))
+    if kind == "trace":
+        if trace is None:
+            raise FleetsimError("workload.arrival = 'trace' needs workload.trace")
+        df = trace
+        if spec.rate is not None:
+            span = df["arrival_s"].max()
+            if df.height > 1 and span > 0:
+                df = df.with_columns(pl.col("arrival_s") * ((df.height - 1) / span / spec.rate))
+        return window(df, spec.duration_s, spec.num_requests), block
+    rate = spec.rate or 1.0
+    if spec.num_requests is not None:
+        n = spec.num_requests
+    elif spec.duration_s is not None:
+        n = max(1, int(np.ceil(rate * spec.duration_s * 1.5)) + 10)
+    else:
+        raise FleetsimError("workload: set num_requests or duration_s for generated arrivals")
+    rng_a, rng_l = stream(seed, "arrivals"), stream(seed, "lengths")
+    times = arrival_times(kind, rate, n, rng_a, spec.cv)
+    emp_in = trace["input_tokens"].to_numpy() if trace is not None else None
+    emp_out = trace["output_tokens"].to_numpy() if trace is not None else None
+    df = pl.DataFrame({
+        "arrival_s": times,
+        "input_tokens": sample(spec.input_len, n, rng_l, "workload.input_len", emp_in, max_len),
+        "output_tokens": sample(spec.output_len, n, rng_l, "workload.output_len", emp_out, max_len),
+    })
+    df = validate(df, "generated workload")
+    if spec.num_requests is None:
+        df = window(df, spec.duration_s, None)
+    return df, 0
