@@ -76,7 +76,7 @@ def build(scenario: Scenario) -> Simulation:
     eng = scenario.engine
     mem = memory_budget(model, gpu, plan, gpu_memory_utilization=eng.gpu_memory_utilization,
                         block_size=eng.block_size, max_batched_tokens=eng.max_num_batched_tokens,
-                        max_num_seqs=eng.max_num_seqs)
+                        max_num_seqs=eng.max_num_seqs, blocks_override=eng.num_gpu_blocks_override)
     watermark_blocks = int(eng.watermark * mem.num_blocks)
     max_model_len = min(model.max_context, (mem.num_blocks - watermark_blocks) * eng.block_size)
     table, unit = build_requests(scenario.workload, scenario.seed, max_model_len)

@@ -22,9 +22,12 @@ class MemoryBudget:
     kv_bytes: float
     kv_bytes_per_token: float  # on one GPU of the replica
     block_size: int
+    blocks_override: int | None = None
 
     @property
     def num_blocks(self) -> int:
+        if self.blocks_override is not None:
+            return self.blocks_override
         return int(self.kv_bytes // (self.kv_bytes_per_token * self.block_size))
 
     @property
@@ -51,7 +54,7 @@ def activation_reserve(model: ModelArch, plan: Plan, max_batched_tokens: int, ma
 
 
 def memory_budget(model: ModelArch, gpu: GPUSpec, plan: Plan, *, gpu_memory_utilization: float, block_size: int,
-                  max_batched_tokens: int, max_num_seqs: int) -> MemoryBudget:
+                  max_batched_tokens: int, max_num_seqs: int, blocks_override: int | None = None) -> MemoryBudget:
     usable = gpu.hbm_bytes * gpu_memory_utilization
     weights = model.weight_bytes / plan.gpus_per_replica
     act = activation_reserve(model, plan, max_batched_tokens, max_num_seqs)
@@ -67,4 +70,4 @@ def memory_budget(model: ModelArch, gpu: GPUSpec, plan: Plan, *, gpu_memory_util
             f"plan {plan.label()} does not fit: after {weights / 1e9:.1f} GB of weights and {act / 1e9:.1f} GB of "
             f"activations per GPU, {max(kv, 0) / 1e9:.2f} GB remain for the KV cache on {gpu.name}; short by "
             f"{(per_token * block_size - kv) / 1e9:.2f} GB for even one KV block (raise tp or pp)")
-    return MemoryBudget(usable, weights, act, kv, per_token, block_size)
+    return MemoryBudget(usable, weights, act, kv, per_token, block_size, blocks_override)

@@ -22,6 +22,7 @@ class EngineConfig:
     # CPU scheduling + input preparation + launch per step. An assumption (vLLM v1 overlaps much of it with the
     # GPU); set it from your own engine's traces.
     step_overhead_s: float = 0.002
+    num_gpu_blocks_override: int | None = None  # fix the KV capacity in blocks (as vLLM's knob of that name)
     fast_forward: bool = True  # advance runs of identical decode steps in one event (same results, faster)
 
     def __post_init__(self) -> None:
@@ -36,6 +37,10 @@ class EngineConfig:
                                 f"got {self.gpu_memory_utilization!r}")
         if not 0.0 <= self.watermark < 0.5:
             raise FleetsimError(f"engine.watermark: expected a fraction in [0, 0.5), got {self.watermark!r}")
+        if self.num_gpu_blocks_override is not None and (
+                not isinstance(self.num_gpu_blocks_override, int) or self.num_gpu_blocks_override < 1):
+            raise FleetsimError(f"engine.num_gpu_blocks_override: expected a positive integer, "
+                                f"got {self.num_gpu_blocks_override!r}")
         if self.step_overhead_s < 0:
             raise FleetsimError(f"engine.step_overhead_s: expected >= 0, got {self.step_overhead_s!r}")
         if self.chunked_prefill and self.max_num_batched_tokens < self.max_num_seqs:

@@ -382,7 +382,10 @@ class Replica:
         k_finish = heap[0][0] - self.dstep + 1
         if k_finish <= 1:
             return 1
-        free, n, B = self.kv.available, self.n_dec, self.B
+        # Evicting cached prefixes changes what a waiting request would hit (and what a prefix-aware router sees),
+        # so a run never evicts: the step that must evict runs alone.
+        free = self.kv.num_free if self.kv.cached else self.kv.available
+        n, B = self.n_dec, self.B
         full = free // n
         k_mem = full * B
         left = free - full * n

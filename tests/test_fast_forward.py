@@ -1,0 +1,50 @@
+"""Fast-forward (many decode steps per event) gives the same per-request results as stepping one at a time."""
+
+import numpy as np
+import pytest
+
+import sim
+from helpers import synthetic
+from sim import EngineConfig, Scenario, WorkloadSpec
+
+CASES = {
+    "continuous": {},
+    "unchunked": {"chunked_prefill": False},
+    "static": {"policy": "static"},
+    "memory-pressure": {"num_gpu_blocks_override": 400, "max_num_seqs": 64},
+    "prefix-cache-pressure": {"num_gpu_blocks_override": 900, "block_size": 8},
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fast_forward_equals_stepping(case):
+    runs = {}
+    for ff in (True, False):
+        scenario = synthetic("llama-2-70b", "a100", tp=2, rate=2.5, n=250, seed=3,
+                             engine=EngineConfig(fast_forward=ff, max_num_batched_tokens=512, **CASES[case]))
+        runs[ff] = sim.run(scenario)
+    a, b = (runs[ff].requests.sort("request_id") for ff in (True, False))
+    for col in ("ttft_s", "tpot_s", "e2e_s", "itl_p50_s", "itl_max_s", "queue_delay_s"):
+        np.testing.assert_allclose(a[col].to_numpy(), b[col].to_numpy(), rtol=1e-9, atol=1e-12, err_msg=col)
+    assert a["preemptions"].to_list() == b["preemptions"].to_list()
+    assert runs[True].info["engine_events"] < runs[False].info["engine_events"]
+    if case == "memory-pressure":
+        assert runs[True].summary["preemptions"] > 0
+
+
+@pytest.mark.parametrize("router,gpus", [("round-robin", 1), ("prefix-aware", 3)])
+def test_fast_forward_equals_stepping_with_prefix_cache_under_pressure(router, gpus):
+    """Mooncake requests share prefixes: hits, LRU evictions and preemptions all happen in this run."""
+    runs = {}
+    for ff in (True, False):
+        scenario = Scenario(model="llama-3.1-8b", gpu="h100", num_gpus=gpus, router=router,
+                            engine=EngineConfig(fast_forward=ff, num_gpu_blocks_override=4000, max_num_seqs=64,
+                                                max_num_batched_tokens=2048),
+                            workload=WorkloadSpec(trace="mooncake-conv", num_requests=250, duration_s=None,
+                                                  rate=0.5 * gpus))
+        runs[ff] = sim.run(scenario)
+    a, b = (runs[ff].requests.sort("request_id") for ff in (True, False))
+    for col in ("ttft_s", "e2e_s", "itl_max_s", "prefix_hit_tokens", "preemptions"):
+        np.testing.assert_allclose(a[col].to_numpy(), b[col].to_numpy(), rtol=1e-9, err_msg=col)
+    s = runs[True].summary
+    assert s["preemptions"] > 0 and s["prefix_hit_rate"] > 0
