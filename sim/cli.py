@@ -46,7 +46,8 @@ def _fmt(value: Any, unit: str = "") -> str:
 
 
 def render_summary(s: dict[str, Any], title: str) -> None:
-    lat = Table(title=title, title_justify="left", show_edge=False)
+    out.print(f"[bold]{title}[/]", highlight=False)
+    lat = Table(show_edge=False)
     lat.add_column("latency (ms)")
     for col in ("mean", "p50", "p90", "p99", "max"):
         lat.add_column(col, justify="right")
@@ -188,18 +189,18 @@ def catalog(ctx: typer.Context) -> None:
     from sim.model.catalog import load_model, model_names
 
     t = Table(title="models", title_justify="left", show_edge=False)
-    for col in ("name", "params (B)", "active (B)", "weights (GB)", "KV bytes/token", "context", "attention"):
-        t.add_column(col, justify="left" if col in ("name", "attention") else "right")
+    for col in ("name", "params B", "active B", "weights GB", "KV B/token", "context", "attention"):
+        t.add_column(col, justify="left" if col in ("name", "attention") else "right", no_wrap=col == "name")
     for name in model_names():
         m = load_model(name)
         s = m.summary()
-        kind = m.attention + (" + MoE" if m.moe else "")
-        t.add_row(name, _fmt(s["params_total_b"]), _fmt(s["params_active_b"]), _fmt(s["weight_gb"]),
+        kind = m.attention.upper() + ("+MoE" if m.moe else "")
+        t.add_row(name, f"{s['params_total_b']:,.1f}", f"{s['params_active_b']:,.1f}", f"{s['weight_gb']:,.1f}",
                   f"{s['kv_bytes_per_token']:,}", f"{m.max_context:,}", kind)
     out.print(t)
     g = Table(title="\nGPUs", title_justify="left", show_edge=False)
-    for col in ("name", "BF16 TFLOP/s", "FP8 TFLOP/s", "HBM (GB)", "HBM (TB/s)", "scale-up (GB/s/dir)", "power (W)"):
-        g.add_column(col, justify="left" if col == "name" else "right")
+    for col in ("name", "BF16 TFLOP/s", "FP8 TFLOP/s", "HBM GB", "HBM TB/s", "link GB/s", "watts"):
+        g.add_column(col, justify="left" if col == "name" else "right", no_wrap=col == "name")
     from sim.hardware.catalog import gpu_names
 
     for name in gpu_names():

@@ -1,0 +1,43 @@
+"""Plans: memory feasibility, tensor and pipeline parallelism through the whole run."""
+
+import pytest
+
+import sim
+from sim.errors import FleetsimError
+from sim.hardware import load_gpu
+from sim.model import load_model
+from sim.parallel import Plan, memory_budget
+
+
+def _budget(model, gpu, plan, **kw):
+    return memory_budget(load_model(model), load_gpu(gpu), plan, gpu_memory_utilization=kw.get("util", 0.9),
+                         block_size=16, max_batched_tokens=kw.get("tokens", 8192), max_num_seqs=256)
+
+
+def test_weights_that_do_not_fit_say_by_how_much():
+    with pytest.raises(FleetsimError, match=r"needs 405.9 GB of weights per GPU .* short by 333.9 GB"):
+        _budget("llama-3.1-405b", "a100", Plan(tp=2))
+
+
+def test_kv_capacity_grows_with_tensor_parallelism():
+    b4 = _budget("llama-3.1-70b", "h100", Plan(tp=4))
+    b8 = _budget("llama-3.1-70b", "h100", Plan(tp=8))
+    assert b8.weight_bytes == pytest.approx(b4.weight_bytes / 2)
+    # KV heads split 8 ways instead of 4, and more memory is left: more than twice the tokens.
+    assert b8.token_capacity > 2 * b4.token_capacity
+    # 8B on one H100: 72 GB usable - 16 GB weights - activations, at 128 KiB per token: ~400k tokens.
+    b = _budget("llama-3.1-8b", "h100", Plan())
+    assert 350_000 < b.token_capacity < 450_000
+
+
+def test_pipeline_parallel_run():
+    s = sim.run(model="llama-3.1-405b", gpu="h100", tp=8, pp=2, num_gpus=16,
+                **{"workload.num_requests": 40, "workload.duration_s": None}).summary
+    assert s["num_finished"] == 40
+    s1 = sim.run(model="llama-3.1-70b", gpu="h100", tp=4, pp=1, num_gpus=4,
+                 **{"workload.num_requests": 40, "workload.duration_s": None}).summary
+    s2 = sim.run(model="llama-3.1-70b", gpu="h100", tp=4, pp=2, num_gpus=8, replicas=1,
+                 **{"workload.num_requests": 40, "workload.duration_s": None}).summary
+    # Without micro-batch overlap, a second stage adds one activation transfer per token: latency does not drop.
+    assert s2["tpot_p50_s"] >= s1["tpot_p50_s"] * 0.95
+

@@ -1,0 +1,79 @@
+"""Trace readers on the real files, arrival processes and length distributions."""
+
+import numpy as np
+import pytest
+
+from sim.core.rng import stream
+from sim.errors import FleetsimError
+from sim.workload.arrivals import arrival_times
+from sim.workload.azure import read_azure
+from sim.workload.lengths import sample
+from sim.workload.mooncake import read_mooncake
+from sim.workload.spec import WorkloadSpec, build_requests
+from sim.workload.traces import load_trace
+
+
+def test_azure_readers_on_the_real_traces(shared_data):
+    conv = read_azure(shared_data / "traces/azure_llm_2023/AzureLLMInferenceTrace_conv.csv")
+    code = read_azure(shared_data / "traces/azure_llm_2023/AzureLLMInferenceTrace_code.csv")
+    assert conv.height == 19366 and code.height == 8819
+    assert conv["arrival_s"][0] == 0.0 and 3400 < conv["arrival_s"].max() < 3600  # one hour
+    assert conv["input_tokens"].min() >= 1 and conv["output_tokens"].min() >= 1
+
+
+def test_shipped_traces_equal_the_originals(shared_data):
+    shipped, _ = load_trace("azure-conv")
+    original = read_azure(shared_data / "traces/azure_llm_2023/AzureLLMInferenceTrace_conv.csv")
+    assert shipped.equals(original.sort("arrival_s", maintain_order=True))
+
+
+def test_mooncake_reader_keeps_prefix_hashes(shared_data):
+    df = read_mooncake(shared_data / "traces/mooncake_fast25/conversation_trace.jsonl")
+    assert df.height == 12031
+    lens = df["prefix_hashes"].list.len().to_numpy()
+    # one hash per 512-token block of the prompt
+    assert np.all(lens == np.ceil(df["input_tokens"].to_numpy() / 512))
+    _, unit = load_trace(str(shared_data / "traces/mooncake_fast25/conversation_trace.jsonl"))
+    assert unit == 512
+
+
+@pytest.mark.parametrize("kind,cv", [("poisson", 1.0), ("gamma", 1.0), ("gamma", 3.0), ("gamma", 0.5)])
+def test_arrival_processes_have_the_asked_rate_and_burstiness(kind, cv):
+    t = arrival_times(kind, 4.0, 200_000, stream(0, "a"), cv)
+    gaps = np.diff(t)
+    assert gaps.mean() == pytest.approx(0.25, rel=0.02)
+    assert gaps.std() / gaps.mean() == pytest.approx(cv, rel=0.05)
+
+
+def test_length_distributions():
+    rng = stream(1, "l")
+    assert set(sample("fixed:512", 10, rng, "f")) == {512}
+    u = sample("uniform:100:200", 50_000, rng, "f")
+    assert u.min() >= 100 and u.max() <= 200 and u.mean() == pytest.approx(150, rel=0.01)
+    ln = sample("lognormal:1000:0.8", 50_000, rng, "f")
+    assert np.median(ln) == pytest.approx(1000, rel=0.03)
+    emp = sample("empirical", 1000, rng, "f", empirical=np.array([3, 7]))
+    assert set(emp) == {3, 7}
+    assert sample("lognormal:1000:2", 1000, rng, "f", cap=4096).max() <= 4096
+    with pytest.raises(FleetsimError, match="takes 2 parameter"):
+        sample("uniform:3", 1, rng, "workload.input_len")
+
+
+def test_trace_rate_scaling_and_window():
+    base, _ = build_requests(WorkloadSpec(trace="azure-conv", duration_s=None), 0)
+    fast, _ = build_requests(WorkloadSpec(trace="azure-conv", duration_s=None, rate=10.0), 0)
+    span = fast["arrival_s"].max()
+    assert (fast.height - 1) / span == pytest.approx(10.0, rel=1e-9)
+    assert fast["input_tokens"].equals(base["input_tokens"])
+    window, _ = build_requests(WorkloadSpec(trace="azure-conv", duration_s=600), 0)
+    assert window.height == 2867 and window["arrival_s"].max() < 600
+
+
+def test_generated_workload_with_trace_lengths_is_seeded():
+    spec = WorkloadSpec(trace="azure-conv", arrival="gamma", cv=2.0, rate=3.0, num_requests=500)
+    a, _ = build_requests(spec, 7)
+    b, _ = build_requests(spec, 7)
+    c, _ = build_requests(spec, 8)
+    assert a.equals(b) and not a.equals(c)
+    conv, _ = load_trace("azure-conv")
+    assert set(a["input_tokens"].to_list()) <= set(conv["input_tokens"].to_list())
