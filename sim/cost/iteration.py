@@ -51,6 +51,7 @@ class IterationCost:
         self.heads = max(1, model.num_heads // tp)
         self.kv_heads = max(1, model.num_kv_heads // tp)
         self._token_cache: dict[tuple[int, int], float] = {}
+        self._decode_cache: dict[int, tuple[float, float, float]] = {}
         self._attn_coeffs()
 
     # ---- kernels -------------------------------------------------------------------------------------------------
@@ -80,6 +81,8 @@ class IterationCost:
             self.flops_per_pair = 4.0 * self.heads * m.head_dim
             self.kv_read_per_token = 2.0 * self.kv_heads * m.head_dim * self.kvbytes
         a = self.calib.attention
+        self._prefill_rates = (self.peak_bf16 * a["prefill_compute_eff"], self.bw * a["decode_mem_eff"],
+                               a["overhead_s"])
         self.attn_decode_s_per_token = max(
             self.flops_per_pair / (self.peak_bf16 * a["prefill_compute_eff"]),
             self.kv_read_per_token / (self.bw * a["decode_mem_eff"]),
@@ -142,50 +145,70 @@ class IterationCost:
 
     # ---- attention -----------------------------------------------------------------------------------------------
     def _prefill_attention(self, chunks: Sequence[tuple[int, int]]) -> float:
-        a = self.calib.attention
         m = self.model
+        flop_rate, byte_rate, overhead = self._prefill_rates
+        window = m.sliding_window if m.sliding_window_layers else 0
         total = 0.0
         for c, ctx in chunks:
-            pairs_full = c * (ctx + (c + 1) / 2.0)
-            if m.sliding_window_layers:
-                w = m.sliding_window
-                pairs_win = c * min(ctx + (c + 1) / 2.0, w)
-                pairs = (m.full_attention_layers * pairs_full + m.sliding_window_layers * pairs_win) / m.num_layers
-            else:
-                pairs = pairs_full
-            flops = self.flops_per_pair * pairs
-            nbytes = self.kv_read_per_token * (ctx + c)
-            total += max(flops / (self.peak_bf16 * a["prefill_compute_eff"]),
-                         nbytes / (self.bw * a["decode_mem_eff"])) + a["overhead_s"]
+            pairs = c * (ctx + (c + 1) / 2.0)
+            if window:
+                pairs_win = c * min(ctx + (c + 1) / 2.0, window)
+                pairs = (m.full_attention_layers * pairs + m.sliding_window_layers * pairs_win) / m.num_layers
+            compute = self.flops_per_pair * pairs / flop_rate
+            memory = self.kv_read_per_token * (ctx + c) / byte_rate
+            total += (compute if compute > memory else memory) + overhead
         return total * m.num_layers
 
-    def _decode_attention(self, n: int, kv_sum):  # noqa: ANN001, ANN202  (float or ndarray)
+    def _decode_coeffs(self, n: int) -> tuple[float, float, float]:
+        """Pure-decode step time = c0 + c_full * kv_sum + c_win * min(kv_sum, n * window), for n sequences."""
+        cached = self._decode_cache.get(n)
+        if cached is not None:
+            return cached
+        m = self.model
+        per_token = self.attn_decode_s_per_token
+        c0 = self._dense_part(n, n) + m.num_layers * self.calib.attention["overhead_s"] + self.step_overhead_s
+        c_full = m.full_attention_layers * per_token
+        c_win = m.sliding_window_layers * per_token
+        self._decode_cache[n] = (c0, c_full, c_win)
+        return c0, c_full, c_win
+
+    def _decode_attention(self, n: int, kv_sum: int) -> float:
         if n == 0:
             return 0.0
         m = self.model
-        per_layer_tokens = kv_sum
+        t = m.full_attention_layers * self.attn_decode_s_per_token * kv_sum
         if m.sliding_window_layers:
-            win = np.minimum(kv_sum, n * m.sliding_window)
-            per_layer_tokens = (m.full_attention_layers * kv_sum + m.sliding_window_layers * win) / m.num_layers
-        per_layer = per_layer_tokens * self.attn_decode_s_per_token + self.calib.attention["overhead_s"]
-        return per_layer * m.num_layers
+            t += m.sliding_window_layers * self.attn_decode_s_per_token * min(kv_sum, n * m.sliding_window)
+        return t + m.num_layers * self.calib.attention["overhead_s"]
 
     # ---- public ------------------------------------------------------------------------------------------------
     def step_time(self, prefill_chunks: Sequence[tuple[int, int]], num_decode: int, decode_kv_sum: int,
                   num_logits: int | None = None) -> float:
         """Seconds for one iteration. `prefill_chunks`: (new tokens, tokens already in the KV cache) per prefill;
         decodes: how many and the sum of their KV lengths. `num_logits` defaults to every sequence in the batch."""
-        tokens = sum(c for c, _ in prefill_chunks) + num_decode
+        tokens = num_decode
+        for c, _ in prefill_chunks:
+            tokens += c
         if tokens == 0:
             return 0.0
         logits = num_decode + len(prefill_chunks) if num_logits is None else num_logits
-        t = self._dense_part(tokens, logits)
+        t = self._token_cache.get((tokens, logits))
+        if t is None:
+            t = self._dense_part(tokens, logits)
         t += self._prefill_attention(prefill_chunks) + self._decode_attention(num_decode, decode_kv_sum)
         return t + self.step_overhead_s
 
+    def decode_time(self, n: int, kv_sum: int) -> float:
+        """Seconds for one pure-decode step of `n` sequences whose KV lengths (new token included) sum to kv_sum."""
+        c0, c_full, c_win = self._decode_coeffs(n)
+        t = c0 + c_full * kv_sum
+        return t + c_win * min(kv_sum, n * self.model.sliding_window) if c_win else t
+
     def decode_times(self, n: int, kv_sums: np.ndarray) -> np.ndarray:
-        """Iteration times of pure-decode steps with `n` sequences, one per element of `kv_sums` (vectorised)."""
-        return self._dense_part(n, n) + self._decode_attention(n, kv_sums) + self.step_overhead_s
+        """decode_time for each element of `kv_sums` (vectorised; bit-identical to the scalar form)."""
+        c0, c_full, c_win = self._decode_coeffs(n)
+        t = c0 + c_full * kv_sums
+        return t + c_win * np.minimum(kv_sums, n * self.model.sliding_window) if c_win else t
 
     def breakdown(self, prefill_chunks: Sequence[tuple[int, int]], num_decode: int, decode_kv_sum: int) -> dict:
         """Where the time of one iteration goes, for reports and sanity checks."""

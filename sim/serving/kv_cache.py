@@ -25,7 +25,7 @@ class KVCache:
     @property
     def available(self) -> int:
         """Blocks an allocation can obtain (free ones plus evictable cached ones)."""
-        return self.num_free + self.num_cached
+        return self.num_blocks - self.used
 
     @property
     def num_cached(self) -> int:
@@ -34,6 +34,8 @@ class KVCache:
     def allocate(self, n: int) -> None:
         if n <= 0:
             return
+        if n > self.num_blocks - self.used:
+            raise RuntimeError(f"KV allocation of {n} blocks exceeds the {self.num_blocks - self.used} available")
         while self.num_free < n:
             _, blocks = self.cached.popitem(last=False)
             self.num_free += blocks

@@ -56,6 +56,7 @@ class Replica:
         self.kv_times: list[float] = []
         self.kv_used: list[int] = []
         self.events = 0
+        self.clock = env.now  # the replica's own time: ahead of env.now while steps are chained
         self._seq = 0
         self.preemptions = 0
         self._decode_blocks_step = -1  # the decode step whose block allocations are done
@@ -89,11 +90,22 @@ class Replica:
 
     # ---- the engine loop ---------------------------------------------------------------------------------------
     def _run(self):  # noqa: ANN202  (a SimPy process generator)
+        """Plan a step, let its time pass, apply its effects; repeat.
+
+        Chaining: with fast-forward on, a step that ends before the next event anywhere in the simulation
+        (env.peek()) and finishes no request is applied on the replica's own clock without a SimPy event: nothing
+        else can observe the replica meanwhile. The clock is synchronised (one timeout) before anything that other
+        processes may observe: a completion, an interruptible decode run, going idle."""
         env = self.env
+        chain = self.cfg.fast_forward
+        self.clock = env.now
         while True:
             if not self.running and not self.waiting:
+                if self.clock > env.now:
+                    yield env.timeout(self.clock - env.now)
                 self._idle = env.event()
                 yield self._idle
+                self.clock = env.now
                 continue
             preemptions_before = self.preemptions
             chunks, advance, stable = self._schedule()
@@ -102,40 +114,80 @@ class Replica:
                     continue  # the batch was preempted away; the next plan re-admits from the queue
                 # Arrivals are length-checked on entry, so an empty replica always admits its queue's head.
                 raise RuntimeError(f"replica {self.index}: no progress with {len(self.waiting)} waiting requests")
-            self.events += 1
-            now = env.now
             if not chunks:
-                k_max = self._decode_horizon() if (self.cfg.fast_forward and stable) else 1
-                kv_sums = self.dec_base_sum + self.n_dec * (np.arange(self.dstep, self.dstep + k_max) + 1)
-                times = self.cost.decode_times(self.n_dec, kv_sums)
-                ends = np.cumsum(np.concatenate(([now], times)))[1:]
-                k = k_max
-                if k_max > 1:
-                    self._segment, self._interrupted = True, False
-                    try:
-                        yield env.timeout(ends[-1] - now)
-                    except simpy.Interrupt:
-                        # Finish the step in progress, then re-plan with the newcomer.
-                        k = min(int(np.searchsorted(ends, env.now, side="left")) + 1, k_max)
-                        while ends[k - 1] - env.now > 1e-12:
-                            try:
-                                yield env.timeout(ends[k - 1] - env.now)
-                            except simpy.Interrupt:
-                                pass
-                    self._segment = False
+                k_max = self._decode_horizon() if (chain and stable) else 1
+                if k_max == 1:
+                    t = self.cost.decode_time(self.n_dec, self.dec_base_sum + self.n_dec * (self.dstep + 1))
+                    end = self.clock + t
+                    if not (chain and end < env.peek() and not self._decoder_finishes(self.dstep)):
+                        self.events += 1
+                        yield env.timeout(end - env.now)
+                        end = env.now
+                    self.clock = end
+                    self._finish_decode_run(1, None, t)
                 else:
-                    yield env.timeout(times[0])
-                self._finish_decode_run(k, ends[:k], float(times[:k].sum()))
+                    if self.clock > env.now:
+                        yield env.timeout(self.clock - env.now)  # nothing fires before the clock (see above)
+                    self.events += 1
+                    yield from self._decode_run(k_max)
             else:
                 n_dec = self.n_dec if advance else 0
                 kv_sum = self.dec_base_sum + n_dec * (self.dstep + 1) if n_dec else 0
-                shapes = [(n, r.computed) for r, n in chunks]
-                done = [n == r.num_tokens - r.computed for r, n in chunks]
-                t = self.cost.step_time(shapes, n_dec, kv_sum, num_logits=n_dec + sum(done))
-                yield env.timeout(t)
+                shapes = []
+                logits = n_dec
+                finishes = advance and self._decoder_finishes(self.dstep)
+                for r, n in chunks:
+                    shapes.append((n, r.computed))
+                    if n == r.num_tokens - r.computed:
+                        logits += 1
+                        finishes = finishes or r.generated + 1 >= r.output
+                t = self.cost.step_time(shapes, n_dec, kv_sum, num_logits=logits)
+                end = self.clock + t
+                if not (chain and end < env.peek() and not finishes):
+                    self.events += 1
+                    yield env.timeout(end - env.now)
+                    end = env.now
+                self.clock = end
                 self._finish_mixed_step(chunks, advance, t)
-            self.kv_times.append(env.now)
+            self.kv_times.append(self.clock)
             self.kv_used.append(self.kv.used)
+
+    def _decode_run(self, k_max: int):  # noqa: ANN202  (generator)
+        """Run up to k_max identical-shape decode steps as one event; an arrival that could join interrupts it at
+        the end of the step in progress."""
+        env = self.env
+        now = env.now
+        first = self.dstep + 1
+        kv_sums = np.arange(first, first + k_max, dtype=np.int64)
+        kv_sums *= self.n_dec
+        kv_sums += self.dec_base_sum
+        # Sequential sums from `now`, so each end time equals stepping's now + t0 + t1 + ...
+        ends = np.empty(k_max + 1)
+        ends[0] = now
+        ends[1:] = self.cost.decode_times(self.n_dec, kv_sums)
+        ends = np.cumsum(ends)[1:]
+        k = k_max
+        self._segment, self._interrupted = True, False
+        try:
+            yield env.timeout(ends[-1] - now)
+        except simpy.Interrupt:
+            k = min(int(np.searchsorted(ends, env.now, side="left")) + 1, k_max)
+            while ends[k - 1] - env.now > 1e-12:
+                try:
+                    yield env.timeout(ends[k - 1] - env.now)
+                except simpy.Interrupt:
+                    pass
+        self._segment = False
+        self.clock = env.now
+        self._finish_decode_run(k, ends[:k], float(ends[k - 1]) - now)
+
+    def _decoder_finishes(self, dstep: int) -> bool:
+        """Whether some decoder produces its last token at decode step `dstep`."""
+        heap = self.finish_heap
+        while heap and (heap[0][2].state != DECODE or heap[0][2].finish_step != heap[0][0]
+                        or heap[0][2].seq != heap[0][1]):
+            heapq.heappop(heap)
+        return bool(heap) and heap[0][0] <= dstep
 
     # ---- scheduling --------------------------------------------------------------------------------------------
     def _schedule(self) -> tuple[list[tuple[Request, int]], bool, bool]:
@@ -234,7 +286,7 @@ class Replica:
             self._seq += 1
             r.seq = self._seq
             if r.first_scheduled < 0:
-                r.first_scheduled = self.env.now
+                r.first_scheduled = self.clock
             self.running.append(r)
             self.prefilling.append(r)
             chunks.append((r, n))
@@ -284,7 +336,7 @@ class Replica:
         self.n_dec += 1
         self.dec_base_sum += r.base
         self.phase[r.base % self.B] += 1
-        r.emit_runs.append((self.env.now, d, d - 1))
+        r.emit_runs.append((self.clock, d, d - 1))
         heapq.heappush(self.finish_heap, (r.finish_step, r.seq, r))
 
     def _finish(self, r: Request) -> None:
@@ -294,7 +346,7 @@ class Replica:
         r.keys_held = []
         r.blocks = 0
         r.state = FINISHED
-        r.finish_time = self.env.now
+        r.finish_time = self.clock
         if self.on_finish:
             self.on_finish(r)
 
@@ -313,7 +365,7 @@ class Replica:
                 break
 
     def _finish_mixed_step(self, chunks: list[tuple[Request, int]], advance: bool, t: float) -> None:
-        now = self.env.now
+        now = self.clock
         self.steps += 1
         self.busy_s += t
         if advance:
@@ -335,15 +387,18 @@ class Replica:
             else:
                 self._enter_decode(r)
 
-    def _finish_decode_run(self, k: int, ends: np.ndarray, busy: float) -> None:
+    def _finish_decode_run(self, k: int, ends: np.ndarray | None, busy: float) -> None:
+        """Account for k pure-decode steps that just ran (`ends`: their end times; None for a single step)."""
         self.steps += k
         self.busy_s += busy
-        if self._dends_pending:
-            self.dends.append(np.array(self._dends_pending))
-            self._dends_pending = []
-        self.dends.append(ends)
-        # Blocks for decode steps 2..k of the run (step 1's were allocated when it was scheduled).
-        if k > 1:
+        if ends is None:
+            self._dends_pending.append(self.clock)
+        else:
+            if self._dends_pending:
+                self.dends.append(np.array(self._dends_pending))
+                self._dends_pending = []
+            self.dends.append(ends)
+            # Blocks for decode steps 2..k of the run (step 1's were allocated when it was scheduled).
             self.kv.allocate(self._allocations(self.dstep + 1, k - 1))
         last = self.dstep + k - 1
         self._complete_decodes(last)
@@ -375,11 +430,8 @@ class Replica:
     def _decode_horizon(self) -> int:
         """How many decode steps can run before the batch changes: the first completion, or the first step whose
         block allocations would not fit (that step then runs alone and preempts)."""
-        heap = self.finish_heap
-        while heap and (heap[0][2].state != DECODE or heap[0][2].finish_step != heap[0][0]
-                        or heap[0][2].seq != heap[0][1]):
-            heapq.heappop(heap)
-        k_finish = heap[0][0] - self.dstep + 1
+        self._decoder_finishes(self.dstep)  # drops stale heap entries
+        k_finish = self.finish_heap[0][0] - self.dstep + 1
         if k_finish <= 1:
             return 1
         # Evicting cached prefixes changes what a waiting request would hit (and what a prefix-aware router sees),
