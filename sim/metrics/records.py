@@ -99,6 +99,7 @@ def request_table(requests: Sequence[Request], decode_ends: Sequence[np.ndarray]
         "finish_s": col("finish_time"),
         "preemptions": col("preemptions"),
         "prefix_hit_tokens": col("prefix_hit_tokens"),
+        "prefix_lookup_tokens": col("lookup_tokens"),
         "itl_p50_s": itl_p50,
         "itl_max_s": itl_max,
     }, schema_overrides={"arrival_s": pl.Float64, "first_scheduled_s": pl.Float64, "first_token_s": pl.Float64,

@@ -53,8 +53,9 @@ def summarize(df: pl.DataFrame, itl: np.ndarray, *, slo_ttft_s: float, slo_tpot_
     out["goodput_rps"] = rate(good.height)
     out["slo_attainment"] = good.height / df.height if df.height else None
     out["preemptions"] = int(df["preemptions"].sum())
-    prompt = float(fin["input_tokens"].sum())
-    out["prefix_hit_rate"] = float(fin["prefix_hit_tokens"].sum()) / prompt if prompt else 0.0
+    # As vLLM reports it: tokens found in the prefix cache over tokens looked up, at every admission.
+    lookups = float(df["prefix_lookup_tokens"].sum())
+    out["prefix_hit_rate"] = float(df["prefix_hit_tokens"].sum()) / lookups if lookups else 0.0
     out["gpu_busy_fraction"] = float(np.mean(busy_s)) / span if span > 0 else None
     out["kv_util_mean"] = kv_util_mean
     out["kv_util_peak"] = kv_util_peak

@@ -92,6 +92,23 @@ class KVCache:
         self.active[key] = [1, blocks]
         return True
 
+    def take(self, key: int) -> int:
+        """Detach an in-use entry held by one request only; its blocks stay in use, owned by that request."""
+        refcount, blocks = self.active.pop(key)
+        assert refcount == 1, "a private entry has one holder"
+        return blocks
+
+    def cache_private(self, key: int, blocks: int) -> None:
+        """Blocks a preempted request computed become one reusable (evictable) entry."""
+        if blocks > 0:
+            self.cached[key] = blocks
+            self.used -= blocks
+
+    def drop(self, key: int) -> None:
+        """Free an unreferenced cached entry now (it can no longer be hit)."""
+        blocks = self.cached.pop(key, 0)
+        self.num_free += blocks
+
     def check(self) -> None:
         assert 0 <= self.used <= self.num_blocks, (self.used, self.num_blocks)
         assert self.num_free >= 0

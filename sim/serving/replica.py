@@ -242,6 +242,8 @@ class Replica:
     def _grow(self, r: Request, kv_tokens: int) -> bool:
         """Give a prefilling request blocks for `kv_tokens`; preempt later requests (or itself) if needed."""
         need = _ceil_div(kv_tokens, self.B) - r.blocks
+        if need <= 0:
+            return True
         while need > self.kv.available:
             victim = self.running[-1]
             self._preempt(victim)
@@ -257,31 +259,50 @@ class Replica:
         kv = self.kv
         while self.waiting and len(self.running) < self.cfg.max_num_seqs and budget > 0:
             r = self.waiting[0]
-            hits, hit_cached_blocks = 0, 0
+            hits, hit_cached_blocks, held = 0, 0, 0
             unit_blocks = r.prefix_unit_tokens // self.B if r.prefix_keys else 0
             if unit_blocks:
                 max_units = min(len(r.prefix_keys), (r.prompt - 1) // r.prefix_unit_tokens)
                 hits = kv.match(r.prefix_keys, max_units)
                 hit_cached_blocks = sum(unit_blocks for key in r.prefix_keys[:hits] if key not in kv.active)
+                held = hits * unit_blocks
             start = hits * r.prefix_unit_tokens
+            private = 0
+            if r.private_blocks:
+                if hits == r.private_units and r.private_key in kv.cached:
+                    private = min(r.private_blocks, (r.num_tokens - 1 - start) // self.B)
+                if private > 0:
+                    hit_cached_blocks += r.private_blocks
+                    held += r.private_blocks
+                    start += private * self.B
             remaining = r.num_tokens - start
             n = min(remaining, budget)
             if whole and n < remaining and chunks:
                 break  # unchunked: a prompt never splits; the first one of a step may exceed the budget
             if whole:
                 n = remaining
-            new_blocks = _ceil_div(start + n, self.B) - hits * unit_blocks
+            new_blocks = max(0, _ceil_div(start + n, self.B) - held)
             if kv.available - hit_cached_blocks - new_blocks < self.watermark_blocks:
                 break
             self.waiting.popleft()
-            if hits:
-                kv.acquire(r.prefix_keys[:hits])
-                r.keys_held = list(r.prefix_keys[:hits])
+            keys = list(r.prefix_keys[:hits]) if hits else []
+            if private > 0:
+                keys.append(r.private_key)
+            elif r.private_blocks:
+                kv.drop(r.private_key)  # evicted in part, or no longer a prefix: it cannot be hit
+            if keys:
+                kv.acquire(keys)
+            r.keys_held = keys
+            r.held_blocks = held
+            r.private_blocks = 0
+            if kv.prefix_caching:
                 r.prefix_hit_tokens += start
-            r.units_seen = hits
+                r.lookup_tokens += r.num_tokens
+            # Past its own cached KV the request does not offer shared units again (they would be counted twice).
+            r.units_seen = len(r.prefix_keys) if (private > 0 and r.prefix_keys) else hits
             r.computed = start
             kv.allocate(new_blocks)
-            r.blocks = hits * unit_blocks + new_blocks
+            r.blocks = held + new_blocks
             r.state = PREFILL
             self._seq += 1
             r.seq = self._seq
@@ -298,16 +319,11 @@ class Replica:
         """Free a running request's KV and put it at the head of the queue; it is recomputed from scratch."""
         self.running.remove(r)
         if r.state == DECODE:
-            self._leave_decode(r, self.dstep)  # it emitted through decode step dstep - 1
-            # Its KV covers base + dstep tokens, plus the slot of this step's token if that was allocated already.
-            kv_tokens = r.computed + (1 if self._decode_blocks_step == self.dstep else 0)
-            r.blocks = _ceil_div(kv_tokens, self.B)
+            # It emitted through decode step dstep - 1; this step's slot may have been allocated already.
+            self._leave_decode(r, self.dstep, self._decode_blocks_step == self.dstep)
         else:
             self.prefilling.remove(r)
-        unit_blocks = r.prefix_unit_tokens // self.B if r.prefix_keys else 0
-        self.kv.release(r.blocks - len(r.keys_held) * unit_blocks, r.keys_held)
-        r.keys_held = []
-        r.blocks = 0
+        self._release(r, r.computed)
         r.computed = 0
         r.units_seen = 0
         r.state = WAITING
@@ -315,8 +331,9 @@ class Replica:
         self.preemptions += 1
         self.waiting.appendleft(r)
 
-    def _leave_decode(self, r: Request, dstep: int) -> None:
-        """Materialise a decoder's counters at decode step `dstep` (before it runs) and drop it from lock-step."""
+    def _leave_decode(self, r: Request, dstep: int, slot_allocated: bool = False) -> None:
+        """Materialise a decoder's counters at decode step `dstep` (before it runs) and drop it from lock-step.
+        `slot_allocated`: the block for step dstep's token was already handed out."""
         r.generated = r.gbase + dstep
         r.computed = r.base + dstep
         self.n_dec -= 1
@@ -325,6 +342,8 @@ class Replica:
         t0, first, _ = r.emit_runs[-1]
         r.emit_runs[-1] = (t0, first, dstep - 1)
         r.finish_step = -1  # invalidates its heap entry
+        # Blocks handed out while decoding: one each time the KV length crossed a block boundary.
+        r.blocks += _ceil_div(r.computed + slot_allocated, self.B) - _ceil_div(r.base + first, self.B)
 
     def _enter_decode(self, r: Request) -> None:
         """A request whose prefill just emitted a token joins the lock-step decoders from the next decode step."""
@@ -341,14 +360,31 @@ class Replica:
 
     def _finish(self, r: Request) -> None:
         self.running.remove(r)
-        unit_blocks = r.prefix_unit_tokens // self.B if r.prefix_keys else 0
-        self.kv.release(r.blocks - len(r.keys_held) * unit_blocks, r.keys_held)
-        r.keys_held = []
-        r.blocks = 0
+        self._release(r, None)
         r.state = FINISHED
         r.finish_time = self.clock
         if self.on_finish:
             self.on_finish(r)
+
+    def _release(self, r: Request, keep_tokens: int | None) -> None:
+        """Give back a request's KV blocks. With `keep_tokens` (a preemption) and prefix caching on, its full blocks
+        past the shared units stay cached as its private entry, so recomputation can reuse them."""
+        kv = self.kv
+        keys = r.keys_held
+        own = r.blocks - r.held_blocks
+        if keys and keys[-1] == r.private_key:
+            own += kv.take(keys.pop())
+        shared_blocks = len(keys) * (r.prefix_unit_tokens // self.B) if keys else 0
+        keep = 0
+        if keep_tokens is not None and kv.prefix_caching:
+            keep = min(own, keep_tokens // self.B - shared_blocks)
+        keep = max(keep, 0)
+        kv.release(own - keep, keys)
+        kv.cache_private(r.private_key, keep)
+        r.private_blocks, r.private_units = keep, len(keys)
+        r.keys_held = []
+        r.held_blocks = 0
+        r.blocks = 0
 
     def _register_units(self, r: Request) -> None:
         if not r.prefix_keys:
@@ -360,6 +396,7 @@ class Replica:
             r.units_seen += 1
             if self.kv.register(key, unit_blocks):
                 r.keys_held.append(key)
+                r.held_blocks += unit_blocks
             else:
                 r.units_seen = len(r.prefix_keys)  # a duplicate breaks the chain: keep the rest private
                 break
@@ -412,7 +449,6 @@ class Replica:
             if r.state != DECODE or r.finish_step != fstep or r.seq != seq:
                 continue  # stale entry of a request preempted since
             self._leave_decode(r, fstep + 1)
-            r.blocks = _ceil_div(r.base + fstep + 1, self.B)
             self._finish(r)
 
     # ---- fast-forward horizon --------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ class Request:
 
     __slots__ = (
         "rid", "arrival", "prompt", "output", "prefix_keys", "prefix_unit_tokens",
-        "replica", "state", "computed", "generated", "blocks", "keys_held", "units_seen", "seq",
+        "replica", "state", "computed", "generated", "blocks", "keys_held", "held_blocks", "units_seen", "seq",
+        "private_blocks", "private_units", "lookup_tokens",
         "base", "gbase", "finish_step", "decode_since", "emit_runs",
         "first_scheduled", "first_token_time", "finish_time", "preemptions", "prefix_hit_tokens", "done",
     )
@@ -30,7 +31,13 @@ class Request:
         self.computed = 0  # tokens whose KV is computed (valid while not decoding)
         self.generated = 0  # output tokens sampled so far (valid while not decoding)
         self.blocks = 0  # KV blocks held (valid while not decoding; decoding: ceil(kv / block_size))
-        self.keys_held: list[int] = []  # prefix-cache units this request references
+        self.keys_held: list[int] = []  # prefix-cache entries this request references (its own entry last)
+        self.held_blocks = 0  # KV blocks of those entries
+        # After a preemption (prefix caching on), the request's own full KV blocks stay cached as one entry keyed
+        # `private_key`, covering the tokens right after its first `private_units` shared prefix units.
+        self.private_blocks = 0
+        self.private_units = 0
+        self.lookup_tokens = 0  # tokens looked up in the prefix cache at admissions
         self.units_seen = 0  # prefix units already matched or offered to the cache
         self.seq = 0  # admission order, for deterministic ties
         self.base = 0
@@ -46,6 +53,10 @@ class Request:
         self.preemptions = 0
         self.prefix_hit_tokens = 0
         self.done = None  # a SimPy event succeeded at completion, when a caller (an agent) waits on it
+
+    @property
+    def private_key(self) -> int:
+        return -1 - self.rid  # trace prefix ids are >= 0
 
     @property
     def num_tokens(self) -> int:
