@@ -1,7 +1,9 @@
 """Speed of `fleetsim run`: wall time, engine events per second and peak memory (prints figures; asserts nothing).
 
-    python benchmarks/bench_run.py            # both cases, each in a fresh process
+    python benchmarks/bench_run.py            # both cases, each run 3 times in fresh processes
     python benchmarks/bench_run.py b          # one case
+
+Shared 2-core machines are noisy: the best and the median of the repeats are printed.
 
 (a) the whole Azure conversation 2023 trace (19,366 requests) on Llama-3.1-8B x 8 H100 replicas;
 (b) 10,000 requests of Llama-2-70B at TP2 on one A100 replica, Poisson 1 req/s, lengths from the Azure
@@ -55,16 +57,21 @@ def main(argv: list[str]) -> None:
     if len(argv) == 2 and argv[0] == "--child":
         print(json.dumps(run_case(argv[1])))
         return
+    repeats = 3
     for name in argv or sorted(CASES):
-        proc = subprocess.run([sys.executable, __file__, "--child", name], capture_output=True, text=True)
-        if proc.returncode:
-            sys.exit(proc.stderr)
-        r = json.loads(proc.stdout)
-        print(f"({r['case']}) {r['requests']:,} requests: {r['wall_s']:.2f} s wall (+{r['import_s']:.2f} s imports), "
-              f"{r['engine_events']:,} events = {r['events_per_s']:,}/s, {r['engine_steps']:,} engine steps = "
-              f"{r['steps_per_s']:,}/s, peak RSS {r['peak_rss_mb']} MB | TTFT p50 {r['ttft_p50_s']} s, "
-              f"TPOT p50 {r['tpot_p50_s']} s, {r['throughput_rps']} req/s")
-
+        runs = []
+        for _ in range(repeats):
+            proc = subprocess.run([sys.executable, __file__, "--child", name], capture_output=True, text=True)
+            if proc.returncode:
+                sys.exit(proc.stderr)
+            runs.append(json.loads(proc.stdout))
+        runs.sort(key=lambda r: r["wall_s"])
+        best, median = runs[0], runs[len(runs) // 2]
+        print(f"({name}) {best['requests']:,} requests: wall best {best['wall_s']:.2f} s, median {median['wall_s']:.2f} s "
+              f"(+{best['import_s']:.2f} s imports); {best['engine_events']:,} events "
+              f"({best['engine_events'] / median['wall_s']:,.0f}/s at the median), {best['engine_steps']:,} engine steps "
+              f"({best['engine_steps'] / median['wall_s']:,.0f}/s); peak RSS {max(r['peak_rss_mb'] for r in runs)} MB | "
+              f"TTFT p50 {best['ttft_p50_s']} s, TPOT p50 {best['tpot_p50_s']} s, {best['throughput_rps']} req/s")
 
 if __name__ == "__main__":
     main(sys.argv[1:])

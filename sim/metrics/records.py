@@ -38,19 +38,15 @@ def inter_token_latencies(requests: Sequence[Request], decode_ends: Sequence[np.
     replica; consecutive runs (around a preemption) are joined by the gap between them."""
     base = np.concatenate(([0], np.cumsum([len(e) for e in decode_ends])))
     ends = np.concatenate(decode_ends) if decode_ends else np.zeros(0)
-    req, t0, first, last = [], [], [], []
-    for i, r in enumerate(requests):
-        if r.state == FINISHED and r.output > 1:
-            off = base[r.replica]
-            for run_t0, a, b in r.emit_runs:
-                req.append(i)
-                t0.append(run_t0)
-                first.append(off + a)
-                last.append(off + b)
-    if not req:
+    runs = [(i, base[r.replica], run) for i, r in enumerate(requests) if r.state == FINISHED and r.output > 1
+            for run in r.emit_runs]
+    if not runs:
         return np.zeros(0), np.zeros(0, dtype=np.int64)
-    req_a, t0_a = np.array(req), np.array(t0)
-    first_a, last_a = np.array(first, dtype=np.int64), np.array(last, dtype=np.int64)
+    req_a = np.fromiter((i for i, _, _ in runs), np.int64, len(runs))
+    off = np.fromiter((o for _, o, _ in runs), np.int64, len(runs))
+    t0_a = np.fromiter((run[0] for _, _, run in runs), np.float64, len(runs))
+    first_a = off + np.fromiter((run[1] for _, _, run in runs), np.int64, len(runs))
+    last_a = off + np.fromiter((run[2] for _, _, run in runs), np.int64, len(runs))
     has_dec = last_a >= first_a
     # 1) the first decode token of a run, after the run's prefill token
     v1 = ends[first_a[has_dec]] - t0_a[has_dec]

@@ -157,15 +157,14 @@ class Replica:
         the end of the step in progress."""
         env = self.env
         now = env.now
-        first = self.dstep + 1
-        kv_sums = np.arange(first, first + k_max, dtype=np.int64)
-        kv_sums *= self.n_dec
-        kv_sums += self.dec_base_sum
+        n = self.n_dec
+        first = self.dec_base_sum + n * (self.dstep + 1)
+        kv_sums = np.arange(first, first + n * k_max, n, dtype=np.int64)
         # Sequential sums from `now`, so each end time equals stepping's now + t0 + t1 + ...
         ends = np.empty(k_max + 1)
         ends[0] = now
-        ends[1:] = self.cost.decode_times(self.n_dec, kv_sums)
-        ends = np.cumsum(ends)[1:]
+        ends[1:] = self.cost.decode_times(n, kv_sums)
+        ends = ends.cumsum()[1:]
         k = k_max
         self._segment, self._interrupted = True, False
         try:
@@ -228,14 +227,13 @@ class Replica:
 
     def _allocate_decode_blocks(self) -> bool:
         """Blocks for the decoders whose next token starts a new block; preempt from the tail until they fit."""
+        kv, phase, slot = self.kv, self.phase, (-self.dstep) % self.B
         preempted = False
-        while True:
-            need = self.phase[(-self.dstep) % self.B]
-            if need <= self.kv.available or not self.running:
-                break
+        while phase[slot] > kv.num_blocks - kv.used and self.running:
             self._preempt(self.running[-1])
             preempted = True
-        self.kv.allocate(self.phase[(-self.dstep) % self.B])
+        if phase[slot]:
+            kv.allocate(phase[slot])
         self._decode_blocks_step = self.dstep
         return preempted
 
@@ -256,9 +254,9 @@ class Replica:
     def _admit(self, budget: int, whole: bool) -> list[tuple[Request, int]]:
         """Admit waiting requests in FCFS order while seats, budget and memory (above the watermark) allow."""
         chunks: list[tuple[Request, int]] = []
-        kv = self.kv
-        while self.waiting and len(self.running) < self.cfg.max_num_seqs and budget > 0:
-            r = self.waiting[0]
+        kv, waiting, running, max_seqs, B = self.kv, self.waiting, self.running, self.cfg.max_num_seqs, self.B
+        while waiting and len(running) < max_seqs and budget > 0:
+            r = waiting[0]
             hits, hit_cached_blocks, held = 0, 0, 0
             unit_blocks = r.prefix_unit_tokens // self.B if r.prefix_keys else 0
             if unit_blocks:
@@ -281,10 +279,10 @@ class Replica:
                 break  # unchunked: a prompt never splits; the first one of a step may exceed the budget
             if whole:
                 n = remaining
-            new_blocks = max(0, _ceil_div(start + n, self.B) - held)
-            if kv.available - hit_cached_blocks - new_blocks < self.watermark_blocks:
+            new_blocks = max(0, -(-(start + n) // B) - held)
+            if kv.num_blocks - kv.used - hit_cached_blocks - new_blocks < self.watermark_blocks:
                 break
-            self.waiting.popleft()
+            waiting.popleft()
             keys = list(r.prefix_keys[:hits]) if hits else []
             if private > 0:
                 keys.append(r.private_key)
@@ -308,7 +306,7 @@ class Replica:
             r.seq = self._seq
             if r.first_scheduled < 0:
                 r.first_scheduled = self.clock
-            self.running.append(r)
+            running.append(r)
             self.prefilling.append(r)
             chunks.append((r, n))
             budget -= n
@@ -411,7 +409,8 @@ class Replica:
             self.dstep += 1
         for r, n in chunks:
             r.computed += n
-            self._register_units(r)
+            if r.prefix_keys:
+                self._register_units(r)
             if r.computed < r.num_tokens:
                 continue
             self.prefilling.remove(r)
@@ -476,18 +475,18 @@ class Replica:
         n, B = self.n_dec, self.B
         full = free // n
         k_mem = full * B
+        if 1 + k_mem >= k_finish:
+            return k_finish
+        # Within the next partial cycle, walk the steps in order while their allocations still fit.
         left = free - full * n
-        # Within the next partial cycle, steps whose allocations still fit, in order of the phases' first need.
         first = self.dstep + 1 + k_mem
-        order = sorted(((-(p + first)) % B, c) for p, c in enumerate(self.phase) if c)
-        extra = B
-        for offset, c in order:
+        phase = self.phase
+        for offset in range(B):
+            c = phase[(-(first + offset)) % B]
             if c > left:
-                extra = offset
                 break
             left -= c
-        k_mem += extra
-        return max(1, min(k_finish, 1 + k_mem))
+        return max(1, min(k_finish, 1 + k_mem + offset))
 
     # ---- results -----------------------------------------------------------------------------------------------
     def decode_step_ends(self) -> np.ndarray:
