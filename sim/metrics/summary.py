@@ -11,7 +11,8 @@ PERCENTILES = (50, 90, 99)
 
 
 def _stats(prefix: str, values: np.ndarray, out: dict[str, Any]) -> None:
-    values = values[~np.isnan(values)] if values.size else values
+    if values.size and np.isnan(values).any():
+        values = values[~np.isnan(values)]
     if values.size == 0:
         out[f"{prefix}_mean_s"] = None
         for p in PERCENTILES:

@@ -16,6 +16,7 @@ stepping one iteration at a time (tests/test_fast_forward.py).
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 
@@ -158,19 +159,13 @@ class Replica:
         env = self.env
         now = env.now
         n = self.n_dec
-        first = self.dec_base_sum + n * (self.dstep + 1)
-        kv_sums = np.arange(first, first + n * k_max, n, dtype=np.int64)
-        # Sequential sums from `now`, so each end time equals stepping's now + t0 + t1 + ...
-        ends = np.empty(k_max + 1)
-        ends[0] = now
-        ends[1:] = self.cost.decode_times(n, kv_sums)
-        ends = ends.cumsum()[1:]
+        ends = self.cost.decode_run_ends(n, self.dec_base_sum + n * (self.dstep + 1), k_max, now)
         k = k_max
         self._segment, self._interrupted = True, False
         try:
             yield env.timeout(ends[-1] - now)
         except simpy.Interrupt:
-            k = min(int(np.searchsorted(ends, env.now, side="left")) + 1, k_max)
+            k = min(bisect_left(ends, env.now) + 1, k_max)
             while ends[k - 1] - env.now > 1e-12:
                 try:
                     yield env.timeout(ends[k - 1] - env.now)
@@ -423,17 +418,20 @@ class Replica:
             else:
                 self._enter_decode(r)
 
-    def _finish_decode_run(self, k: int, ends: np.ndarray | None, busy: float) -> None:
+    def _finish_decode_run(self, k: int, ends: np.ndarray | list[float] | None, busy: float) -> None:
         """Account for k pure-decode steps that just ran (`ends`: their end times; None for a single step)."""
         self.steps += k
         self.busy_s += busy
         if ends is None:
             self._dends_pending.append(self.clock)
+        elif isinstance(ends, list):
+            self._dends_pending.extend(ends)
         else:
             if self._dends_pending:
                 self.dends.append(np.array(self._dends_pending))
                 self._dends_pending = []
             self.dends.append(ends)
+        if ends is not None:
             # Blocks for decode steps 2..k of the run (step 1's were allocated when it was scheduled).
             self.kv.allocate(self._allocations(self.dstep + 1, k - 1))
         last = self.dstep + k - 1
