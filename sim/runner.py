@@ -73,6 +73,11 @@ def build(scenario: Scenario) -> Simulation:
     plan = Plan(tp=scenario.tp, pp=scenario.pp, replicas=replicas)
     if model.num_layers % plan.pp:
         raise FleetsimError(f"pp={plan.pp} does not divide {model.name}'s {model.num_layers} layers")
+    if model.num_heads % plan.tp:
+        raise FleetsimError(f"tp={plan.tp} does not divide {model.name}'s {model.num_heads} attention heads")
+    if not model.mla and model.num_kv_heads % plan.tp and plan.tp % model.num_kv_heads:
+        raise FleetsimError(f"tp={plan.tp} neither divides nor is a multiple of {model.name}'s "
+                            f"{model.num_kv_heads} KV heads")
     eng = scenario.engine
     mem = memory_budget(model, gpu, plan, gpu_memory_utilization=eng.gpu_memory_utilization,
                         block_size=eng.block_size, max_batched_tokens=eng.max_num_batched_tokens,

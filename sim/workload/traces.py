@@ -34,6 +34,8 @@ def sniff(path: Path) -> str:
 
 def load_trace(name_or_path: str, fmt: str = "auto") -> tuple[pl.DataFrame, int]:
     """The canonical request table of a trace and its prefix block size in tokens (0: no prefix hashes)."""
+    if fmt != "auto" and fmt not in READERS:
+        raise FleetsimError(f"trace format '{fmt}' is unknown; expected one of auto, {', '.join(READERS)}")
     if name_or_path in SHIPPED:
         file, fmt = SHIPPED[name_or_path]
         path = data_dir("traces") / file
@@ -46,7 +48,5 @@ def load_trace(name_or_path: str, fmt: str = "auto") -> tuple[pl.DataFrame, int]
             raise FleetsimError(f"{path}: empty file")
         if fmt == "auto":
             fmt = sniff(path)
-    if fmt not in READERS:
-        raise FleetsimError(f"trace format '{fmt}' is unknown; expected one of auto, {', '.join(READERS)}")
     df = validate(READERS[fmt](path), str(path))
     return df, PREFIX_BLOCK_TOKENS.get(fmt, 0)
