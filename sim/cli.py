@@ -110,6 +110,8 @@ def run(
     model: Annotated[Optional[str], typer.Option(help="Model card name or alias, or a path to a card or HF config.json.")] = None,
     gpu: Annotated[Optional[str], typer.Option(help="GPU card name or alias (see `fleetsim catalog`).")] = None,
     num_gpus: Annotated[Optional[int], typer.Option(help="GPUs in the cluster.")] = None,
+    node: Annotated[Optional[str], typer.Option(help="Node card (GPUs per scale-up domain), e.g. dgx-h100.")] = None,
+    fabric: Annotated[Optional[str], typer.Option(help="Scale-out fabric card, e.g. ib-ndr-400.")] = None,
     tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel degree per replica.")] = None,
     pp: Annotated[Optional[int], typer.Option(help="Pipeline-parallel stages per replica.")] = None,
     replicas: Annotated[Optional[int], typer.Option(help="Data-parallel replicas (default: num_gpus / (tp x pp)).")] = None,
@@ -141,7 +143,8 @@ def run(
     from sim.metrics.export import clean_json
 
     overrides = {
-        "model": model, "gpu": gpu, "num_gpus": num_gpus, "tp": tp, "pp": pp, "replicas": replicas,
+        "model": model, "gpu": gpu, "num_gpus": num_gpus, "node": node, "fabric": fabric, "tp": tp, "pp": pp,
+        "replicas": replicas,
         "router": router, "seed": seed,
         "workload.trace": trace, "workload.format": format, "workload.arrival": arrival, "workload.rate": rate,
         "workload.cv": cv, "workload.num_requests": num_requests, "workload.duration_s": duration,
