@@ -1,6 +1,6 @@
 """Invariants of the serving engine on generated workloads (property tests)."""
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import run_checked, synthetic
@@ -20,7 +20,6 @@ engines = st.builds(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(engine=engines, seed=st.integers(0, 10_000), rate=st.floats(0.5, 40.0), n=st.integers(1, 120),
        replicas=st.integers(1, 3), router=st.sampled_from(["round-robin", "least-tokens", "prefix-aware"]))
 def test_every_request_finishes_once_with_its_tokens_and_kv_is_conserved(engine, seed, rate, n, replicas, router):
@@ -44,7 +43,7 @@ def test_every_request_finishes_once_with_its_tokens_and_kv_is_conserved(engine,
         assert not rep.running and not rep.waiting and rep.n_dec == 0
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=max(15, settings().max_examples // 3))
 @given(engine=engines, start=st.integers(0, 1800), n=st.integers(1, 150), rate=st.floats(0.2, 5.0),
        blocks=st.sampled_from([2000, 6000, 20000]))
 def test_invariants_hold_with_shared_prefixes_from_a_real_trace(engine, start, n, rate, blocks):

@@ -48,3 +48,27 @@ def test_fast_forward_equals_stepping_with_prefix_cache_under_pressure(router, g
         np.testing.assert_allclose(a[col].to_numpy(), b[col].to_numpy(), rtol=1e-9, err_msg=col)
     s = runs[True].summary
     assert s["preemptions"] > 0 and s["prefix_hit_rate"] > 0
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(policy=st.sampled_from(["continuous", "static"]), chunked=st.booleans(), caching=st.booleans(),
+       seqs=st.sampled_from([4, 32]), budget=st.sampled_from([64, 512]), blocks=st.sampled_from([None, 150, 600]),
+       rate=st.floats(0.5, 30.0), n=st.integers(1, 80), seed=st.integers(0, 1000), replicas=st.integers(1, 2))
+def test_fast_forward_equals_stepping_on_random_configurations(policy, chunked, caching, seqs, budget, blocks,
+                                                               rate, n, seed, replicas):
+    tables = []
+    for ff in (True, False):
+        eng = EngineConfig(policy=policy, chunked_prefill=chunked, enable_prefix_caching=caching, max_num_seqs=seqs,
+                           max_num_batched_tokens=budget, num_gpu_blocks_override=blocks, fast_forward=ff,
+                           block_size=8)
+        scenario = synthetic("llama-2-7b", "a100", rate=rate, n=n, seed=seed, replicas=replicas, engine=eng,
+                             router="least-tokens", input_len="lognormal:200:1.0", output_len="lognormal:40:1.0")
+        tables.append(sim.run(scenario).requests.sort("request_id"))
+    a, b = tables
+    assert a["status"].to_list() == b["status"].to_list()
+    assert a["preemptions"].to_list() == b["preemptions"].to_list()
+    for col in ("ttft_s", "e2e_s", "itl_max_s"):
+        np.testing.assert_allclose(a[col].to_numpy(), b[col].to_numpy(), rtol=1e-9, atol=1e-12, err_msg=col)

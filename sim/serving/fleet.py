@@ -22,6 +22,8 @@ class Fleet:
         self.replicas.append(make(len(self.replicas), self._on_finish))
 
     def submit(self, r: Request) -> None:
+        # The simulation clock is the reference: a timeout to a trace timestamp can land an ulp off it.
+        r.arrival = self.env.now
         self.router.pick(r, self.replicas).enqueue(r)
 
     def on_finish(self, fn: Callable[[Request], None]) -> None:
