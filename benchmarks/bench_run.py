@@ -1,6 +1,6 @@
 """Speed of `fleetsim run`: wall time, engine events per second and peak memory (prints figures; asserts nothing).
 
-    python benchmarks/bench_run.py            # both cases, each run 3 times in fresh processes
+    python benchmarks/bench_run.py            # both cases, each run 5 times in fresh processes
     python benchmarks/bench_run.py b          # one case
 
 Shared 2-core machines are noisy: the best and the median of the repeats are printed.
@@ -57,7 +57,7 @@ def main(argv: list[str]) -> None:
     if len(argv) == 2 and argv[0] == "--child":
         print(json.dumps(run_case(argv[1])))
         return
-    repeats = 3
+    repeats = 5
     for name in argv or sorted(CASES):
         runs = []
         for _ in range(repeats):

@@ -139,7 +139,7 @@ class Replica:
                 finishes = advance and self._decoder_finishes(self.dstep)
                 for r, n in chunks:
                     shapes.append((n, r.computed))
-                    if n == r.num_tokens - r.computed:
+                    if n == r.prompt + r.generated - r.computed:
                         logits += 1
                         finishes = finishes or r.generated + 1 >= r.output
                 t = self.cost.step_time(shapes, n_dec, kv_sum, num_logits=logits)
@@ -206,7 +206,7 @@ class Replica:
                     break
                 if r.state != PREFILL:
                     continue  # preempted while making room for an earlier request
-                n = min(r.num_tokens - r.computed, budget)
+                n = min(r.prompt + r.generated - r.computed, budget)
                 if not self._grow(r, r.computed + n):
                     preempted = True
                     continue
@@ -268,7 +268,7 @@ class Replica:
                     hit_cached_blocks += r.private_blocks
                     held += r.private_blocks
                     start += private * self.B
-            remaining = r.num_tokens - start
+            remaining = r.prompt + r.generated - start
             n = min(remaining, budget)
             if whole and n < remaining and chunks:
                 break  # unchunked: a prompt never splits; the first one of a step may exceed the budget
@@ -406,7 +406,7 @@ class Replica:
             r.computed += n
             if r.prefix_keys:
                 self._register_units(r)
-            if r.computed < r.num_tokens:
+            if r.computed < r.prompt + r.generated:
                 continue
             self.prefilling.remove(r)
             r.generated += 1
