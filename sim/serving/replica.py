@@ -85,10 +85,6 @@ class Replica:
             self._interrupted = True
             self.process.interrupt()
 
-    @property
-    def outstanding(self) -> int:
-        return len(self.waiting) + len(self.running)
-
     # ---- the engine loop ---------------------------------------------------------------------------------------
     def _run(self):  # noqa: ANN202  (a SimPy process generator)
         """Plan a step, let its time pass, apply its effects; repeat.
