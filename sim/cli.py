@@ -46,7 +46,7 @@ def _fmt(value: Any, unit: str = "") -> str:
 
 
 def render_summary(s: dict[str, Any], title: str) -> None:
-    out.print(f"[bold]{title}[/]", highlight=False)
+    out.print(f"[bold]{title}[/]", highlight=False, soft_wrap=True)
     lat = Table(show_edge=False)
     lat.add_column("latency (ms)")
     for col in ("mean", "p50", "p90", "p99", "max"):
@@ -174,13 +174,12 @@ def run(
     if as_json:
         sys.stdout.write(json.dumps(clean_json(result.summary)) + "\n")
         return
-    num_gpus_used, reps = scenario.resolved_gpus()
-    title = (f"{scenario.model} on {num_gpus_used}x {scenario.gpu}: {reps} replica(s) of TP{scenario.tp}"
-             + (f" PP{scenario.pp}" if scenario.pp > 1 else "")
-             + f", workload {scenario.workload.trace or scenario.workload.arrival_kind}")
+    info = result.info
+    title = (f"{info['model']} on {info['num_gpus']}x {info['gpu']}: {info['replicas']} replica(s) of TP{scenario.tp}"
+             + (f" PP{scenario.pp}" if scenario.pp > 1 else "") + f"; {scenario.workload.describe()}")
     render_summary(result.summary, title)
     if out_dir is not None:
-        out.print(f"\nwrote {', '.join(str(p) for p in written)}")
+        out.print(f"\nwrote {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
 
 
 @catalog_app.callback()
@@ -230,6 +229,7 @@ def catalog_show(name: Annotated[str, typer.Argument(help="A model, GPU, node or
             m = load_model(name)
             card = asdict(m)
             derived = m.summary()
+            derived.pop("published_params_b", None)  # from the card, not derived
             try:
                 card = model_card(name)
             except FleetsimError:

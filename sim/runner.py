@@ -63,6 +63,8 @@ class Simulation:
     requests: list[Request]
     memory: MemoryBudget
     max_model_len: int
+    model_name: str = ""
+    gpu_name: str = ""
 
 
 def build(scenario: Scenario) -> Simulation:
@@ -96,7 +98,7 @@ def build(scenario: Scenario) -> Simulation:
         fleet.add_replica(lambda i, cb: Replica(env, i, cost, KVCache(mem.num_blocks, eng.block_size,
                                                                       eng.enable_prefix_caching),
                                                 eng, max_model_len, cb))
-    return Simulation(env, fleet, requests, mem, max_model_len)
+    return Simulation(env, fleet, requests, mem, max_model_len, model.name, gpu.name)
 
 
 def _requests_from(table: pl.DataFrame, unit: int) -> list[Request]:
@@ -165,7 +167,8 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
             "events_per_s": events / wall_s if wall_s > 0 else None,
             "steps_per_s": steps / wall_s if wall_s > 0 else None,
             "kv_blocks_per_replica": sim.memory.num_blocks, "max_model_len": sim.max_model_len,
-            "replicas": len(reps)}
+            "replicas": len(reps), "model": sim.model_name, "gpu": sim.gpu_name,
+            "num_gpus": len(reps) * scenario.tp * scenario.pp}
     summary["sim_wall_s"] = wall_s
     return Result(scenario, df, summary, timeline, sim.memory, info)
 

@@ -41,6 +41,17 @@ class WorkloadSpec:
     def arrival_kind(self) -> str:
         return self.arrival or ("trace" if self.trace else "poisson")
 
+    def describe(self) -> str:
+        """One line for a report title."""
+        if self.arrival_kind == "trace":
+            scaled = f" rescaled to {self.rate:g} req/s" if self.rate else ""
+            return f"trace {self.trace}{scaled}"
+        lengths = []
+        for what, spec in (("prompts", self.input_len), ("outputs", self.output_len)):
+            lengths.append(f"{what} {'from ' + str(self.trace) if spec == 'empirical' else spec}")
+        burst = f" (cv {self.cv:g})" if self.arrival_kind == "gamma" else ""
+        return f"{self.arrival_kind}{burst} arrivals at {self.rate or 1.0:g} req/s, {', '.join(lengths)}"
+
 
 def build_requests(spec: WorkloadSpec, seed: int, max_len: int | None = None) -> tuple[pl.DataFrame, int]:
     """The request table to simulate and its prefix block size (0 when the trace carries no prefix hashes)."""
