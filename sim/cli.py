@@ -114,6 +114,7 @@ def run(
     fabric: Annotated[Optional[str], typer.Option(help="Scale-out fabric card, e.g. ib-ndr-400.")] = None,
     tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel degree per replica.")] = None,
     pp: Annotated[Optional[int], typer.Option(help="Pipeline-parallel stages per replica.")] = None,
+    tp_nodes: Annotated[Optional[int], typer.Option(help="Spread each TP group over this many nodes (default: packed).")] = None,
     replicas: Annotated[Optional[int], typer.Option(help="Data-parallel replicas (default: num_gpus / (tp x pp)).")] = None,
     router: Annotated[Optional[str], typer.Option(help="round-robin, least-tokens or prefix-aware.")] = None,
     trace: Annotated[Optional[str], typer.Option(help="Shipped trace (azure-conv, azure-code, mooncake-conv) or a path.")] = None,
@@ -143,7 +144,7 @@ def run(
     from sim.metrics.export import clean_json
 
     overrides = {
-        "model": model, "gpu": gpu, "num_gpus": num_gpus, "node": node, "fabric": fabric, "tp": tp, "pp": pp,
+        "model": model, "gpu": gpu, "num_gpus": num_gpus, "node": node, "fabric": fabric, "tp": tp, "pp": pp, "tp_nodes": tp_nodes,
         "replicas": replicas,
         "router": router, "seed": seed,
         "workload.trace": trace, "workload.format": format, "workload.arrival": arrival, "workload.rate": rate,

@@ -72,7 +72,10 @@ def build(scenario: Scenario) -> Simulation:
     gpu = load_gpu(scenario.gpu)
     num_gpus, replicas = scenario.resolved_gpus()
     cluster = Cluster(gpu, load_node(scenario.node), load_fabric(scenario.fabric), num_gpus)
-    plan = Plan(tp=scenario.tp, pp=scenario.pp, replicas=replicas)
+    plan = Plan(tp=scenario.tp, pp=scenario.pp, replicas=replicas, tp_nodes=scenario.tp_nodes)
+    if plan.tp_nodes and plan.tp // plan.tp_nodes > cluster.node.gpus_per_node:
+        raise FleetsimError(f"tp_nodes={plan.tp_nodes}: a TP{plan.tp} group needs {plan.tp // plan.tp_nodes} GPUs "
+                            f"per node but {cluster.node.name} has {cluster.node.gpus_per_node}")
     if model.num_layers % plan.pp:
         raise FleetsimError(f"pp={plan.pp} does not divide {model.name}'s {model.num_layers} layers")
     if model.num_heads % plan.tp:

@@ -36,6 +36,7 @@ class Scenario:
     replicas: int | None = None  # default: num_gpus / (tp x pp)
     tp: int = 1
     pp: int = 1
+    tp_nodes: int = 0  # nodes a tensor-parallel group spans; 0 packs it into as few as fit
     node: str = "hgx-8gpu"
     fabric: str = "ib-ndr-400"
     router: str = "round-robin"

@@ -41,3 +41,15 @@ def test_pipeline_parallel_run():
     # Without micro-batch overlap, a second stage adds one activation transfer per token: latency does not drop.
     assert s2["tpot_p50_s"] >= s1["tpot_p50_s"] * 0.95
 
+
+
+def test_tp8_inside_one_node_beats_tp8_over_two_nodes():
+    """NVLink inside a node against InfiniBand between nodes: the all-reduces of a spread TP group cost more."""
+    tpot = {}
+    for tp_nodes in (1, 2):
+        s = sim.run(model="llama-3.1-70b", gpu="h100", tp=8, num_gpus=8, tp_nodes=tp_nodes,
+                    **{"workload.arrival": "poisson", "workload.rate": 1.0, "workload.num_requests": 100,
+                       "workload.duration_s": None}).summary
+        tpot[tp_nodes] = s["tpot_p50_s"]
+    print(f"\nLlama-3.1-70B TP8 median TPOT: one node {tpot[1] * 1e3:.1f} ms, two nodes {tpot[2] * 1e3:.1f} ms")
+    assert tpot[1] < 0.9 * tpot[2]

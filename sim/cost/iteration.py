@@ -46,8 +46,11 @@ class IterationCost:
         self.kvbytes = dtype_bytes(model.kv_dtype)
         tp = plan.tp
         self.layers_per_stage = model.num_layers / plan.pp
-        self.allreduce = allreduce_model(cluster, self.calib, calib_link, tp) if tp > 1 else None
-        self.p2p = sendrecv_model(cluster, self.calib, calib_link, cluster.spans_nodes(plan.gpus_per_replica))
+        self.allreduce = None
+        if tp > 1:
+            self.allreduce = allreduce_model(cluster, self.calib, calib_link, tp, plan.tp_nodes or None)
+        self.p2p = sendrecv_model(cluster, self.calib, calib_link,
+                                  cluster.spans_nodes(plan.gpus_per_replica) or plan.tp_nodes > 1)
         self.heads = max(1, model.num_heads // tp)
         self.kv_heads = max(1, model.num_kv_heads // tp)
         self._token_cache: dict[tuple[int, int], float] = {}
@@ -114,7 +117,7 @@ class IterationCost:
         dense_mlp += self._gemm(t, m.intermediate_size / tp, h, self.wbytes)
         dense_mlp += self._elementwise(t * ACT_BYTES * 3 * m.intermediate_size / tp)
         moe_mlp = self._moe_mlp(t) if m.moe else 0.0
-        comm = 2 * self.allreduce.time(t * h * ACT_BYTES, 2 * (tp - 1) / tp) if self.allreduce else 0.0
+        comm = 2 * self.allreduce.time(t * h * ACT_BYTES) if self.allreduce else 0.0
         per_layer_common = proj + ew + comm
         total = m.num_layers * per_layer_common + m.num_dense_layers * dense_mlp + m.num_moe_layers * moe_mlp
         lm_head = self._gemm(float(logits), h, m.vocab_size / tp, self.wbytes) if logits else 0.0

@@ -29,15 +29,38 @@ def _intra_node(calib: Calibration, table: dict[str, dict[str, float]], n: int, 
     return AlphaBeta(entry["alpha_s"], entry[bw_key] * 1e9)
 
 
-def allreduce_model(cluster: Cluster, calib: Calibration, calib_link_gbps: float, n: int) -> AlphaBeta:
-    """Ring all-reduce among `n` GPUs placed contiguously; time(bytes, 2(n-1)/n) gives seconds."""
+@dataclass(frozen=True, slots=True)
+class AllReduce:
+    """All-reduce among `n` GPUs spread evenly over `nodes` nodes: a ring inside each node (reduce-scatter and
+    all-gather), and when nodes > 1, a ring across nodes in which each GPU all-reduces its 1/(n/nodes) shard over
+    its own NIC (NCCL's hierarchical algorithm on rail-optimised fabrics)."""
+
+    n: int
+    nodes: int
+    intra: AlphaBeta
+    inter: AlphaBeta | None = None
+
+    def time(self, nbytes: float) -> float:
+        local = self.n // self.nodes
+        t = self.intra.time(nbytes, 2.0 * (local - 1) / local) if local > 1 else 0.0
+        if self.inter is not None:
+            t += self.inter.time(nbytes / local, 2.0 * (self.nodes - 1) / self.nodes)
+        return t
+
+
+def allreduce_model(cluster: Cluster, calib: Calibration, calib_link_gbps: float, n: int,
+                    nodes: int | None = None) -> AllReduce:
+    """The all-reduce of a group of `n` GPUs over `nodes` nodes (default: packed into the fewest nodes)."""
+    nodes = nodes or -(-n // cluster.node.gpus_per_node)
+    local = n // nodes
     scale = cluster.gpu.scale_up_gbps / calib_link_gbps
-    intra = _intra_node(calib, calib.allreduce, min(n, cluster.node.gpus_per_node), "busbw_gbps")
+    intra = _intra_node(calib, calib.allreduce, local, "busbw_gbps")
     intra = AlphaBeta(intra.alpha_s, intra.bw_bytes_per_s * scale)
-    if not cluster.spans_nodes(n):
-        return intra
-    fabric_bw = cluster.fabric.gbps_per_gpu * 1e9
-    return AlphaBeta(intra.alpha_s + 2 * cluster.fabric.latency_us * 1e-6, min(intra.bw_bytes_per_s, fabric_bw))
+    if nodes == 1:
+        return AllReduce(n, 1, intra)
+    # Cross-node NCCL timings exist only for A100 over HDR; the fabric card's latency and per-GPU bandwidth are used.
+    fabric = AlphaBeta(2 * (nodes - 1) * cluster.fabric.latency_us * 1e-6, cluster.fabric.gbps_per_gpu * 1e9)
+    return AllReduce(n, nodes, intra, fabric)
 
 
 def sendrecv_model(cluster: Cluster, calib: Calibration, calib_link_gbps: float, across_nodes: bool) -> AlphaBeta:

@@ -12,12 +12,15 @@ class Plan:
     tp: int = 1
     pp: int = 1
     replicas: int = 1
+    tp_nodes: int = 0  # nodes one tensor-parallel group spans; 0: as few as fit (packed)
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "replicas"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise FleetsimError(f"plan.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.tp_nodes, int) or self.tp_nodes < 0 or (self.tp_nodes and self.tp % self.tp_nodes):
+            raise FleetsimError(f"plan.tp_nodes must divide tp ({self.tp}), got {self.tp_nodes!r}")
 
     @property
     def gpus_per_replica(self) -> int:
