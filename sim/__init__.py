@@ -13,4 +13,4 @@ from sim.serving.engine_config import EngineConfig
 from sim.workload.spec import WorkloadSpec
 
 __all__ = ["SLO", "EngineConfig", "FleetsimError", "Result", "Scenario", "WorkloadSpec", "load_scenario", "run"]
-__version__ = "0.1.0"
+from sim._version import __version__  # noqa: E402

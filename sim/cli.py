@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sim.errors import FleetsimError
@@ -20,7 +21,8 @@ catalog_app = typer.Typer(add_completion=False, invoke_without_command=True,
                           help="List the shipped model and hardware cards, or show one.")
 app.add_typer(catalog_app, name="catalog")
 err = Console(stderr=True)
-out = Console()
+# Piped or redirected output gets room for the wide tables instead of rich's default 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 150)
 
 
 def fail(message: str) -> None:
@@ -181,6 +183,165 @@ def run(
     render_summary(result.summary, title)
     if out_dir is not None:
         out.print(f"\nwrote {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
+
+
+def _int_list(text: str | None, flag: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise FleetsimError(f"{flag}: expected comma-separated integers, got '{text}'") from None
+    return values
+
+
+class _SearchProgress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total == 0:
+            return
+        if self.bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self.bar = Progress("simulating plans", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                console=err, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("plans", total=total)
+        self.bar.update(self.task, completed=done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def render_search(result, top: int) -> None:  # noqa: ANN001
+    t = result.table
+    ok = t.filter(t["status"] == "ok")
+    table = Table(title=f"plans ranked by {result.objective}", title_justify="left", show_edge=False)
+    cols = [("rank", "#"), ("plan", "plan"), ("max_num_seqs", "seqs"), ("max_num_batched_tokens", "chunk"),
+            ("goodput_per_gpu", "good/GPU"), ("output_tokens_per_s_per_gpu", "tok/s/GPU"),
+            ("ttft_p90_s", "TTFT90 ms"), ("tpot_p90_s", "TPOT90 ms"), ("cost_per_mtok_usd", "$/Mtok"),
+            ("pareto", "Pareto")]
+    if "capacity_rps" in t.columns:
+        cols.insert(4, ("capacity_rps", "capacity req/s"))
+    for _, label in cols:
+        table.add_column(label, justify="left" if label in ("plan",) else "right", no_wrap=label == "plan")
+    for row in ok.head(top).iter_rows(named=True):
+        cells = []
+        for key, label in cols:
+            v = row.get(key)
+            if label.endswith(" ms") and v is not None:
+                cells.append(f"{v * 1e3:,.1f}")
+            elif key == "pareto":
+                cells.append("*" if v else "")
+            elif isinstance(v, float) and v == float("inf"):
+                cells.append("-")
+            else:
+                cells.append(_fmt(v))
+        table.add_row(*cells)
+    out.print(table)
+    skipped = t.filter(t["status"] != "ok")
+    if ok.height > top:
+        out.print(f"... and {ok.height - top} more simulated plans")
+    if skipped.height:
+        out.print(f"\n{skipped.height} plan(s) not simulated (the first reason per plan):")
+        seen: dict[str, tuple[str, str]] = {}
+        for r in skipped.iter_rows(named=True):
+            seen.setdefault(r["plan"], (r["status"], r["reason"]))
+        for plan, (status, reason) in sorted(seen.items()):
+            out.print(escape(f"  [{status}] {reason}"), highlight=False, soft_wrap=True)
+    out.print(f"\nsimulated {result.simulated} plan(s), reused {result.reused} from the store, "
+              f"in {result.wall_s:.1f} s", highlight=False)
+
+
+@app.command()
+def search(
+    scenario_file: Annotated[Optional[Path], typer.Argument(help="Scenario TOML; flags override its fields.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model card name or alias, or a path.")] = None,
+    gpu: Annotated[Optional[str], typer.Option(help="GPU card name or alias.")] = None,
+    num_gpus: Annotated[Optional[int], typer.Option(help="GPUs to plan for.")] = None,
+    node: Annotated[Optional[str], typer.Option(help="Node card (GPUs per scale-up domain).")] = None,
+    trace: Annotated[Optional[str], typer.Option(help="Shipped trace name or a path.")] = None,
+    arrival: Annotated[Optional[str], typer.Option(help="trace, poisson or gamma.")] = None,
+    rate: Annotated[Optional[float], typer.Option(help="Arrival rate in req/s (rescales a replayed trace).")] = None,
+    num_requests: Annotated[Optional[int], typer.Option(help="At most this many requests per simulation.")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="Window of arrivals in seconds.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of every random stream.")] = None,
+    slo_ttft: Annotated[Optional[float], typer.Option(help="TTFT target in seconds.")] = None,
+    slo_tpot: Annotated[Optional[float], typer.Option(help="TPOT target in seconds.")] = None,
+    objective: Annotated[str, typer.Option(help="goodput (per GPU, under the SLOs), cost ($ per million good output tokens) or throughput.")] = "goodput",
+    tp_list: Annotated[Optional[str], typer.Option("--tp", help="TP degrees to try, e.g. 2,4,8 (default: powers of two).")] = None,
+    pp_list: Annotated[Optional[str], typer.Option("--pp", help="PP degrees to try (default: powers of two dividing the layers).")] = None,
+    seqs_list: Annotated[str, typer.Option("--max-num-seqs", help="max_num_seqs values to try.")] = "128,256",
+    tokens_list: Annotated[str, typer.Option("--max-batched-tokens", help="Token budgets to try.")] = "2048,8192",
+    capacity: Annotated[bool, typer.Option("--capacity", help="Find each plan's highest sustainable rate.")] = False,
+    attainment: Annotated[float, typer.Option(help="Capacity mode: SLO attainment to sustain.")] = 0.9,
+    price: Annotated[Optional[float], typer.Option(help="GPU price in $/hour (default: the GPU card's).")] = None,
+    executor: Annotated[str, typer.Option(help="local (processes on this machine) or ray.")] = "local",
+    workers: Annotated[Optional[int], typer.Option(help="Parallel simulations (default: all cores).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Results store and outputs (default: fleetsim-search/<hash>); rerunning resumes.")] = None,
+    top: Annotated[int, typer.Option(help="Rows of the ranked table to print.")] = 15,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the ranked plans as JSON on stdout.")] = False,
+) -> None:
+    """Search the execution plans (DP x TP x PP and engine knobs) for the best one under the SLOs."""
+    import sim
+    from sim.metrics.export import clean_json
+    from sim.search import SearchSpace
+    from sim.search import search as run_search
+    from sim.search.runner import SearchInterrupted
+    from sim.search.store import scenario_key
+
+    overrides = {
+        "model": model, "gpu": gpu, "num_gpus": num_gpus, "node": node, "seed": seed,
+        "workload.trace": trace, "workload.arrival": arrival, "workload.rate": rate,
+        "workload.num_requests": num_requests, "workload.duration_s": duration,
+        "slo.ttft_s": slo_ttft, "slo.tpot_s": slo_tpot,
+    }
+    if num_requests is not None and duration is None:
+        overrides["workload.duration_s"] = float("inf")
+    progress = _SearchProgress(not as_json and sys.stderr.isatty())
+    try:
+        base = sim.load_scenario(scenario_file) if scenario_file else sim.Scenario()
+        base = base.with_overrides(**overrides)
+        space = SearchSpace(tp=_int_list(tp_list, "--tp"), pp=_int_list(pp_list, "--pp"),
+                            max_num_seqs=_int_list(seqs_list, "--max-num-seqs"),
+                            max_num_batched_tokens=_int_list(tokens_list, "--max-batched-tokens"))
+        where = out_dir or Path("fleetsim-search") / scenario_key(base, {"space": repr(space), "objective": objective,
+                                                                         "capacity": capacity})[:12]
+        result = run_search(base, space=space, objective=objective, executor=executor, workers=workers,
+                            out_dir=where, capacity=capacity, attainment=attainment, price_per_gpu_hour=price,
+                            progress=progress)
+    except FleetsimError as exc:
+        progress.close()
+        fail(str(exc))
+        return
+    except (KeyboardInterrupt, SearchInterrupted) as exc:
+        progress.close()
+        msg = str(exc) if isinstance(exc, SearchInterrupted) else (
+            f"search interrupted; finished results are kept in {where}; run the same command again to resume")
+        err.print(f"[bold yellow]interrupted:[/] {msg}", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    progress.close()
+    if as_json:
+        sys.stdout.write(json.dumps(clean_json(result.table.to_dicts())) + "\n")
+        return
+    render_search(result, top)
+    win = result.winner
+    if win is None:
+        out.print("\n[bold red]no plan can serve this workload within the SLOs on this cluster[/] (reasons above)")
+    else:
+        out.print(f"\n[bold]winner:[/] {win['plan']} with max_num_seqs={win['max_num_seqs']}, "
+                  f"max_num_batched_tokens={win['max_num_batched_tokens']}", highlight=False)
+        win_summary = sim.run(base.with_overrides(
+            tp=win["tp"], pp=win["pp"], replicas=win["replicas"], num_gpus=win["num_gpus"],
+            **{"engine.max_num_seqs": win["max_num_seqs"],
+               "engine.max_num_batched_tokens": win["max_num_batched_tokens"]})).summary
+        render_summary(win_summary, "winner's full summary")
+    out.print(f"\nall plans: {where / 'plans.parquet'}; Pareto front: {where / 'pareto.html'}", highlight=False,
+              soft_wrap=True)
 
 
 @catalog_app.callback()

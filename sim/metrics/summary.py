@@ -52,6 +52,7 @@ def summarize(df: pl.DataFrame, itl: np.ndarray, *, slo_ttft_s: float, slo_tpot_
     out["slo_ttft_s"] = slo_ttft_s
     out["slo_tpot_s"] = slo_tpot_s
     out["goodput_rps"] = rate(good.height)
+    out["goodput_output_tokens_per_s"] = rate(float(good["output_tokens"].sum()))
     out["slo_attainment"] = good.height / df.height if df.height else None
     out["preemptions"] = int(df["preemptions"].sum())
     # As vLLM reports it: tokens found in the prefix cache over tokens looked up, at every admission.

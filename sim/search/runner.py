@@ -1,0 +1,293 @@
+"""Search the plan space: simulate every feasible plan (in parallel, never twice), rank by an objective.
+
+Each (plan, knobs) becomes a full scenario whose hash keys the results store; a plan that an analytical bound
+proves cannot meet the SLOs is reported as pruned, one that does not fit as infeasible, both with their reason.
+Capacity mode finds, per plan, the highest arrival rate whose SLO attainment stays at or above a target.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from sim.cost.iteration import IterationCost
+from sim.errors import FleetsimError
+from sim.hardware.catalog import load_fabric, load_gpu, load_node
+from sim.hardware.cluster import Cluster
+from sim.metrics.export import write_outputs
+from sim.model.catalog import load_model
+from sim.runner import run
+from sim.scenario import Scenario
+from sim.search.bounds import slo_bound_violation
+from sim.search.ranking import OBJECTIVES, pareto_front, rank
+from sim.search.space import Candidate, SearchSpace, enumerate_candidates
+from sim.search.store import ResultStore, scenario_key
+from sim.workload.spec import build_requests
+
+Progress = Callable[[int, int], None]
+EXECUTORS = ("local", "ray")
+SUMMARY_KEYS = ("num_requests", "num_finished", "num_rejected", "throughput_rps", "output_tokens_per_s",
+                "goodput_rps", "goodput_output_tokens_per_s", "slo_attainment", "ttft_p50_s", "ttft_p90_s",
+                "ttft_p99_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "itl_p99_s", "e2e_p50_s", "e2e_p90_s",
+                "queue_delay_p90_s", "preemptions", "gpu_busy_fraction", "kv_util_peak", "sim_wall_s")
+
+
+class SearchInterrupted(Exception):
+    """The search stopped early; every finished result is in the store and a rerun resumes."""
+
+    def __init__(self, done: int, total: int, store: Path) -> None:
+        super().__init__(f"search interrupted after {done} of {total} simulations; results kept in {store}; "
+                         f"run the same command again to resume")
+        self.done, self.total, self.store = done, total, store
+
+
+@dataclass
+class SearchResult:
+    table: pl.DataFrame  # every plan: ranked feasible ones first, then pruned and infeasible with reasons
+    objective: str
+    simulated: int  # simulations run by this call
+    reused: int  # results taken from the store
+    out_dir: Path | None
+    wall_s: float
+
+    @property
+    def winner(self) -> dict[str, Any] | None:
+        ok = self.table.filter(pl.col("status") == "ok")
+        return ok.row(0, named=True) if ok.height else None
+
+
+def evaluate(scenario: Scenario, capacity: bool = False, attainment: float = 0.9) -> dict[str, Any]:
+    """Simulate one scenario (in a worker process) and return its result row."""
+    t0 = time.perf_counter()
+    if capacity:
+        rate, summary = _capacity(scenario, attainment)
+        row = {k: summary.get(k) for k in SUMMARY_KEYS}
+        row["capacity_rps"] = rate
+    else:
+        row = {k: v for k, v in run(scenario).summary.items() if k in SUMMARY_KEYS}
+    row["eval_wall_s"] = time.perf_counter() - t0
+    return row
+
+
+def _capacity(scenario: Scenario, attainment: float, iterations: int = 7) -> tuple[float, dict[str, Any]]:
+    """Highest rate (req/s) with SLO attainment >= `attainment`: doubling, then bisection."""
+
+    def attain(rate: float) -> tuple[bool, dict[str, Any]]:
+        s = run(scenario.with_overrides(**{"workload.rate": rate})).summary
+        return (s["slo_attainment"] or 0.0) >= attainment, s
+
+    lo, hi, best = 0.0, max(scenario.workload.rate or 1.0, 0.125), {}
+    ok, s = attain(hi)
+    while ok:
+        lo, best = hi, s
+        hi *= 2
+        if hi > 1e5:
+            break
+        ok, s = attain(hi)
+    if lo == 0.0:
+        hi_fail = hi
+        for _ in range(iterations):
+            hi_fail /= 2
+            ok, s = attain(hi_fail)
+            if ok:
+                lo, best, hi = hi_fail, s, hi_fail * 2
+                break
+        if lo == 0.0:
+            return 0.0, s
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        ok, s = attain(mid)
+        if ok:
+            lo, best = mid, s
+        else:
+            hi = mid
+    return lo, best
+
+
+def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None, objective: str = "goodput",
+           executor: str = "local", workers: int | None = None, out_dir: str | Path | None = None,
+           capacity: bool = False, attainment: float = 0.9, price_per_gpu_hour: float | None = None,
+           progress: Progress | None = None, max_new: int | None = None, **overrides: Any) -> SearchResult:
+    """Rank every execution plan of the scenario's model on its cluster (num_gpus GPUs) for its workload and SLOs.
+
+    `out_dir` holds the results store (resumable) and, at the end, plans.parquet and search.json. `max_new` stops
+    after that many new simulations (raising SearchInterrupted), as a kill would."""
+    t_start = time.perf_counter()
+    if objective not in OBJECTIVES:
+        raise FleetsimError(f"objective: expected one of {', '.join(OBJECTIVES)}, got '{objective}'")
+    if executor not in EXECUTORS:
+        raise FleetsimError(f"executor: expected one of {', '.join(EXECUTORS)}, got '{executor}'")
+    if not 0.0 < attainment <= 1.0:
+        raise FleetsimError(f"attainment: expected a fraction in (0, 1], got {attainment!r}")
+    base = (scenario or Scenario()).with_overrides(**overrides)
+    space = space or SearchSpace()
+    model, gpu, node = load_model(base.model), load_gpu(base.gpu), load_node(base.node)
+    if base.num_gpus is not None:
+        num_gpus = base.num_gpus
+    elif base.replicas is not None:
+        num_gpus = base.replicas * base.tp * base.pp
+    else:
+        num_gpus = 8
+    fabric = load_fabric(base.fabric)
+    if capacity and base.workload.num_requests is None:
+        table, _ = build_requests(base.workload, base.seed)
+        base = base.with_overrides(**{"workload.num_requests": table.height, "workload.duration_s": None})
+    requests, _ = build_requests(base.workload, base.seed)
+    shortest = int(requests["input_tokens"].min())
+    longest = int((requests["input_tokens"] + requests["output_tokens"]).max())
+    candidates = enumerate_candidates(model, gpu, node, num_gpus, space,
+                                      gpu_memory_utilization=base.engine.gpu_memory_utilization,
+                                      block_size=base.engine.block_size, max_request_tokens=longest)
+    price = price_per_gpu_hour if price_per_gpu_hour is not None else gpu.price_per_hour_usd
+    store_dir = Path(out_dir) if out_dir else None
+    store = ResultStore(store_dir / "results.jsonl" if store_dir else None)
+    rows: list[dict[str, Any]] = []
+    tasks: list[tuple[str, Scenario, dict[str, Any]]] = []
+    cluster = Cluster(gpu, node, fabric, num_gpus)
+    prune = objective in ("goodput", "cost") and not capacity
+    for cand in candidates:
+        sc = base.with_overrides(tp=cand.plan.tp, pp=cand.plan.pp, replicas=cand.plan.replicas, num_gpus=num_gpus,
+                                 tp_nodes=0, **{"engine.max_num_seqs": cand.max_num_seqs,
+                                                "engine.max_num_batched_tokens": cand.max_num_batched_tokens})
+        head = _head(cand, num_gpus)
+        if cand.reason:
+            rows.append({**head, "status": "infeasible", "reason": cand.reason})
+            continue
+        if prune:
+            why = slo_bound_violation(IterationCost(model, cluster, cand.plan, base.engine.step_overhead_s),
+                                      shortest, base.slo.ttft_s, base.slo.tpot_s)
+            if why:
+                rows.append({**head, "status": "pruned", "reason": why})
+                continue
+        key = scenario_key(sc, {"capacity": capacity, "attainment": attainment if capacity else None})
+        cached = store.get(key)
+        if cached is not None:
+            rows.append({**head, **cached, "status": "ok", "reason": "", "key": key, "reused": True})
+        else:
+            tasks.append((key, sc, head))
+    reused = sum(1 for r in rows if r.get("reused"))
+    total = len(tasks)
+
+    def finished(key: str, head: dict[str, Any], row: dict[str, Any]) -> None:
+        store.put(key, row)
+        rows.append({**head, **row, "status": "ok", "reason": "", "key": key, "reused": False})
+        if progress:
+            progress(store.added, total)
+        if max_new is not None and store.added >= max_new and store.added < total:
+            raise SearchInterrupted(store.added, total, store.path)
+
+    if progress:
+        progress(0, total)
+    _execute(tasks, finished, executor, workers, capacity, attainment, store)
+    table = _finish_table(rows, objective, num_gpus, price, base)
+    if store_dir:
+        winner = table.filter(pl.col("status") == "ok")
+        doc = {"objective": objective, "num_gpus": num_gpus, "model": model.name, "gpu": gpu.name,
+               "slo_ttft_s": base.slo.ttft_s, "slo_tpot_s": base.slo.tpot_s, "capacity_mode": capacity,
+               "simulated": store.added, "reused": reused, "plans": table.height,
+               "winner": winner.row(0, named=True) if winner.height else None}
+        write_outputs(store_dir, {"plans": table}, {"search": doc})
+        _write_pareto_figure(table, store_dir / "pareto.html")
+    return SearchResult(table, objective, store.added, reused, store_dir, time.perf_counter() - t_start)
+
+
+def _head(cand: Candidate, num_gpus: int) -> dict[str, Any]:
+    return {"plan": cand.plan.label(), "tp": cand.plan.tp, "pp": cand.plan.pp, "replicas": cand.plan.replicas,
+            "num_gpus": num_gpus, "max_num_seqs": cand.max_num_seqs,
+            "max_num_batched_tokens": cand.max_num_batched_tokens}
+
+
+def _execute(tasks, finished, executor: str, workers: int | None, capacity: bool, attainment: float,  # noqa: ANN001
+             store: ResultStore) -> None:
+    if not tasks:
+        return
+    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    if executor == "ray":
+        _execute_ray(tasks, finished, workers, capacity, attainment)
+        return
+    if workers == 1:
+        for key, sc, head in tasks:
+            finished(key, head, evaluate(sc, capacity, attainment))
+        return
+    # spawn, not fork: polars' thread pool does not survive a fork (workers would hang).
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    pending = {}
+    try:
+        for key, sc, head in tasks:
+            pending[pool.submit(evaluate, sc, capacity, attainment)] = (key, head)
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                key, head = pending.pop(fut)
+                finished(key, head, fut.result())
+    except BaseException:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _execute_ray(tasks, finished, workers: int, capacity: bool, attainment: float) -> None:  # noqa: ANN001
+    try:
+        import ray
+    except ImportError:
+        raise FleetsimError("--executor ray needs Ray: pip install 'fleetsim[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        started = True
+    try:
+        remote = ray.remote(evaluate)
+        pending = {remote.remote(sc, capacity, attainment): (key, head) for key, sc, head in tasks}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                key, head = pending.pop(ref)
+                finished(key, head, ray.get(ref))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _finish_table(rows: list[dict[str, Any]], objective: str, num_gpus: int, price: float,
+                  base: Scenario) -> pl.DataFrame:
+    for r in rows:
+        if r["status"] != "ok":
+            continue
+        g = r.get("goodput_rps") or 0.0
+        r["goodput_per_gpu"] = g / num_gpus
+        r["output_tokens_per_s_per_gpu"] = (r.get("output_tokens_per_s") or 0.0) / num_gpus
+        good_tokens = r.get("goodput_output_tokens_per_s") or 0.0
+        r["cost_per_mtok_usd"] = (num_gpus * price / 3600.0) / good_tokens * 1e6 if good_tokens > 0 else math.inf
+        r["meets_slo"] = bool((r.get("ttft_p90_s") or math.inf) <= base.slo.ttft_s
+                              and (r.get("tpot_p90_s") or math.inf) <= base.slo.tpot_s)
+        if "capacity_rps" in r:
+            r["capacity_rps_per_gpu"] = r["capacity_rps"] / num_gpus
+    table = pl.DataFrame(rows, infer_schema_length=None)
+    table = rank(table, objective)
+    return pareto_front(table)
+
+
+def _write_pareto_figure(table: pl.DataFrame, path: Path) -> None:
+    import plotly.express as px
+
+    ok = table.filter(pl.col("status") == "ok")
+    if ok.height == 0:
+        return
+    fig = px.scatter(ok, x="output_tokens_per_s_per_gpu", y="tpot_p90_s", color="pareto", hover_name="plan",
+                     hover_data=["max_num_seqs", "max_num_batched_tokens", "goodput_per_gpu", "ttft_p90_s"],
+                     title="Plans: throughput per GPU against p90 TPOT (Pareto front highlighted)")
+    fig.update_layout(xaxis_title="output tokens/s per GPU", yaxis_title="TPOT p90 (s)")
+    tmp = path.with_suffix(".tmp")
+    fig.write_html(tmp, include_plotlyjs=True)
+    tmp.replace(path)

@@ -1,0 +1,102 @@
+"""The plan space: every DP x TP x PP split of the cluster and every engine-knob setting, with memory feasibility.
+
+A plan that cannot run carries its reason (weights that do not fit, no KV room for the longest request, a TP
+degree the model's heads do not allow), so the search reports it instead of silently skipping it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sim.errors import FleetsimError
+from sim.hardware.specs import GPUSpec, NodeSpec
+from sim.model.arch import ModelArch
+from sim.parallel.memory import memory_budget
+from sim.parallel.plan import Plan
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSpace:
+    """What to vary. None means: every value that makes sense for the model and cluster."""
+
+    tp: tuple[int, ...] | None = None
+    pp: tuple[int, ...] | None = None
+    max_num_seqs: tuple[int, ...] = (128, 256)
+    max_num_batched_tokens: tuple[int, ...] = (2048, 8192)
+
+    def __post_init__(self) -> None:
+        for name in ("tp", "pp", "max_num_seqs", "max_num_batched_tokens"):
+            values = getattr(self, name)
+            if values is not None and (not values or any(not isinstance(v, int) or v < 1 for v in values)):
+                raise FleetsimError(f"search space: {name} must be a list of positive integers, got {values!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    plan: Plan
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    reason: str = ""  # why it cannot run; empty when feasible
+
+    @property
+    def label(self) -> str:
+        return f"{self.plan.label()} seqs={self.max_num_seqs} tokens={self.max_num_batched_tokens}"
+
+
+def _powers_of_two(limit: int) -> list[int]:
+    out, v = [], 1
+    while v <= limit:
+        out.append(v)
+        v *= 2
+    return out
+
+
+def _tp_problem(model: ModelArch, tp: int, node: NodeSpec) -> str:
+    if model.num_heads % tp:
+        return f"TP{tp} does not divide the {model.num_heads} attention heads"
+    if not model.mla and model.num_kv_heads % tp and tp % model.num_kv_heads:
+        return f"TP{tp} neither divides nor is a multiple of the {model.num_kv_heads} KV heads"
+    return ""
+
+
+def enumerate_candidates(model: ModelArch, gpu: GPUSpec, node: NodeSpec, num_gpus: int, space: SearchSpace, *,
+                         gpu_memory_utilization: float, block_size: int, max_request_tokens: int) -> list[Candidate]:
+    """Every (plan, knobs) that uses all `num_gpus` GPUs, feasible or with the reason it is not.
+
+    TP stays inside a node where it can (it spans nodes only when larger than a node); each replica needs KV for at
+    least one request of `max_request_tokens` tokens."""
+    tps = space.tp or _powers_of_two(num_gpus)
+    pps = space.pp or [p for p in _powers_of_two(num_gpus) if model.num_layers % p == 0]
+    out: list[Candidate] = []
+    for tp in tps:
+        for pp in pps:
+            if num_gpus % (tp * pp):
+                continue
+            plan = Plan(tp=tp, pp=pp, replicas=num_gpus // (tp * pp))
+            static = _tp_problem(model, tp, node)
+            if not static and model.num_layers % pp:
+                static = f"PP{pp} does not divide the {model.num_layers} layers"
+            for seqs in space.max_num_seqs:
+                for tokens in space.max_num_batched_tokens:
+                    reason = static
+                    if not reason and tokens < seqs:
+                        reason = f"max_num_batched_tokens {tokens} < max_num_seqs {seqs}"
+                    if not reason:
+                        reason = _memory_problem(model, gpu, plan, gpu_memory_utilization, block_size, tokens, seqs,
+                                                 max_request_tokens)
+                    out.append(Candidate(plan, seqs, tokens, reason))
+    return out
+
+
+def _memory_problem(model: ModelArch, gpu: GPUSpec, plan: Plan, util: float, block_size: int, tokens: int,
+                    seqs: int, max_request_tokens: int) -> str:
+    try:
+        mem = memory_budget(model, gpu, plan, gpu_memory_utilization=util, block_size=block_size,
+                            max_batched_tokens=tokens, max_num_seqs=seqs)
+    except FleetsimError as exc:
+        return str(exc)
+    need = min(max_request_tokens, model.max_context)
+    if mem.token_capacity < need:
+        return (f"plan {plan.label()}: KV room for {mem.token_capacity:,} tokens per replica "
+                f"({mem.kv_bytes / 1e9:.1f} GB per GPU), the longest request needs {need:,}")
+    return ""

@@ -1,0 +1,168 @@
+"""fleetsim search: plan space, pruning, ranking, the store that makes it resumable, and the CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from sim.cli import app
+from sim.search import SearchSpace, search
+from sim.search.runner import SearchInterrupted
+
+H100_70B = dict(model="llama-3.1-70b", gpu="h100", num_gpus=8)
+ONE_KNOB = dict(max_num_seqs=(256,), max_num_batched_tokens=(2048,))
+
+
+def _poisson(rate, n=600, **slo):
+    return {"engine.gpu_memory_utilization": 0.95, "workload.arrival": "poisson", "workload.rate": rate,
+            "workload.num_requests": n, "workload.duration_s": None, **{f"slo.{k}": v for k, v in slo.items()}}
+
+
+def _row(result, plan):
+    return result.table.filter(pl.col("plan") == plan).row(0, named=True)
+
+
+def test_llama_70b_on_8_h100_tp8_decodes_faster_at_low_load_than_four_tp2_replicas():
+    r = search(**H100_70B, space=SearchSpace(tp=(2, 8), pp=(1,), **ONE_KNOB), workers=1,
+               **_poisson(1.0, n=300, tpot_s=0.2))
+    tp8, tp2 = _row(r, "1x(TP8)"), _row(r, "4x(TP2)")
+    assert tp8["status"] == tp2["status"] == "ok"
+    assert tp8["tpot_p50_s"] < 0.7 * tp2["tpot_p50_s"]
+
+
+def test_llama_70b_at_high_load_more_replicas_give_more_throughput():
+    r = search(**H100_70B, space=SearchSpace(tp=(4, 8), pp=(1,), **ONE_KNOB), workers=2,
+               **_poisson(30.0, tpot_s=0.1))
+    assert _row(r, "2x(TP4)")["output_tokens_per_s"] > 1.05 * _row(r, "1x(TP8)")["output_tokens_per_s"]
+
+
+def test_the_winner_changes_with_the_slo():
+    space = SearchSpace(tp=(4, 8), pp=(1,), **ONE_KNOB)
+    tight = search(**H100_70B, space=space, workers=2, **_poisson(12.0, tpot_s=0.02))
+    loose = search(**H100_70B, space=space, workers=2, **_poisson(12.0, tpot_s=0.05))
+    assert tight.winner["plan"] == "1x(TP8)"
+    assert _row(tight, "2x(TP4)")["status"] == "pruned"  # a lone TP4 decode step already exceeds 20 ms
+    assert loose.winner["plan"] == "2x(TP4)"
+    assert loose.winner["goodput_per_gpu"] > 1.5 * _row(loose, "1x(TP8)")["goodput_per_gpu"]
+
+
+def test_llama_405b_on_two_a100_reports_that_no_plan_fits_and_why(tmp_path):
+    r = search(model="llama-3.1-405b", gpu="a100", num_gpus=2, workers=1, out_dir=tmp_path,
+               **{"workload.num_requests": 50, "workload.duration_s": None})
+    assert r.winner is None and r.simulated == 0
+    assert set(r.table["status"]) == {"infeasible"}
+    assert all("does not fit" in reason and "GB" in reason for reason in r.table["reason"])
+    res = CliRunner().invoke(app, ["search", "--model", "llama-3.1-405b", "--gpu", "a100", "--num-gpus", "2",
+                                   "--num-requests", "50", "--out", str(tmp_path / "cli")])
+    assert res.exit_code == 0
+    assert "no plan can serve this workload" in res.stdout and "short by" in res.stdout
+
+
+def test_every_plan_is_enumerated_with_a_status(tmp_path):
+    r = search(**H100_70B, workers=2, out_dir=tmp_path, **_poisson(2.0, n=200))
+    # 8 GPUs: TP x PP in {1,2,4,8}^2 with TP x PP | 8 = 10 splits, x 4 knob settings
+    assert r.table.height == 40
+    assert set(r.table["status"]) <= {"ok", "pruned", "infeasible"}
+    ranked = r.table.filter(pl.col("status") == "ok")
+    assert ranked["rank"].to_list() == list(range(1, ranked.height + 1))
+    assert ranked["goodput_per_gpu"].is_sorted(descending=True)
+    assert ranked["pareto"].any()
+    assert (tmp_path / "plans.parquet").exists() and (tmp_path / "pareto.html").exists()
+    doc = json.loads((tmp_path / "search.json").read_text())
+    assert doc["winner"]["plan"] == r.winner["plan"]
+
+
+def test_objectives_rank_differently():
+    space = SearchSpace(tp=(4, 8), pp=(1,), **ONE_KNOB)
+    by_cost = search(**H100_70B, space=space, workers=2, objective="cost", **_poisson(12.0, tpot_s=0.05))
+    costs = by_cost.table.filter(pl.col("status") == "ok")["cost_per_mtok_usd"]
+    assert costs.is_sorted()
+    by_thr = search(**H100_70B, space=space, workers=2, objective="throughput", **_poisson(12.0, tpot_s=0.05))
+    assert by_thr.table.filter(pl.col("status") == "ok")["output_tokens_per_s_per_gpu"].is_sorted(descending=True)
+
+
+def test_capacity_mode_finds_the_highest_sustainable_rate():
+    space = SearchSpace(tp=(8,), pp=(1,), **ONE_KNOB)
+    r = search(**H100_70B, space=space, workers=1, capacity=True, attainment=0.9, **_poisson(2.0, n=300, tpot_s=0.05))
+    cap = r.winner["capacity_rps"]
+    assert cap > 1.0
+    import sim
+
+    def attainment(rate):
+        return sim.run(model="llama-3.1-70b", gpu="h100", tp=8, num_gpus=8,
+                       **{**_poisson(rate, n=300, tpot_s=0.05), "engine.max_num_seqs": 256,
+                          "engine.max_num_batched_tokens": 2048}).summary["slo_attainment"]
+
+    assert attainment(cap) >= 0.9
+    assert attainment(cap * 1.3) < 0.9
+
+
+def _comparable(table):
+    drop = [c for c in ("eval_wall_s", "sim_wall_s", "reused") if c in table.columns]
+    return table.drop(drop).sort("plan", "max_num_seqs", "max_num_batched_tokens")
+
+
+def test_interrupted_search_resumes_without_simulating_anything_twice(tmp_path):
+    kwargs = dict(**H100_70B, workers=1, **_poisson(4.0, n=150))
+    reference = search(**kwargs)
+    feasible = reference.table.filter(pl.col("status") == "ok").height
+    with pytest.raises(SearchInterrupted):
+        search(**kwargs, out_dir=tmp_path, max_new=5)
+    resumed = search(**kwargs, out_dir=tmp_path)
+    assert resumed.reused == 5 and resumed.simulated == feasible - 5
+    assert _comparable(resumed.table).equals(_comparable(reference.table))
+    keys = [json.loads(line)["key"] for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == feasible
+    again = search(**kwargs, out_dir=tmp_path)
+    assert again.simulated == 0 and again.reused == feasible
+
+
+def test_a_killed_cli_search_resumes_to_the_same_table(tmp_path):
+    out = tmp_path / "s"
+    cmd = [sys.executable, "-m", "sim.cli", "search", "--model", "llama-3.1-70b", "--gpu", "h100",
+           "--num-gpus", "8", "--num-requests", "400", "--workers", "1", "--out", str(out), "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    store = out / "results.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not store.exists() or len(store.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(store.read_text().splitlines())
+    assert 3 <= done_before
+    finished = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    rows = json.loads(finished.stdout)
+    fresh = subprocess.run(cmd[:-2] + [str(tmp_path / "fresh"), "--json"], capture_output=True, text=True,
+                           timeout=600)
+    strip = lambda rs: sorted(  # noqa: E731
+        [{k: v for k, v in r.items() if k not in ("eval_wall_s", "sim_wall_s", "reused")} for r in rs],
+        key=lambda r: (r["plan"], r["max_num_seqs"], r["max_num_batched_tokens"]))
+    assert strip(rows) == strip(json.loads(fresh.stdout))
+    keys = [json.loads(line)["key"] for line in store.read_text().splitlines() if line.strip()]
+    assert len(keys) == len(set(keys)) == sum(1 for r in rows if r["status"] == "ok")
+
+
+def test_ray_executor_gives_the_local_result():
+    pytest.importorskip("ray")
+    space = SearchSpace(tp=(4, 8), pp=(1,), **ONE_KNOB)
+    local = search(**H100_70B, space=space, workers=2, **_poisson(6.0, n=200))
+    remote = search(**H100_70B, space=space, workers=2, executor="ray", **_poisson(6.0, n=200))
+    assert _comparable(local.table).equals(_comparable(remote.table))
+
+
+def test_bad_search_input_is_one_line_exit_2(tmp_path):
+    runner = CliRunner()
+    for args, message in ((["--objective", "speed"], "objective: expected one of goodput, cost, throughput"),
+                          (["--executor", "slurm"], "executor: expected one of local, ray"),
+                          (["--tp", "2,x"], "--tp: expected comma-separated integers"),
+                          (["--model", "nope"], "unknown model 'nope'")):
+        res = runner.invoke(app, ["search", *args, "--num-requests", "20", "--out", str(tmp_path / "o")])
+        assert res.exit_code == 2, res.output
+        assert message in res.stderr and "Traceback" not in res.output
