@@ -39,6 +39,9 @@ def summarize(df: pl.DataFrame, itl: np.ndarray, *, slo_ttft_s: float, slo_tpot_
     else:
         span = 0.0
     out["duration_s"] = span
+    arrivals = df["arrival_s"]
+    window = float(arrivals.max() - arrivals.min()) if df.height > 1 else 0.0
+    out["offered_rps"] = (df.height - 1) / window if window > 0 else None
     rate = (lambda x: x / span if span > 0 else None)  # noqa: E731
     out["throughput_rps"] = rate(fin.height)
     out["input_tokens_per_s"] = rate(float(fin["input_tokens"].sum()))

@@ -1,0 +1,48 @@
+"""Speed of `fleetsim search` (prints figures; asserts nothing).
+
+    python benchmarks/bench_search.py
+
+The full search for Llama-3.1-70B on 16 x H100 (2 nodes of 8) with 2,000 requests of the Azure conversation
+trace: number of plans, simulations, plans per second and wall time on this machine's cores; then the time of
+one plan-simulation of 1,000 requests. For reference, APEX+ takes 144 s for 26 plans on 8 GPUs with 1,024
+requests (5.5 s per plan) on this kind of machine. Targets: <= 0.2 s per plan-simulation, <= 60 s in all.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import polars as pl
+
+import sim
+from sim.search import search
+
+
+def main() -> None:
+    workload = {"workload.trace": "azure-conv", "workload.num_requests": 2000, "workload.duration_s": None}
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        r = search(model="llama-3.1-70b", gpu="h100", num_gpus=16, out_dir=out, **workload)
+        wall = time.perf_counter() - t0
+    counts = r.table.group_by("status").len().sort("status")
+    sims = r.simulated
+    per_sim = r.table.filter(pl.col("status") == "ok")["eval_wall_s"]
+    print(f"search: {r.table.height} plans ({', '.join(f'{s} {n}' for s, n in counts.iter_rows())}), "
+          f"{sims} simulations on {os.cpu_count()} cores in {wall:.1f} s = {r.table.height / wall:.1f} plans/s; "
+          f"per simulation of 2,000 requests: median {per_sim.median():.2f} s, max {per_sim.max():.2f} s")
+    print(f"winner: {r.winner['plan']} seqs={r.winner['max_num_seqs']} chunk={r.winner['max_num_batched_tokens']}, "
+          f"goodput {r.winner['goodput_per_gpu']:.3f} req/s per GPU")
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        sim.run(model="llama-3.1-70b", gpu="h100", tp=4, num_gpus=16,
+                **{"workload.num_requests": 1000, "workload.duration_s": None})
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    print(f"one plan-simulation of 1,000 requests (4 x TP4): best {times[0]:.3f} s, median {times[2]:.3f} s")
+
+
+if __name__ == "__main__":
+    main()
