@@ -68,3 +68,34 @@ def test_refit_reproduces_the_shipped_card(shared_data):
     shipped = load_calibration("h100").gemm
     for k, v in fit.items():
         assert shipped[k] == pytest.approx(v, rel=1e-3)
+
+
+def test_nccl_collective_fit_error_per_collective_and_size(shared_data, capsys):
+    """Every NCCL collective of the APEX+ profiles against the shipped fit (H100) and a refit (H200, V100)."""
+    from sim.hardware import Cluster, load_fabric, load_node
+    from sim.hardware.collective import COLLECTIVE_FACTORS, collective_model
+
+    root = shared_data / "calibration/apex_nccl"
+    calib = load_calibration("h100")
+    gpu = load_gpu("h100-sxm")
+    cluster = Cluster(gpu, load_node("hgx-8gpu"), load_fabric("ib-ndr-400"), 8)
+    with capsys.disabled():
+        print("\nNCCL fit: median |error| by collective, GPUs and message size (APEX+ profiles)")
+        for folder in ("H100-SXM-80GB", "H200-SXM-141GB", "V100-PCIE-16GB"):
+            refit = cal.fit_apex_nccl(root / folder)
+            for coll in COLLECTIVE_FACTORS:
+                data = cal.read_apex_nccl(root / folder, coll)
+                for (n, nodes), (sizes, times) in data.items():
+                    if folder.startswith("H100"):
+                        model = collective_model(coll, cluster, calib, gpu.scale_up_gbps, n, nodes)
+                        pred = np.array([model(s) for s in sizes])
+                    else:
+                        alpha, bw = refit[coll][(n, nodes)]  # fitted here, the way the shipped card is
+                        pred = alpha + COLLECTIVE_FACTORS[coll](n) * sizes / (bw * 1e9)
+                    err = np.abs(pred / times - 1)
+                    bands = {"<64KiB": sizes < 1 << 16, "64KiB-8MiB": (sizes >= 1 << 16) & (sizes < 1 << 23),
+                             ">=8MiB": sizes >= 1 << 23}
+                    cells = " ".join(f"{k} {np.median(err[m]):5.1%}" for k, m in bands.items() if m.any())
+                    print(f"  {folder:16s} {coll:15s} {n:2d} GPUs on {nodes} node(s): {cells}")
+                    if folder.startswith("H100") and bands[">=8MiB"].any():
+                        assert np.median(err[bands[">=8MiB"]]) < 0.25, (coll, n)  # one alpha-beta per size range

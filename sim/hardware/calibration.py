@@ -18,10 +18,11 @@ class Calibration:
     allreduce: dict[str, dict[str, float]]  # "<gpus>x<nodes>" -> alpha_s, busbw_gbps
     sendrecv: dict[str, dict[str, float]]  # "2x1" (same node) / "2x2" (across nodes) -> alpha_s, bw_gbps
     source: str = ""
+    nccl: dict[str, dict[str, dict[str, float]]] | None = None  # collective -> "<gpus>x<nodes>" -> alpha, busbw
 
 
 @cache
 def load_calibration(key: str) -> Calibration:
     card = read_toml(data_dir("hardware") / "calibration" / f"{key}.toml")
     return Calibration(key, card["gemm"], card["elementwise"], card["attention"], card["allreduce"], card["sendrecv"],
-                       card.get("source", ""))
+                       card.get("source", ""), card.get("nccl"))

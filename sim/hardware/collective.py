@@ -7,8 +7,10 @@ by the scale-out fabric (hierarchical: intra-node reduce, inter-node ring over t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from sim.errors import FleetsimError
 from sim.hardware.calibration import Calibration
 from sim.hardware.cluster import Cluster
 
@@ -69,3 +71,40 @@ def sendrecv_model(cluster: Cluster, calib: Calibration, calib_link_gbps: float,
     entry = calib.sendrecv.get("2x1")
     scale = cluster.gpu.scale_up_gbps / calib_link_gbps
     return AlphaBeta(entry["alpha_s"], entry["bw_gbps"] * 1e9 * scale)
+
+
+def collective_model(kind: str, cluster: Cluster, calib: Calibration, calib_link_gbps: float, n: int,
+                     nodes: int | None = None) -> Callable[[float], float]:
+    """Seconds for one `kind` collective (all_reduce, all_gather, reduce_scatter, alltoall, sendrecv) of a message
+    of `nbytes` among n GPUs over `nodes` nodes, from the fitted NCCL profiles of the calibrated GPU.
+
+    Inside a node: alpha + factor(n) x bytes / bus bandwidth (scaled by the GPU's scale-up link). Across nodes the
+    intra-node part runs on n/nodes GPUs and each GPU moves its share over its own NIC (the fabric card)."""
+    table = (calib.nccl or {}).get(kind)
+    if table is None:
+        raise FleetsimError(f"no NCCL profile of '{kind}' for calibration '{calib.key}'")
+    nodes = nodes or -(-n // cluster.node.gpus_per_node)
+    local = max(1, n // nodes)
+    scale = cluster.gpu.scale_up_gbps / calib_link_gbps
+    intra = _intra_node(calib, table, local, "busbw_gbps")
+    intra = AlphaBeta(intra.alpha_s, intra.bw_bytes_per_s * scale)
+    factor = COLLECTIVE_FACTORS[kind]
+    fabric = AlphaBeta(2 * (nodes - 1) * cluster.fabric.latency_us * 1e-6, cluster.fabric.gbps_per_gpu * 1e9)
+
+    def time(nbytes: float) -> float:
+        t = intra.time(nbytes, factor(local)) if local > 1 else 0.0
+        if nodes > 1:
+            t += fabric.time(nbytes / local, factor(nodes))
+        return t
+
+    return time
+
+
+# Data each GPU moves relative to the message, for ring and pairwise algorithms (NCCL-tests' bus bandwidth).
+COLLECTIVE_FACTORS: dict[str, Callable[[int], float]] = {
+    "all_reduce": lambda n: 2.0 * (n - 1) / n,
+    "all_gather": lambda n: (n - 1) / n,
+    "reduce_scatter": lambda n: (n - 1) / n,
+    "alltoall": lambda n: (n - 1) / n,
+    "sendrecv": lambda n: 1.0,
+}

@@ -35,10 +35,12 @@ from sim.workload.spec import build_requests
 
 Progress = Callable[[int, int], None]
 EXECUTORS = ("local", "ray")
-SUMMARY_KEYS = ("num_requests", "num_finished", "num_rejected", "offered_rps", "throughput_rps",
-                "output_tokens_per_s", "goodput_rps", "goodput_output_tokens_per_s", "slo_attainment", "ttft_p50_s", "ttft_p90_s",
-                "ttft_p99_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "itl_p99_s", "e2e_p50_s", "e2e_p90_s",
-                "queue_delay_p90_s", "preemptions", "gpu_busy_fraction", "kv_util_peak", "sim_wall_s")
+SUMMARY_KEYS = (
+    "num_requests", "num_finished", "num_rejected", "offered_rps", "throughput_rps", "output_tokens_per_s",
+    "goodput_rps", "goodput_output_tokens_per_s", "slo_attainment", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s",
+    "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "itl_p99_s", "e2e_p50_s", "e2e_p90_s", "queue_delay_p90_s",
+    "preemptions", "gpu_busy_fraction", "kv_util_peak", "sim_wall_s",
+)
 
 
 class SearchInterrupted(Exception):
