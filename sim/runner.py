@@ -87,8 +87,14 @@ def build(scenario: Scenario) -> Simulation:
     mem = memory_budget(model, gpu, plan, gpu_memory_utilization=eng.gpu_memory_utilization,
                         block_size=eng.block_size, max_batched_tokens=eng.max_num_batched_tokens,
                         max_num_seqs=eng.max_num_seqs, blocks_override=eng.num_gpu_blocks_override)
-    watermark_blocks = int(eng.watermark * mem.num_blocks)
-    max_model_len = min(model.max_context, (mem.num_blocks - watermark_blocks) * eng.block_size)
+    # Pipeline parallelism keeps one micro-batch per stage in flight: like vLLM, each replica runs `pp` virtual
+    # engines (schedulers), each with 1/pp of the KV blocks, whose steps traverse every stage.
+    engine_blocks = mem.num_blocks // plan.pp
+    if engine_blocks < 1:
+        raise FleetsimError(f"plan {plan.label()}: {mem.num_blocks} KV blocks cannot be shared by {plan.pp} "
+                            f"pipeline micro-batches")
+    watermark_blocks = int(eng.watermark * engine_blocks)
+    max_model_len = min(model.max_context, (engine_blocks - watermark_blocks) * eng.block_size)
     table, unit = build_requests(scenario.workload, scenario.seed, max_model_len)
     if unit and unit % eng.block_size:
         raise FleetsimError(f"engine.block_size ({eng.block_size}) must divide the trace's prefix block "
@@ -97,8 +103,8 @@ def build(scenario: Scenario) -> Simulation:
     env = simpy.Environment()
     fleet = Fleet(env, make_router(scenario.router))
     cost = IterationCost(model, cluster, plan, eng.step_overhead_s)
-    for _ in range(replicas):
-        fleet.add_replica(lambda i, cb: Replica(env, i, cost, KVCache(mem.num_blocks, eng.block_size,
+    for _ in range(replicas * plan.pp):
+        fleet.add_replica(lambda i, cb: Replica(env, i, cost, KVCache(engine_blocks, eng.block_size,
                                                                       eng.enable_prefix_caching),
                                                 eng, max_model_len, cb))
     return Simulation(env, fleet, requests, mem, max_model_len, model.name, gpu.name)
@@ -170,8 +176,8 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
             "events_per_s": events / wall_s if wall_s > 0 else None,
             "steps_per_s": steps / wall_s if wall_s > 0 else None,
             "kv_blocks_per_replica": sim.memory.num_blocks, "max_model_len": sim.max_model_len,
-            "replicas": len(reps), "model": sim.model_name, "gpu": sim.gpu_name,
-            "num_gpus": len(reps) * scenario.tp * scenario.pp}
+            "replicas": len(reps) // scenario.pp, "engines": len(reps), "model": sim.model_name,
+            "gpu": sim.gpu_name, "num_gpus": len(reps) // scenario.pp * scenario.tp * scenario.pp}
     summary["sim_wall_s"] = wall_s
     return Result(scenario, df, summary, timeline, sim.memory, info)
 

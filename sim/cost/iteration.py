@@ -2,8 +2,9 @@
 
 A pure function of the batch's shape: the prefill chunks (tokens, context already cached) and the decodes (count
 and sum of their KV lengths). Kernel times are rooflines with efficiency curves fitted to measurements
-(sim.cost.calibration); tensor-parallel all-reduces use the fitted NCCL alpha-beta model; pipeline stages run one
-after another for a single batch (no micro-batch overlap) plus one activation send per stage boundary.
+(sim.cost.calibration); tensor-parallel all-reduces use the fitted NCCL alpha-beta model; a batch traverses the
+pipeline stages one after another, plus one activation send per stage boundary (the runner keeps one micro-batch
+per stage in flight with one virtual engine per stage, as vLLM does).
 
 Per layer: QKV projection, attention (prefill compute-bound, decode KV-read memory-bound), output projection,
 two norms, rotary embedding, residual adds, the MLP (dense gated GEMMs, or routed experts as a grouped GEMM plus
