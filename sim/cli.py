@@ -119,6 +119,12 @@ def run(
     tp_nodes: Annotated[Optional[int], typer.Option(help="Spread each TP group over this many nodes (default: packed).")] = None,
     replicas: Annotated[Optional[int], typer.Option(help="Data-parallel replicas (default: num_gpus / (tp x pp)).")] = None,
     router: Annotated[Optional[str], typer.Option(help="round-robin, least-tokens or prefix-aware.")] = None,
+    prefill_replicas: Annotated[Optional[int], typer.Option(help="Disaggregation: replicas of the prefill pool.")] = None,
+    prefill_tp: Annotated[Optional[int], typer.Option(help="Disaggregation: TP of each prefill replica.")] = None,
+    decode_replicas: Annotated[Optional[int], typer.Option(help="Disaggregation: replicas of the decode pool.")] = None,
+    decode_tp: Annotated[Optional[int], typer.Option(help="Disaggregation: TP of each decode replica.")] = None,
+    prefill_gpu: Annotated[Optional[str], typer.Option(help="Disaggregation: GPU of the prefill pool (default --gpu).")] = None,
+    decode_gpu: Annotated[Optional[str], typer.Option(help="Disaggregation: GPU of the decode pool (default --gpu).")] = None,
     trace: Annotated[Optional[str], typer.Option(help="Shipped trace (azure-conv, azure-code, mooncake-conv) or a path.")] = None,
     format: Annotated[Optional[str], typer.Option("--format", help="Trace format: auto, azure, mooncake.")] = None,
     arrival: Annotated[Optional[str], typer.Option(help="trace (replay timestamps), poisson or gamma.")] = None,
@@ -149,6 +155,9 @@ def run(
         "model": model, "gpu": gpu, "num_gpus": num_gpus, "node": node, "fabric": fabric, "tp": tp, "pp": pp, "tp_nodes": tp_nodes,
         "replicas": replicas,
         "router": router, "seed": seed,
+        "disagg.prefill_replicas": prefill_replicas, "disagg.prefill_tp": prefill_tp,
+        "disagg.decode_replicas": decode_replicas, "disagg.decode_tp": decode_tp,
+        "disagg.prefill_gpu": prefill_gpu, "disagg.decode_gpu": decode_gpu,
         "workload.trace": trace, "workload.format": format, "workload.arrival": arrival, "workload.rate": rate,
         "workload.cv": cv, "workload.num_requests": num_requests, "workload.duration_s": duration,
         "workload.input_len": input_len, "workload.output_len": output_len,
@@ -178,8 +187,11 @@ def run(
         sys.stdout.write(json.dumps(clean_json(result.summary)) + "\n")
         return
     info = result.info
-    title = (f"{info['model']} on {info['num_gpus']}x {info['gpu']}: {info['replicas']} replica(s) of TP{scenario.tp}"
-             + (f" PP{scenario.pp}" if scenario.pp > 1 else "") + f"; {scenario.workload.describe()}")
+    if scenario.disagg is not None:
+        layout = f"disaggregated {scenario.disagg.label()}"
+    else:
+        layout = f"{info['replicas']} replica(s) of TP{scenario.tp}" + (f" PP{scenario.pp}" if scenario.pp > 1 else "")
+    title = f"{info['model']} on {info['num_gpus']}x {info['gpu']}: {layout}; {scenario.workload.describe()}"
     render_summary(result.summary, title)
     if out_dir is not None:
         out.print(f"\nwrote {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
@@ -277,6 +289,7 @@ def search(
     pp_list: Annotated[Optional[str], typer.Option("--pp", help="PP degrees to try (default: powers of two dividing the layers).")] = None,
     seqs_list: Annotated[str, typer.Option("--max-num-seqs", help="max_num_seqs values to try.")] = "128,256",
     tokens_list: Annotated[str, typer.Option("--max-batched-tokens", help="Token budgets to try.")] = "2048,8192",
+    disagg: Annotated[bool, typer.Option("--disagg", help="Also try prefill/decode pools of every TP and ratio.")] = False,
     capacity: Annotated[bool, typer.Option("--capacity", help="Find each plan's highest sustainable rate.")] = False,
     attainment: Annotated[float, typer.Option(help="Capacity mode: SLO attainment to sustain.")] = 0.9,
     price: Annotated[Optional[float], typer.Option(help="GPU price in $/hour (default: the GPU card's).")] = None,
@@ -291,7 +304,7 @@ def search(
     from sim.metrics.export import clean_json
     from sim.search import SearchSpace
     from sim.search import search as run_search
-    from sim.search.runner import SearchInterrupted
+    from sim.search.runner import SearchInterrupted, candidate_from_row, scenario_for
     from sim.search.store import scenario_key
 
     overrides = {
@@ -308,7 +321,7 @@ def search(
         base = base.with_overrides(**overrides)
         space = SearchSpace(tp=_int_list(tp_list, "--tp"), pp=_int_list(pp_list, "--pp"),
                             max_num_seqs=_int_list(seqs_list, "--max-num-seqs"),
-                            max_num_batched_tokens=_int_list(tokens_list, "--max-batched-tokens"))
+                            max_num_batched_tokens=_int_list(tokens_list, "--max-batched-tokens"), disagg=disagg)
         where = out_dir or Path("fleetsim-search") / scenario_key(base, {"space": repr(space), "objective": objective,
                                                                          "capacity": capacity})[:12]
         result = run_search(base, space=space, objective=objective, executor=executor, workers=workers,
@@ -335,10 +348,7 @@ def search(
     else:
         out.print(f"\n[bold]winner:[/] {win['plan']} with max_num_seqs={win['max_num_seqs']}, "
                   f"max_num_batched_tokens={win['max_num_batched_tokens']}", highlight=False)
-        win_summary = sim.run(base.with_overrides(
-            tp=win["tp"], pp=win["pp"], replicas=win["replicas"], num_gpus=win["num_gpus"],
-            **{"engine.max_num_seqs": win["max_num_seqs"],
-               "engine.max_num_batched_tokens": win["max_num_batched_tokens"]})).summary
+        win_summary = sim.run(scenario_for(base, candidate_from_row(win), win["num_gpus"])).summary
         render_summary(win_summary, "winner's full summary")
     out.print(f"\nall plans: {where / 'plans.parquet'}; Pareto front: {where / 'pareto.html'}", highlight=False,
               soft_wrap=True)

@@ -23,6 +23,7 @@ from sim.model.catalog import load_model
 from sim.parallel.memory import MemoryBudget, memory_budget
 from sim.parallel.plan import Plan
 from sim.scenario import Scenario
+from sim.serving.disagg import DisaggFleet
 from sim.serving.fleet import Fleet
 from sim.serving.kv_cache import KVCache
 from sim.serving.replica import Replica
@@ -59,7 +60,7 @@ class Simulation:
     """The assembled simulation, before or after running (tests reach into it for invariants)."""
 
     env: simpy.Environment
-    fleet: Fleet
+    fleet: Fleet | DisaggFleet
     requests: list[Request]
     memory: MemoryBudget
     max_model_len: int
@@ -69,45 +70,77 @@ class Simulation:
 
 def build(scenario: Scenario) -> Simulation:
     model = load_model(scenario.model)
-    gpu = load_gpu(scenario.gpu)
-    num_gpus, replicas = scenario.resolved_gpus()
-    cluster = Cluster(gpu, load_node(scenario.node), load_fabric(scenario.fabric), num_gpus)
-    plan = Plan(tp=scenario.tp, pp=scenario.pp, replicas=replicas, tp_nodes=scenario.tp_nodes)
-    if plan.tp_nodes and plan.tp // plan.tp_nodes > cluster.node.gpus_per_node:
-        raise FleetsimError(f"tp_nodes={plan.tp_nodes}: a TP{plan.tp} group needs {plan.tp // plan.tp_nodes} GPUs "
-                            f"per node but {cluster.node.name} has {cluster.node.gpus_per_node}")
-    if model.num_layers % plan.pp:
-        raise FleetsimError(f"pp={plan.pp} does not divide {model.name}'s {model.num_layers} layers")
-    if model.num_heads % plan.tp:
-        raise FleetsimError(f"tp={plan.tp} does not divide {model.name}'s {model.num_heads} attention heads")
-    if not model.mla and model.num_kv_heads % plan.tp and plan.tp % model.num_kv_heads:
-        raise FleetsimError(f"tp={plan.tp} neither divides nor is a multiple of {model.name}'s "
-                            f"{model.num_kv_heads} KV heads")
     eng = scenario.engine
-    mem = memory_budget(model, gpu, plan, gpu_memory_utilization=eng.gpu_memory_utilization,
-                        block_size=eng.block_size, max_batched_tokens=eng.max_num_batched_tokens,
-                        max_num_seqs=eng.max_num_seqs, blocks_override=eng.num_gpu_blocks_override)
-    # Pipeline parallelism keeps one micro-batch per stage in flight: like vLLM, each replica runs `pp` virtual
-    # engines (schedulers), each with 1/pp of the KV blocks, whose steps traverse every stage.
-    engine_blocks = mem.num_blocks // plan.pp
-    if engine_blocks < 1:
-        raise FleetsimError(f"plan {plan.label()}: {mem.num_blocks} KV blocks cannot be shared by {plan.pp} "
-                            f"pipeline micro-batches")
-    watermark_blocks = int(eng.watermark * engine_blocks)
-    max_model_len = min(model.max_context, (engine_blocks - watermark_blocks) * eng.block_size)
+    node, fabric = load_node(scenario.node), load_fabric(scenario.fabric)
+    env = simpy.Environment()
+    dis = scenario.disagg
+    if dis is None:
+        num_gpus, replicas = scenario.resolved_gpus()
+        plan = Plan(tp=scenario.tp, pp=scenario.pp, replicas=replicas, tp_nodes=scenario.tp_nodes)
+        pool = _Pool(env, model, load_gpu(scenario.gpu), node, fabric, num_gpus, plan, eng, scenario.router)
+        fleet, pools = pool.fleet, [pool]
+    else:
+        if scenario.pp != 1:
+            raise FleetsimError("disaggregated prefill/decode pools do not support pipeline parallelism (pp=1)")
+        total = dis.prefill_replicas * dis.prefill_tp + dis.decode_replicas * dis.decode_tp
+        if scenario.num_gpus is not None and scenario.num_gpus != total:
+            raise FleetsimError(f"num_gpus = {scenario.num_gpus} but the prefill and decode pools use {total}")
+        p_plan = Plan(tp=dis.prefill_tp, replicas=dis.prefill_replicas)
+        d_plan = Plan(tp=dis.decode_tp, replicas=dis.decode_replicas)
+        prefill = _Pool(env, model, load_gpu(dis.prefill_gpu or scenario.gpu), node, fabric,
+                        p_plan.num_gpus, p_plan, eng, scenario.router, first_index=0, final=False)
+        decode = _Pool(env, model, load_gpu(dis.decode_gpu or scenario.gpu), node, fabric,
+                       d_plan.num_gpus, d_plan, eng, scenario.router, first_index=len(prefill.fleet.replicas))
+        # Each prefill GPU sends its KV shard over its own NIC to the decode GPUs (pools on different nodes).
+        lanes = min(dis.prefill_tp, dis.decode_tp)
+        bw = fabric.gbps_per_gpu * 1e9 * lanes
+        kv_per_token = model.kv_bytes_per_token
+        latency = fabric.latency_us * 1e-6
+        fleet = DisaggFleet(env, prefill.fleet, decode.fleet, lambda r: latency + r.prompt * kv_per_token / bw)
+        pools = [prefill, decode]
+    max_model_len = min(p.max_model_len for p in pools)
     table, unit = build_requests(scenario.workload, scenario.seed, max_model_len)
     if unit and unit % eng.block_size:
         raise FleetsimError(f"engine.block_size ({eng.block_size}) must divide the trace's prefix block "
                             f"({unit} tokens) for prefix caching")
     requests = _requests_from(table, unit if eng.enable_prefix_caching else 0)
-    env = simpy.Environment()
-    fleet = Fleet(env, make_router(scenario.router))
-    cost = IterationCost(model, cluster, plan, eng.step_overhead_s)
-    for _ in range(replicas * plan.pp):
-        fleet.add_replica(lambda i, cb: Replica(env, i, cost, KVCache(engine_blocks, eng.block_size,
-                                                                      eng.enable_prefix_caching),
-                                                eng, max_model_len, cb))
-    return Simulation(env, fleet, requests, mem, max_model_len, model.name, gpu.name)
+    return Simulation(env, fleet, requests, pools[-1].mem, max_model_len, model.name,
+                      "+".join(dict.fromkeys(p.gpu.name for p in pools)))
+
+
+class _Pool:
+    """Identical replicas of one plan on one GPU type, behind a router."""
+
+    def __init__(self, env: simpy.Environment, model, gpu, node, fabric, num_gpus: int, plan: Plan,  # noqa: ANN001
+                 eng, router: str, first_index: int = 0, final: bool = True) -> None:  # noqa: ANN001
+        self.gpu = gpu
+        cluster = Cluster(gpu, node, fabric, num_gpus)
+        if plan.tp_nodes and plan.tp // plan.tp_nodes > cluster.node.gpus_per_node:
+            raise FleetsimError(f"tp_nodes={plan.tp_nodes}: a TP{plan.tp} group needs {plan.tp // plan.tp_nodes} "
+                                f"GPUs per node but {cluster.node.name} has {cluster.node.gpus_per_node}")
+        if model.num_layers % plan.pp:
+            raise FleetsimError(f"pp={plan.pp} does not divide {model.name}'s {model.num_layers} layers")
+        if model.num_heads % plan.tp:
+            raise FleetsimError(f"tp={plan.tp} does not divide {model.name}'s {model.num_heads} attention heads")
+        if not model.mla and model.num_kv_heads % plan.tp and plan.tp % model.num_kv_heads:
+            raise FleetsimError(f"tp={plan.tp} neither divides nor is a multiple of {model.name}'s "
+                                f"{model.num_kv_heads} KV heads")
+        self.mem = memory_budget(model, gpu, plan, gpu_memory_utilization=eng.gpu_memory_utilization,
+                                 block_size=eng.block_size, max_batched_tokens=eng.max_num_batched_tokens,
+                                 max_num_seqs=eng.max_num_seqs, blocks_override=eng.num_gpu_blocks_override)
+        # Pipeline parallelism keeps one micro-batch per stage in flight: like vLLM, each replica runs `pp` virtual
+        # engines (schedulers), each with 1/pp of the KV blocks, whose steps traverse every stage.
+        blocks = self.mem.num_blocks // plan.pp
+        if blocks < 1:
+            raise FleetsimError(f"plan {plan.label()}: {self.mem.num_blocks} KV blocks cannot be shared by "
+                                f"{plan.pp} pipeline micro-batches")
+        self.max_model_len = min(model.max_context, (blocks - int(eng.watermark * blocks)) * eng.block_size)
+        self.fleet = Fleet(env, make_router(router), first_index=first_index, final=final)
+        cost = IterationCost(model, cluster, plan, eng.step_overhead_s)
+        for _ in range(plan.replicas * plan.pp):
+            self.fleet.add_replica(lambda i, cb: Replica(env, i, cost, KVCache(blocks, eng.block_size,
+                                                                               eng.enable_prefix_caching),
+                                                         eng, self.max_model_len, cb))
 
 
 def _requests_from(table: pl.DataFrame, unit: int) -> list[Request]:
@@ -177,9 +210,16 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
             "steps_per_s": steps / wall_s if wall_s > 0 else None,
             "kv_blocks_per_replica": sim.memory.num_blocks, "max_model_len": sim.max_model_len,
             "replicas": len(reps) // scenario.pp, "engines": len(reps), "model": sim.model_name,
-            "gpu": sim.gpu_name, "num_gpus": len(reps) // scenario.pp * scenario.tp * scenario.pp}
+            "gpu": sim.gpu_name, "num_gpus": _gpus_used(scenario, len(reps))}
     summary["sim_wall_s"] = wall_s
     return Result(scenario, df, summary, timeline, sim.memory, info)
+
+
+def _gpus_used(scenario: Scenario, engines: int) -> int:
+    d = scenario.disagg
+    if d is not None:
+        return d.prefill_replicas * d.prefill_tp + d.decode_replicas * d.decode_tp
+    return engines // scenario.pp * scenario.tp * scenario.pp
 
 
 def run(scenario: Scenario | None = None, progress: Progress | None = None, **overrides: Any) -> Result:

@@ -29,6 +29,27 @@ class SLO:
 
 
 @dataclass(frozen=True, slots=True)
+class DisaggSpec:
+    """Prefill/decode disaggregation: two pools, each of replicas x TP, optionally of different GPU types."""
+
+    prefill_replicas: int = 1
+    prefill_tp: int = 1
+    decode_replicas: int = 1
+    decode_tp: int = 1
+    prefill_gpu: str = ""  # default: the scenario's gpu
+    decode_gpu: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("prefill_replicas", "prefill_tp", "decode_replicas", "decode_tp"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise FleetsimError(f"disagg.{name}: expected a positive integer, got {value!r}")
+
+    def label(self) -> str:
+        return f"P:{self.prefill_replicas}x(TP{self.prefill_tp})+D:{self.decode_replicas}x(TP{self.decode_tp})"
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     model: str = "llama-3.1-8b"
     gpu: str = "h100-sxm"
@@ -44,6 +65,7 @@ class Scenario:
     engine: EngineConfig = field(default_factory=EngineConfig)
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)
     slo: SLO = field(default_factory=SLO)
+    disagg: DisaggSpec | None = None  # separate prefill and decode pools instead of colocated replicas
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp"):
@@ -88,11 +110,16 @@ class Scenario:
             else:
                 top[key] = value
         for section, values in nested.items():
-            top[section] = _replace(getattr(self, section), values, section)
+            current = getattr(self, section, None)
+            if current is None and section == "disagg":
+                current = DisaggSpec()
+            if current is None:
+                raise FleetsimError(f"unknown section '{section}'; expected engine, workload, slo or disagg")
+            top[section] = _replace(current, values, section)
         return _replace(self, top, "scenario")
 
 
-_SECTIONS = {"engine": EngineConfig, "workload": WorkloadSpec, "slo": SLO}
+_SECTIONS = {"engine": EngineConfig, "workload": WorkloadSpec, "slo": SLO, "disagg": DisaggSpec}
 
 
 def _replace(obj: Any, values: dict[str, Any], where: str) -> Any:
@@ -119,4 +146,4 @@ def load_scenario(path: str | Path) -> Scenario:
     except FleetsimError as exc:
         raise FleetsimError(f"{path}: {exc}") from None
     except AttributeError:
-        raise FleetsimError(f"{path}: [engine], [workload] and [slo] must be tables") from None
+        raise FleetsimError(f"{path}: [engine], [workload], [slo] and [disagg] must be tables") from None

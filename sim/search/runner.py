@@ -7,6 +7,7 @@ Capacity mode finds, per plan, the highest arrival rate whose SLO attainment sta
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 import os
@@ -26,7 +27,8 @@ from sim.hardware.cluster import Cluster
 from sim.metrics.export import write_outputs
 from sim.model.catalog import load_model
 from sim.runner import run
-from sim.scenario import Scenario
+from sim.parallel.plan import Plan
+from sim.scenario import DisaggSpec, Scenario
 from sim.search.bounds import slo_bound_violation
 from sim.search.ranking import OBJECTIVES, pareto_front, rank
 from sim.search.space import Candidate, SearchSpace, enumerate_candidates
@@ -157,16 +159,16 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
     cluster = Cluster(gpu, node, fabric, num_gpus)
     prune = objective in ("goodput", "cost") and not capacity
     for cand in candidates:
-        sc = base.with_overrides(tp=cand.plan.tp, pp=cand.plan.pp, replicas=cand.plan.replicas, num_gpus=num_gpus,
-                                 tp_nodes=0, **{"engine.max_num_seqs": cand.max_num_seqs,
-                                                "engine.max_num_batched_tokens": cand.max_num_batched_tokens})
+        sc = scenario_for(base, cand, num_gpus)
         head = _head(cand, num_gpus)
         if cand.reason:
             rows.append({**head, "status": "infeasible", "reason": cand.reason})
             continue
         if prune:
-            why = slo_bound_violation(IterationCost(model, cluster, cand.plan, base.engine.step_overhead_s),
-                                      shortest, base.slo.ttft_s, base.slo.tpot_s)
+            overhead = base.engine.step_overhead_s
+            decode_cost = IterationCost(model, cluster, cand.plan, overhead)
+            prefill_cost = IterationCost(model, cluster, cand.prefill, overhead) if cand.prefill else decode_cost
+            why = slo_bound_violation(prefill_cost, decode_cost, shortest, base.slo.ttft_s, base.slo.tpot_s)
             if why:
                 rows.append({**head, "status": "pruned", "reason": why})
                 continue
@@ -202,10 +204,32 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
     return SearchResult(table, objective, store.added, reused, store_dir, time.perf_counter() - t_start)
 
 
+def scenario_for(base: Scenario, cand: Candidate, num_gpus: int) -> Scenario:
+    """The full scenario a candidate plan runs (also used to re-run a search's winner)."""
+    knobs = {"engine.max_num_seqs": cand.max_num_seqs, "engine.max_num_batched_tokens": cand.max_num_batched_tokens}
+    if cand.prefill is not None:
+        spec = DisaggSpec(prefill_replicas=cand.prefill.replicas, prefill_tp=cand.prefill.tp,
+                          decode_replicas=cand.plan.replicas, decode_tp=cand.plan.tp)
+        return dataclasses.replace(base.with_overrides(tp=1, pp=1, tp_nodes=0, **knobs), disagg=spec,
+                                   num_gpus=num_gpus, replicas=None)
+    return dataclasses.replace(base.with_overrides(tp=cand.plan.tp, pp=cand.plan.pp, replicas=cand.plan.replicas,
+                                                   num_gpus=num_gpus, tp_nodes=0, **knobs), disagg=None)
+
+
+def candidate_from_row(row: dict[str, Any]) -> Candidate:
+    plan = Plan(tp=row["tp"], pp=row["pp"], replicas=row["replicas"])
+    prefill = Plan(tp=row["prefill_tp"], replicas=row["prefill_replicas"]) if row.get("prefill_tp") else None
+    return Candidate(plan, row["max_num_seqs"], row["max_num_batched_tokens"], prefill=prefill)
+
+
 def _head(cand: Candidate, num_gpus: int) -> dict[str, Any]:
-    return {"plan": cand.plan.label(), "tp": cand.plan.tp, "pp": cand.plan.pp, "replicas": cand.plan.replicas,
-            "num_gpus": num_gpus, "max_num_seqs": cand.max_num_seqs,
-            "max_num_batched_tokens": cand.max_num_batched_tokens}
+    head = {"plan": cand.label, "kind": "disaggregated" if cand.prefill else "colocated", "tp": cand.plan.tp,
+            "pp": cand.plan.pp, "replicas": cand.plan.replicas, "num_gpus": num_gpus,
+            "max_num_seqs": cand.max_num_seqs, "max_num_batched_tokens": cand.max_num_batched_tokens,
+            "prefill_replicas": None, "prefill_tp": None}
+    if cand.prefill is not None:
+        head["prefill_replicas"], head["prefill_tp"] = cand.prefill.replicas, cand.prefill.tp
+    return head
 
 
 def _execute(tasks, finished, executor: str, workers: int | None, capacity: bool, attainment: float,  # noqa: ANN001

@@ -23,7 +23,7 @@ class SearchSpace:
     pp: tuple[int, ...] | None = None
     max_num_seqs: tuple[int, ...] = (128, 256)
     max_num_batched_tokens: tuple[int, ...] = (2048, 8192)
-
+    disagg: bool = False  # also try prefill/decode pools (Splitwise, DistServe), every TP and pool ratio
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "max_num_seqs", "max_num_batched_tokens"):
             values = getattr(self, name)
@@ -33,14 +33,17 @@ class SearchSpace:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    plan: Plan
+    plan: Plan  # colocated replicas; for a disaggregated candidate, the decode pool
     max_num_seqs: int
     max_num_batched_tokens: int
     reason: str = ""  # why it cannot run; empty when feasible
+    prefill: Plan | None = None  # the prefill pool of a disaggregated candidate
 
     @property
     def label(self) -> str:
-        return f"{self.plan.label()} seqs={self.max_num_seqs} tokens={self.max_num_batched_tokens}"
+        if self.prefill is not None:
+            return f"P:{self.prefill.label()}+D:{self.plan.label()}"
+        return self.plan.label()
 
 
 def _powers_of_two(limit: int) -> list[int]:
@@ -85,6 +88,34 @@ def enumerate_candidates(model: ModelArch, gpu: GPUSpec, node: NodeSpec, num_gpu
                         reason = _memory_problem(model, gpu, plan, gpu_memory_utilization, block_size, tokens, seqs,
                                                  max_request_tokens)
                     out.append(Candidate(plan, seqs, tokens, reason))
+    if space.disagg:
+        out += _disaggregated(model, gpu, num_gpus, space, tps, gpu_memory_utilization, block_size,
+                              max_request_tokens, node)
+    return out
+
+
+def _disaggregated(model: ModelArch, gpu: GPUSpec, num_gpus: int, space: SearchSpace, tps: list[int], util: float,
+                   block_size: int, max_request_tokens: int, node: NodeSpec) -> list[Candidate]:
+    """Every split of the GPUs into a prefill pool and a decode pool, each of replicas x TP."""
+    out: list[Candidate] = []
+    for tp_p in tps:
+        for n_p in range(tp_p, num_gpus, tp_p):
+            rest = num_gpus - n_p
+            for tp_d in tps:
+                if rest % tp_d:
+                    continue
+                prefill, decode = Plan(tp=tp_p, replicas=n_p // tp_p), Plan(tp=tp_d, replicas=rest // tp_d)
+                static = _tp_problem(model, tp_p, node) or _tp_problem(model, tp_d, node)
+                for seqs in space.max_num_seqs:
+                    for tokens in space.max_num_batched_tokens:
+                        reason = static
+                        if not reason and tokens < seqs:
+                            reason = f"max_num_batched_tokens {tokens} < max_num_seqs {seqs}"
+                        for pool in (prefill, decode):
+                            if not reason:
+                                reason = _memory_problem(model, gpu, pool, util, block_size, tokens, seqs,
+                                                         max_request_tokens)
+                        out.append(Candidate(decode, seqs, tokens, reason, prefill=prefill))
     return out
 
 

@@ -11,19 +11,25 @@ from sim.serving.request import Request
 
 
 class Fleet:
-    def __init__(self, env: simpy.Environment, router) -> None:  # noqa: ANN001
+    """One pool of identical replicas behind a router. `final`: its completions are the requests' last word (a
+    prefill pool's are not)."""
+
+    def __init__(self, env: simpy.Environment, router, first_index: int = 0, final: bool = True) -> None:  # noqa: ANN001
         self.env = env
         self.router = router
         self.replicas: list[Replica] = []
         self.finished = 0
+        self.first_index = first_index
+        self.final = final
         self._listeners: list[Callable[[Request], None]] = []
 
     def add_replica(self, make: Callable[[int, Callable[[Request], None]], Replica]) -> None:
-        self.replicas.append(make(len(self.replicas), self._on_finish))
+        self.replicas.append(make(self.first_index + len(self.replicas), self._on_finish))
 
-    def submit(self, r: Request) -> None:
-        # The simulation clock is the reference: a timeout to a trace timestamp can land an ulp off it.
-        r.arrival = self.env.now
+    def submit(self, r: Request, new: bool = True) -> None:
+        if new:
+            # The simulation clock is the reference: a timeout to a trace timestamp can land an ulp off it.
+            r.arrival = self.env.now
         self.router.pick(r, self.replicas).enqueue(r)
 
     def on_finish(self, fn: Callable[[Request], None]) -> None:
@@ -34,15 +40,18 @@ class Fleet:
         finished = getattr(self.router, "finished", None)
         if finished:
             finished(r)
-        if r.done is not None:
+        if self.final and r.done is not None:
             r.done.succeed(r)
         for fn in self._listeners:
             fn(r)
 
     def open_loop(self, requests: Sequence[Request]):  # noqa: ANN201  (SimPy process)
-        """Submit requests at their arrival times (sorted)."""
-        env = self.env
-        for r in requests:
-            if r.arrival > env.now:
-                yield env.timeout(r.arrival - env.now)
-            self.submit(r)
+        return open_loop(self.env, self, requests)
+
+
+def open_loop(env: simpy.Environment, target, requests: Sequence[Request]):  # noqa: ANN001, ANN201
+    """Submit requests to `target` at their arrival times (sorted)."""
+    for r in requests:
+        if r.arrival > env.now:
+            yield env.timeout(r.arrival - env.now)
+        target.submit(r)

@@ -137,7 +137,7 @@ class Replica:
                     shapes.append((n, r.computed))
                     if n == r.prompt + r.generated - r.computed:
                         logits += 1
-                        finishes = finishes or r.generated + 1 >= r.output
+                        finishes = finishes or r.generated + 1 >= r.target
                 t = self.cost.step_time(shapes, n_dec, kv_sum, num_logits=logits)
                 end = self.clock + t
                 if not (chain and end < env.peek() and not finishes):
@@ -249,7 +249,7 @@ class Replica:
         while waiting and len(running) < max_seqs and budget > 0:
             r = waiting[0]
             hits, hit_cached_blocks, held = 0, 0, 0
-            unit_blocks = r.prefix_unit_tokens // self.B if r.prefix_keys else 0
+            unit_blocks = r.prefix_unit_tokens // self.B if (r.prefix_keys and not r.kv_ready) else 0
             if unit_blocks:
                 max_units = min(len(r.prefix_keys), (r.prompt - 1) // r.prefix_unit_tokens)
                 hits = kv.match(r.prefix_keys, max_units)
@@ -264,6 +264,9 @@ class Replica:
                     hit_cached_blocks += r.private_blocks
                     held += r.private_blocks
                     start += private * self.B
+            if r.kv_ready:
+                # KV computed elsewhere (a prefill pool) arrives with the request: no compute, fresh blocks.
+                start = max(start, min(r.kv_ready, r.prompt + r.generated - 1))
             remaining = r.prompt + r.generated - start
             n = min(remaining, budget)
             if whole and n < remaining and chunks:
@@ -284,11 +287,11 @@ class Replica:
             r.keys_held = keys
             r.held_blocks = held
             r.private_blocks = 0
-            if kv.prefix_caching:
+            if kv.prefix_caching and not r.kv_ready:
                 r.prefix_hit_tokens += start
                 r.lookup_tokens += r.num_tokens
             # Past its own cached KV the request does not offer shared units again (they would be counted twice).
-            r.units_seen = len(r.prefix_keys) if (private > 0 and r.prefix_keys) else hits
+            r.units_seen = len(r.prefix_keys) if ((private > 0 or r.kv_ready) and r.prefix_keys) else hits
             r.computed = start
             kv.allocate(new_blocks)
             r.blocks = held + new_blocks
@@ -315,6 +318,7 @@ class Replica:
         self._release(r, r.computed)
         r.computed = 0
         r.units_seen = 0
+        r.kv_ready = 0  # transferred KV is gone with the blocks: this replica recomputes it
         r.state = WAITING
         r.preemptions += 1
         self.preemptions += 1
@@ -340,7 +344,7 @@ class Replica:
         r.state = DECODE
         r.base = r.computed - d
         r.gbase = r.generated - d
-        r.finish_step = r.output - 1 - r.gbase
+        r.finish_step = r.target - 1 - r.gbase
         self.n_dec += 1
         self.dec_base_sum += r.base
         self.phase[r.base % self.B] += 1
@@ -408,7 +412,7 @@ class Replica:
             r.generated += 1
             if r.first_token_time < 0:
                 r.first_token_time = now
-            if r.generated >= r.output:
+            if r.generated >= r.target:
                 r.emit_runs.append((now, 0, -1))
                 self._finish(r)
             else:
