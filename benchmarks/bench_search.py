@@ -17,7 +17,7 @@ import time
 import polars as pl
 
 import sim
-from sim.search import search
+from sim.planner import search
 
 
 def main() -> None:

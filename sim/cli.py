@@ -302,10 +302,10 @@ def search(
     """Search the execution plans (DP x TP x PP and engine knobs) for the best one under the SLOs."""
     import sim
     from sim.metrics.export import clean_json
-    from sim.search import SearchSpace
-    from sim.search import search as run_search
-    from sim.search.runner import SearchInterrupted, candidate_from_row, scenario_for
-    from sim.search.store import scenario_key
+    from sim.planner import SearchSpace
+    from sim.planner import search as run_search
+    from sim.planner.runner import SearchInterrupted, candidate_from_row, scenario_for
+    from sim.planner.store import scenario_key
 
     overrides = {
         "model": model, "gpu": gpu, "num_gpus": num_gpus, "node": node, "seed": seed,

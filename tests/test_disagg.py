@@ -10,7 +10,7 @@ from sim.hardware import Cluster, load_fabric, load_gpu, load_node
 from sim.model import load_model
 from sim.parallel import Plan
 from sim.scenario import DisaggSpec
-from sim.search import SearchSpace, search
+from sim.planner import SearchSpace, search
 from sim.serving.request import FINISHED
 
 

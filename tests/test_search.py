@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sim.cli import app
-from sim.search import SearchSpace, search
-from sim.search.runner import SearchInterrupted
+from sim.planner import SearchSpace, search
+from sim.planner.runner import SearchInterrupted
 
 H100_70B = dict(model="llama-3.1-70b", gpu="h100", num_gpus=8)
 ONE_KNOB = dict(max_num_seqs=(256,), max_num_batched_tokens=(2048,))
@@ -166,3 +166,13 @@ def test_bad_search_input_is_one_line_exit_2(tmp_path):
         res = runner.invoke(app, ["search", *args, "--num-requests", "20", "--out", str(tmp_path / "o")])
         assert res.exit_code == 2, res.output
         assert message in res.stderr and "Traceback" not in res.output
+
+
+def test_public_api_returns_the_ranked_table():
+    import sim
+
+    table = sim.search(model="llama-3.1-8b", gpu="h100", num_gpus=2, workers=1,
+                       space=SearchSpace(max_num_seqs=(128,), max_num_batched_tokens=(2048,)),
+                       **{"workload.num_requests": 60, "workload.duration_s": None})
+    assert isinstance(table, pl.DataFrame)
+    assert table["rank"].to_list()[:3] == [1, 2, 3] and set(table["plan"]) == {"2x(TP1)", "1x(TP2)", "1x(TP1,PP2)"}

@@ -29,10 +29,10 @@ from sim.model.catalog import load_model
 from sim.runner import run
 from sim.parallel.plan import Plan
 from sim.scenario import DisaggSpec, Scenario
-from sim.search.bounds import slo_bound_violation
-from sim.search.ranking import OBJECTIVES, pareto_front, rank
-from sim.search.space import Candidate, SearchSpace, enumerate_candidates
-from sim.search.store import ResultStore, scenario_key
+from sim.planner.bounds import slo_bound_violation
+from sim.planner.ranking import OBJECTIVES, pareto_front, rank
+from sim.planner.space import Candidate, SearchSpace, enumerate_candidates
+from sim.planner.store import ResultStore, scenario_key
 from sim.workload.spec import build_requests
 
 Progress = Callable[[int, int], None]
