@@ -117,6 +117,8 @@ def run(
     tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel degree per replica.")] = None,
     pp: Annotated[Optional[int], typer.Option(help="Pipeline-parallel stages per replica.")] = None,
     tp_nodes: Annotated[Optional[int], typer.Option(help="Spread each TP group over this many nodes (default: packed).")] = None,
+    ep: Annotated[Optional[int], typer.Option(help="MoE: expert-parallel degree (1, or tp x attn-dp).")] = None,
+    attn_dp: Annotated[Optional[int], typer.Option(help="MoE: attention data-parallel ranks per replica (with --ep).")] = None,
     replicas: Annotated[Optional[int], typer.Option(help="Data-parallel replicas (default: num_gpus / (tp x pp)).")] = None,
     router: Annotated[Optional[str], typer.Option(help="round-robin, least-tokens or prefix-aware.")] = None,
     prefill_replicas: Annotated[Optional[int], typer.Option(help="Disaggregation: replicas of the prefill pool.")] = None,
@@ -152,7 +154,7 @@ def run(
     from sim.metrics.export import clean_json
 
     overrides = {
-        "model": model, "gpu": gpu, "num_gpus": num_gpus, "node": node, "fabric": fabric, "tp": tp, "pp": pp, "tp_nodes": tp_nodes,
+        "model": model, "gpu": gpu, "num_gpus": num_gpus, "node": node, "fabric": fabric, "tp": tp, "pp": pp, "tp_nodes": tp_nodes, "ep": ep, "attn_dp": attn_dp,
         "replicas": replicas,
         "router": router, "seed": seed,
         "disagg.prefill_replicas": prefill_replicas, "disagg.prefill_tp": prefill_tp,
@@ -191,6 +193,8 @@ def run(
         layout = f"disaggregated {scenario.disagg.label()}"
     else:
         layout = f"{info['replicas']} replica(s) of TP{scenario.tp}" + (f" PP{scenario.pp}" if scenario.pp > 1 else "")
+        layout += (f" DP-attention{scenario.attn_dp}" if scenario.attn_dp > 1 else "") + (
+            f" EP{scenario.ep}" if scenario.ep > 1 else "")
     title = f"{info['model']} on {info['num_gpus']}x {info['gpu']}: {layout}; {scenario.workload.describe()}"
     render_summary(result.summary, title)
     if out_dir is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -76,7 +77,8 @@ def build(scenario: Scenario) -> Simulation:
     dis = scenario.disagg
     if dis is None:
         num_gpus, replicas = scenario.resolved_gpus()
-        plan = Plan(tp=scenario.tp, pp=scenario.pp, replicas=replicas, tp_nodes=scenario.tp_nodes)
+        plan = Plan(tp=scenario.tp, pp=scenario.pp, replicas=replicas, tp_nodes=scenario.tp_nodes, ep=scenario.ep,
+                    attn_dp=scenario.attn_dp)
         pool = _Pool(env, model, load_gpu(scenario.gpu), node, fabric, num_gpus, plan, eng, scenario.router)
         fleet, pools = pool.fleet, [pool]
     else:
@@ -125,6 +127,14 @@ class _Pool:
         if not model.mla and model.num_kv_heads % plan.tp and plan.tp % model.num_kv_heads:
             raise FleetsimError(f"tp={plan.tp} neither divides nor is a multiple of {model.name}'s "
                                 f"{model.num_kv_heads} KV heads")
+        if plan.ep > 1 and model.moe is None:
+            raise FleetsimError(f"ep={plan.ep}: {model.name} has no experts (expert parallelism is for MoE models)")
+        if plan.ep > 1 and model.moe.num_experts % plan.ep:
+            raise FleetsimError(f"ep={plan.ep} does not divide {model.name}'s {model.moe.num_experts} experts")
+        if plan.attn_dp > 1:
+            # One scheduler stands for the attention ranks (balanced): its limits are the ranks' together.
+            eng = dataclasses.replace(eng, max_num_seqs=eng.max_num_seqs * plan.attn_dp,
+                                      max_num_batched_tokens=eng.max_num_batched_tokens * plan.attn_dp)
         self.mem = memory_budget(model, gpu, plan, gpu_memory_utilization=eng.gpu_memory_utilization,
                                  block_size=eng.block_size, max_batched_tokens=eng.max_num_batched_tokens,
                                  max_num_seqs=eng.max_num_seqs, blocks_override=eng.num_gpu_blocks_override)
@@ -219,7 +229,7 @@ def _gpus_used(scenario: Scenario, engines: int) -> int:
     d = scenario.disagg
     if d is not None:
         return d.prefill_replicas * d.prefill_tp + d.decode_replicas * d.decode_tp
-    return engines // scenario.pp * scenario.tp * scenario.pp
+    return engines // scenario.pp * scenario.tp * scenario.pp * scenario.attn_dp
 
 
 def run(scenario: Scenario | None = None, progress: Progress | None = None, **overrides: Any) -> Result:

@@ -58,6 +58,8 @@ class Scenario:
     tp: int = 1
     pp: int = 1
     tp_nodes: int = 0  # nodes a tensor-parallel group spans; 0 packs it into as few as fit
+    ep: int = 1  # MoE: expert-parallel degree (1, or tp x attn_dp)
+    attn_dp: int = 1  # MoE: attention data-parallel ranks per replica, sharing one expert-parallel group
     node: str = "hgx-8gpu"
     fabric: str = "ib-ndr-400"
     router: str = "round-robin"
@@ -68,7 +70,7 @@ class Scenario:
     disagg: DisaggSpec | None = None  # separate prefill and decode pools instead of colocated replicas
 
     def __post_init__(self) -> None:
-        for name in ("tp", "pp"):
+        for name in ("tp", "pp", "ep", "attn_dp"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise FleetsimError(f"{name}: expected a positive integer, got {value!r}")
@@ -81,7 +83,7 @@ class Scenario:
 
     def resolved_gpus(self) -> tuple[int, int]:
         """(num_gpus, replicas) after filling in whichever was left out."""
-        per = self.tp * self.pp
+        per = self.tp * self.pp * self.attn_dp
         if self.num_gpus is None and self.replicas is None:
             num_gpus = 8
             if num_gpus % per:
@@ -89,12 +91,12 @@ class Scenario:
             return num_gpus, num_gpus // per
         if self.replicas is None:
             if self.num_gpus % per:
-                raise FleetsimError(f"num_gpus ({self.num_gpus}) is not a multiple of tp x pp ({per})")
+                raise FleetsimError(f"num_gpus ({self.num_gpus}) is not a multiple of tp x pp x attn_dp ({per})")
             return self.num_gpus, self.num_gpus // per
         if self.num_gpus is None:
             return self.replicas * per, self.replicas
         if self.replicas * per != self.num_gpus:
-            raise FleetsimError(f"replicas x tp x pp = {self.replicas * per} but num_gpus = {self.num_gpus}")
+            raise FleetsimError(f"replicas x tp x pp x attn_dp = {self.replicas * per} but num_gpus = {self.num_gpus}")
         return self.num_gpus, self.replicas
 
     def with_overrides(self, **overrides: Any) -> Scenario:

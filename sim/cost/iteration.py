@@ -21,7 +21,7 @@ import numpy as np
 from sim.hardware.calibration import Calibration, load_calibration
 from sim.hardware.catalog import load_gpu
 from sim.hardware.cluster import Cluster
-from sim.hardware.collective import allreduce_model, sendrecv_model
+from sim.hardware.collective import allreduce_model, alltoall_model, sendrecv_model
 from sim.model.arch import ModelArch
 from sim.model.dtypes import dtype_bytes
 from sim.parallel.plan import Plan
@@ -54,6 +54,12 @@ class IterationCost:
                                   cluster.spans_nodes(plan.gpus_per_replica) or plan.tp_nodes > 1)
         self.heads = max(1, model.num_heads // tp)
         self.kv_heads = max(1, model.num_kv_heads // tp)
+        # Attention data parallelism: each of attn_dp ranks attends over its own share of the batch.
+        self.attn_dp = plan.attn_dp
+        self.ep = plan.ep if model.moe else 1
+        self.alltoall = None
+        if self.ep > 1:
+            self.alltoall = alltoall_model(cluster, self.calib, calib_link, self.ep)
         self._token_cache: dict[tuple[int, int], float] = {}
         self._decode_cache: dict[int, tuple[float, float, float]] = {}
         self._attn_coeffs()
@@ -93,14 +99,22 @@ class IterationCost:
         )
 
     # ---- token-count-dependent part (memoised) -------------------------------------------------------------------
-    def _dense_part(self, tokens: int, logits: int) -> float:
-        """Everything but attention for `tokens` tokens of which `logits` sample a token (all pipeline stages)."""
-        key = (tokens, logits)
+    def _share(self, seqs: int) -> float:
+        """With attention data parallelism, the busiest rank's share of a batch of `seqs` sequences (balanced)."""
+        if self.attn_dp == 1 or seqs <= 0:
+            return 1.0
+        return -(-seqs // self.attn_dp) / seqs
+
+    def _dense_part(self, tokens: int, logits: int, share: float = 1.0) -> float:
+        """Everything but attention for `tokens` tokens of which `logits` sample a token (all pipeline stages);
+        the attention ranks' work is that of the busiest rank, holding `share` of the batch."""
+        key = (tokens, logits, share)
         cached = self._token_cache.get(key)
         if cached is not None:
             return cached
         m, tp, h = self.model, self.plan.tp, self.model.hidden_size
-        t = float(tokens)
+        # Everything outside the MoE experts runs per attention rank, on its share of the tokens.
+        t = float(tokens) * share
         # attention projections
         if m.mla:
             ml = m.mla
@@ -117,38 +131,57 @@ class IterationCost:
         dense_mlp = self._gemm(t, h, 2 * m.intermediate_size / tp, self.wbytes)
         dense_mlp += self._gemm(t, m.intermediate_size / tp, h, self.wbytes)
         dense_mlp += self._elementwise(t * ACT_BYTES * 3 * m.intermediate_size / tp)
-        moe_mlp = self._moe_mlp(t) if m.moe else 0.0
-        comm = 2 * self.allreduce.time(t * h * ACT_BYTES) if self.allreduce else 0.0
-        per_layer_common = proj + ew + comm
-        total = m.num_layers * per_layer_common + m.num_dense_layers * dense_mlp + m.num_moe_layers * moe_mlp
-        lm_head = self._gemm(float(logits), h, m.vocab_size / tp, self.wbytes) if logits else 0.0
+        allreduce = self.allreduce.time(t * h * ACT_BYTES) if self.allreduce else 0.0
+        moe_mlp = self._moe_mlp(float(tokens), share) if m.moe else 0.0
+        if m.moe and self.ep == 1:
+            moe_mlp += allreduce  # TP-split experts end in an all-reduce; EP ends in the combine all-to-all
+        per_layer_common = proj + ew + allreduce
+        total = (m.num_layers * per_layer_common + m.num_dense_layers * (dense_mlp + allreduce)
+                 + m.num_moe_layers * moe_mlp)
+        lm_head = self._gemm(float(logits) * share, h, m.vocab_size / tp, self.wbytes) if logits else 0.0
         pp = self.plan.pp
         p2p = (pp - 1) * self.p2p.time(t * h * ACT_BYTES) if pp > 1 else 0.0
         result = total + lm_head + p2p
         self._token_cache[key] = result
         return result
 
-    def _moe_mlp(self, t: float) -> float:
+    def _moe_mlp(self, tokens: float, share: float = 1.0) -> float:
+        """One MoE layer for the whole batch, on one GPU (uniform routing: every expert-parallel GPU equally
+        loaded; the router and shared experts run on the busiest attention rank's `share` of the tokens)."""
         moe, tp, h = self.model.moe, self.plan.tp, self.model.hidden_size
         assert moe is not None
         e, k, f = moe.num_experts, moe.top_k, moe.expert_intermediate_size
-        # Expected number of distinct experts hit by t tokens choosing k of e uniformly.
-        active = e * (1.0 - (1.0 - k / e) ** t)
-        per_expert = t * k / active
-        router = self._gemm(t, h, e, 2.0)
-        up = self._gemm(per_expert, h, 2 * f / tp, self.ebytes) - self.calib.gemm["overhead_s"]
-        down = self._gemm(per_expert, f / tp, h, self.ebytes) - self.calib.gemm["overhead_s"]
+        t_rank = tokens * share
+        router = self._gemm(t_rank, h, e, 2.0)
+        overhead = self.calib.gemm["overhead_s"]
+        if self.ep > 1:
+            # Each GPU holds e/ep whole experts and receives its share of the token copies.
+            local = e / self.ep
+            active = local * (1.0 - (1.0 - k / e) ** tokens)
+            per_expert = tokens * k / self.ep / active
+            width = f
+            # Dispatch in FP8 and combine in BF16 (DeepEP's formats), each GPU sending its 1/ep of the copies.
+            copies = tokens * k / self.ep
+            comm = self.alltoall(copies * h * 1.0) + self.alltoall(copies * h * ACT_BYTES)
+        else:
+            # Expected number of distinct experts hit by the tokens choosing k of e uniformly; each split by TP.
+            active = e * (1.0 - (1.0 - k / e) ** t_rank)
+            per_expert = t_rank * k / active
+            width = f / tp
+            comm = 0.0
+        up = self._gemm(per_expert, h, 2 * width, self.ebytes) - overhead
+        down = self._gemm(per_expert, width, h, self.ebytes) - overhead
         # The grouped GEMM runs `active` expert problems in one kernel: sum their times, one launch overhead.
-        experts = active * (up + down) + 2 * self.calib.gemm["overhead_s"]
-        experts += self._elementwise(t * k * ACT_BYTES * 3 * f / tp)
+        experts = active * (up + down) + 2 * overhead
+        experts += self._elementwise(active * per_expert * ACT_BYTES * 3 * width)
         shared = 0.0
         if moe.shared_experts:
             fs = f * moe.shared_experts
-            shared = self._gemm(t, h, 2 * fs / tp, self.wbytes) + self._gemm(t, fs / tp, h, self.wbytes)
-        return router + experts + shared
+            shared = self._gemm(t_rank, h, 2 * fs / tp, self.wbytes) + self._gemm(t_rank, fs / tp, h, self.wbytes)
+        return router + experts + shared + comm
 
     # ---- attention -----------------------------------------------------------------------------------------------
-    def _prefill_attention(self, chunks: Sequence[tuple[int, int]]) -> float:
+    def _prefill_attention(self, chunks: Sequence[tuple[int, int]], share: float = 1.0) -> float:
         m = self.model
         flop_rate, byte_rate, overhead = self._prefill_rates
         window = m.sliding_window if m.sliding_window_layers else 0
@@ -161,7 +194,7 @@ class IterationCost:
             compute = self.flops_per_pair * pairs / flop_rate
             memory = self.kv_read_per_token * (ctx + c) / byte_rate
             total += (compute if compute > memory else memory) + overhead
-        return total * m.num_layers
+        return total * m.num_layers * share
 
     def _decode_coeffs(self, n: int) -> tuple[float, float, float]:
         """Pure-decode step time = c0 + c_full * kv_sum + c_win * min(kv_sum, n * window), for n sequences."""
@@ -169,20 +202,22 @@ class IterationCost:
         if cached is not None:
             return cached
         m = self.model
-        per_token = self.attn_decode_s_per_token
-        c0 = self._dense_part(n, n) + m.num_layers * self.calib.attention["overhead_s"] + self.step_overhead_s
+        share = self._share(n)
+        per_token = self.attn_decode_s_per_token * share
+        c0 = self._dense_part(n, n, share) + m.num_layers * self.calib.attention["overhead_s"] + self.step_overhead_s
         c_full = m.full_attention_layers * per_token
         c_win = m.sliding_window_layers * per_token
         self._decode_cache[n] = (c0, c_full, c_win)
         return c0, c_full, c_win
 
-    def _decode_attention(self, n: int, kv_sum: int) -> float:
+    def _decode_attention(self, n: int, kv_sum: int, share: float = 1.0) -> float:
         if n == 0:
             return 0.0
         m = self.model
-        t = m.full_attention_layers * self.attn_decode_s_per_token * kv_sum
+        per_token = self.attn_decode_s_per_token * share
+        t = m.full_attention_layers * per_token * kv_sum
         if m.sliding_window_layers:
-            t += m.sliding_window_layers * self.attn_decode_s_per_token * min(kv_sum, n * m.sliding_window)
+            t += m.sliding_window_layers * per_token * min(kv_sum, n * m.sliding_window)
         return t + m.num_layers * self.calib.attention["overhead_s"]
 
     # ---- public ------------------------------------------------------------------------------------------------
@@ -196,10 +231,11 @@ class IterationCost:
         if tokens == 0:
             return 0.0
         logits = num_decode + len(prefill_chunks) if num_logits is None else num_logits
-        t = self._token_cache.get((tokens, logits))
+        share = self._share(num_decode + len(prefill_chunks))
+        t = self._token_cache.get((tokens, logits, share))
         if t is None:
-            t = self._dense_part(tokens, logits)
-        t += self._prefill_attention(prefill_chunks) + self._decode_attention(num_decode, decode_kv_sum)
+            t = self._dense_part(tokens, logits, share)
+        t += self._prefill_attention(prefill_chunks, share) + self._decode_attention(num_decode, decode_kv_sum, share)
         return t + self.step_overhead_s
 
     def decode_time(self, n: int, kv_sum: int) -> float:
@@ -239,10 +275,11 @@ class IterationCost:
         """Where the time of one iteration goes, for reports and sanity checks."""
         tokens = sum(c for c, _ in prefill_chunks) + num_decode
         logits = num_decode + len(prefill_chunks)
+        share = self._share(logits)
         return {
             "tokens": tokens,
-            "linear_and_comm_s": self._dense_part(tokens, logits),
-            "prefill_attention_s": self._prefill_attention(prefill_chunks),
-            "decode_attention_s": float(self._decode_attention(num_decode, decode_kv_sum)),
+            "linear_and_comm_s": self._dense_part(tokens, logits, share),
+            "prefill_attention_s": self._prefill_attention(prefill_chunks, share),
+            "decode_attention_s": float(self._decode_attention(num_decode, decode_kv_sum, share)),
             "overhead_s": self.step_overhead_s,
         }

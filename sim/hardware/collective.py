@@ -100,6 +100,15 @@ def collective_model(kind: str, cluster: Cluster, calib: Calibration, calib_link
     return time
 
 
+def alltoall_model(cluster: Cluster, calib: Calibration, calib_link_gbps: float, n: int) -> Callable[[float], float]:
+    """All-to-all among n GPUs (expert parallelism): `time(bytes each GPU sends)`. Uses the calibrated GPU's
+    NCCL all-to-all profile, or its all-reduce fit (bus bandwidth, latency) where it has none."""
+    if (calib.nccl or {}).get("alltoall"):
+        return collective_model("alltoall", cluster, calib, calib_link_gbps, n)  # bytes: each GPU's whole buffer
+    ring = allreduce_model(cluster, calib, calib_link_gbps, n)
+    return lambda nbytes: ring.time(nbytes / 2.0)  # an all-reduce moves 2(n-1)/n of its message, a2a (n-1)/n
+
+
 # Data each GPU moves relative to the message, for ring and pairwise algorithms (NCCL-tests' bus bandwidth).
 COLLECTIVE_FACTORS: dict[str, Callable[[int], float]] = {
     "all_reduce": lambda n: 2.0 * (n - 1) / n,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sim.errors import FleetsimError
 from sim.hardware.specs import GPUSpec
 from sim.model.arch import ModelArch
+from sim.model.dtypes import dtype_bytes
 from sim.parallel.plan import Plan
 
 # Memory outside PyTorch's allocator (CUDA context, NCCL buffers, CUDA graphs) per GPU; vLLM's startup log shows
@@ -23,12 +24,14 @@ class MemoryBudget:
     kv_bytes_per_token: float  # on one GPU of the replica
     block_size: int
     blocks_override: int | None = None
+    attn_dp: int = 1  # attention ranks, each caching its own sequences
 
     @property
     def num_blocks(self) -> int:
+        """KV blocks of the replica's scheduler (all its attention ranks together)."""
         if self.blocks_override is not None:
             return self.blocks_override
-        return int(self.kv_bytes // (self.kv_bytes_per_token * self.block_size))
+        return int(self.kv_bytes // (self.kv_bytes_per_token * self.block_size)) * self.attn_dp
 
     @property
     def token_capacity(self) -> int:
@@ -56,7 +59,7 @@ def activation_reserve(model: ModelArch, plan: Plan, max_batched_tokens: int, ma
 def memory_budget(model: ModelArch, gpu: GPUSpec, plan: Plan, *, gpu_memory_utilization: float, block_size: int,
                   max_batched_tokens: int, max_num_seqs: int, blocks_override: int | None = None) -> MemoryBudget:
     usable = gpu.hbm_bytes * gpu_memory_utilization
-    weights = model.weight_bytes / plan.gpus_per_replica
+    weights = weight_bytes_per_gpu(model, plan)
     act = activation_reserve(model, plan, max_batched_tokens, max_num_seqs)
     kv = usable - weights - act
     per_token = kv_bytes_per_token_per_gpu(model, plan)
@@ -70,4 +73,13 @@ def memory_budget(model: ModelArch, gpu: GPUSpec, plan: Plan, *, gpu_memory_util
             f"plan {plan.label()} does not fit: after {weights / 1e9:.1f} GB of weights and {act / 1e9:.1f} GB of "
             f"activations per GPU, {max(kv, 0) / 1e9:.2f} GB remain for the KV cache on {gpu.name}; short by "
             f"{(per_token * block_size - kv) / 1e9:.2f} GB for even one KV block (raise tp or pp)")
-    return MemoryBudget(usable, weights, act, kv, per_token, block_size, blocks_override)
+    return MemoryBudget(usable, weights, act, kv, per_token, block_size, blocks_override, plan.attn_dp)
+
+
+def weight_bytes_per_gpu(model: ModelArch, plan: Plan) -> float:
+    """Attention and dense weights split by TP (replicated over attention-DP ranks), routed experts split by EP
+    (or by TP without EP), layers by PP."""
+    if model.moe is None or plan.ep == 1:
+        return model.weight_bytes / (plan.tp * plan.pp)
+    experts = model.routed_expert_params_total * dtype_bytes(model.expert_weight_dtype or model.weight_dtype)
+    return ((model.weight_bytes - experts) / plan.tp + experts / plan.ep) / plan.pp

@@ -13,6 +13,11 @@ class Plan:
     pp: int = 1
     replicas: int = 1
     tp_nodes: int = 0  # nodes one tensor-parallel group spans; 0: as few as fit (packed)
+    # Mixture-of-experts: experts spread whole over `ep` GPUs (1: each expert split by TP instead), and attention
+    # run data-parallel over `attn_dp` ranks of TP each, whose MoE layers share one expert-parallel group of
+    # ep = tp x attn_dp GPUs (DeepSeek-style DP attention + EP).
+    ep: int = 1
+    attn_dp: int = 1
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "replicas"):
@@ -21,14 +26,30 @@ class Plan:
                 raise FleetsimError(f"plan.{name} must be a positive integer, got {value!r}")
         if not isinstance(self.tp_nodes, int) or self.tp_nodes < 0 or (self.tp_nodes and self.tp % self.tp_nodes):
             raise FleetsimError(f"plan.tp_nodes must divide tp ({self.tp}), got {self.tp_nodes!r}")
+        for name in ("ep", "attn_dp"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise FleetsimError(f"plan.{name} must be a positive integer, got {value!r}")
+        if self.ep > 1 and self.ep != self.tp * self.attn_dp:
+            raise FleetsimError(f"plan.ep must be 1 or tp x attn_dp = {self.tp * self.attn_dp} (experts spread over "
+                                f"the replica's GPUs of one pipeline stage), got {self.ep}")
+        if self.attn_dp > 1 and self.ep == 1:
+            raise FleetsimError("plan.attn_dp > 1 needs expert parallelism (ep = tp x attn_dp) for the MoE layers")
 
     @property
     def gpus_per_replica(self) -> int:
-        return self.tp * self.pp
+        return self.tp * self.pp * self.attn_dp
 
     @property
     def num_gpus(self) -> int:
         return self.gpus_per_replica * self.replicas
 
     def label(self) -> str:
-        return f"{self.replicas}x(TP{self.tp}" + (f",PP{self.pp})" if self.pp > 1 else ")")
+        parts = [f"TP{self.tp}"]
+        if self.attn_dp > 1:
+            parts.append(f"DP{self.attn_dp}")
+        if self.ep > 1:
+            parts.append(f"EP{self.ep}")
+        if self.pp > 1:
+            parts.append(f"PP{self.pp}")
+        return f"{self.replicas}x({','.join(parts)})"

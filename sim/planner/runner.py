@@ -210,21 +210,24 @@ def scenario_for(base: Scenario, cand: Candidate, num_gpus: int) -> Scenario:
     if cand.prefill is not None:
         spec = DisaggSpec(prefill_replicas=cand.prefill.replicas, prefill_tp=cand.prefill.tp,
                           decode_replicas=cand.plan.replicas, decode_tp=cand.plan.tp)
-        return dataclasses.replace(base.with_overrides(tp=1, pp=1, tp_nodes=0, **knobs), disagg=spec,
+        return dataclasses.replace(base.with_overrides(tp=1, pp=1, tp_nodes=0, ep=1, attn_dp=1, **knobs), disagg=spec,
                                    num_gpus=num_gpus, replicas=None)
-    return dataclasses.replace(base.with_overrides(tp=cand.plan.tp, pp=cand.plan.pp, replicas=cand.plan.replicas,
-                                                   num_gpus=num_gpus, tp_nodes=0, **knobs), disagg=None)
+    p = cand.plan
+    return dataclasses.replace(base.with_overrides(tp=p.tp, pp=p.pp, replicas=p.replicas, num_gpus=num_gpus,
+                                                   tp_nodes=0, ep=p.ep, attn_dp=p.attn_dp, **knobs), disagg=None)
 
 
 def candidate_from_row(row: dict[str, Any]) -> Candidate:
-    plan = Plan(tp=row["tp"], pp=row["pp"], replicas=row["replicas"])
+    plan = Plan(tp=row["tp"], pp=row["pp"], replicas=row["replicas"], ep=row.get("ep") or 1,
+                attn_dp=row.get("attn_dp") or 1)
     prefill = Plan(tp=row["prefill_tp"], replicas=row["prefill_replicas"]) if row.get("prefill_tp") else None
     return Candidate(plan, row["max_num_seqs"], row["max_num_batched_tokens"], prefill=prefill)
 
 
 def _head(cand: Candidate, num_gpus: int) -> dict[str, Any]:
     head = {"plan": cand.label, "kind": "disaggregated" if cand.prefill else "colocated", "tp": cand.plan.tp,
-            "pp": cand.plan.pp, "replicas": cand.plan.replicas, "num_gpus": num_gpus,
+            "pp": cand.plan.pp, "replicas": cand.plan.replicas, "ep": cand.plan.ep, "attn_dp": cand.plan.attn_dp,
+            "num_gpus": num_gpus,
             "max_num_seqs": cand.max_num_seqs, "max_num_batched_tokens": cand.max_num_batched_tokens,
             "prefill_replicas": None, "prefill_tp": None}
     if cand.prefill is not None:

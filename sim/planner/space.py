@@ -70,24 +70,30 @@ def enumerate_candidates(model: ModelArch, gpu: GPUSpec, node: NodeSpec, num_gpu
     least one request of `max_request_tokens` tokens."""
     tps = space.tp or _powers_of_two(num_gpus)
     pps = space.pp or [p for p in _powers_of_two(num_gpus) if model.num_layers % p == 0]
+    layouts = [(tp, pp, 1, 1) for tp in tps for pp in pps]
+    if model.moe is not None:
+        # Experts spread whole over the GPUs of a stage: EP within the TP group, or DP attention ranks + EP.
+        layouts += [(tp, pp, a, tp * a) for tp in tps for pp in pps for a in _powers_of_two(num_gpus)
+                    if tp * a > 1]
     out: list[Candidate] = []
-    for tp in tps:
-        for pp in pps:
-            if num_gpus % (tp * pp):
-                continue
-            plan = Plan(tp=tp, pp=pp, replicas=num_gpus // (tp * pp))
-            static = _tp_problem(model, tp, node)
-            if not static and model.num_layers % pp:
-                static = f"PP{pp} does not divide the {model.num_layers} layers"
-            for seqs in space.max_num_seqs:
-                for tokens in space.max_num_batched_tokens:
-                    reason = static
-                    if not reason and tokens < seqs:
-                        reason = f"max_num_batched_tokens {tokens} < max_num_seqs {seqs}"
-                    if not reason:
-                        reason = _memory_problem(model, gpu, plan, gpu_memory_utilization, block_size, tokens, seqs,
-                                                 max_request_tokens)
-                    out.append(Candidate(plan, seqs, tokens, reason))
+    for tp, pp, dp, ep in layouts:
+        if num_gpus % (tp * pp * dp):
+            continue
+        plan = Plan(tp=tp, pp=pp, replicas=num_gpus // (tp * pp * dp), ep=ep, attn_dp=dp)
+        static = _tp_problem(model, tp, node)
+        if not static and model.num_layers % pp:
+            static = f"PP{pp} does not divide the {model.num_layers} layers"
+        if not static and ep > 1 and model.moe.num_experts % ep:
+            static = f"EP{ep} does not divide the {model.moe.num_experts} experts"
+        for seqs in space.max_num_seqs:
+            for tokens in space.max_num_batched_tokens:
+                reason = static
+                if not reason and tokens < seqs:
+                    reason = f"max_num_batched_tokens {tokens} < max_num_seqs {seqs}"
+                if not reason:
+                    reason = _memory_problem(model, gpu, plan, gpu_memory_utilization, block_size, tokens, seqs,
+                                             max_request_tokens)
+                out.append(Candidate(plan, seqs, tokens, reason))
     if space.disagg:
         out += _disaggregated(model, gpu, num_gpus, space, tps, gpu_memory_utilization, block_size,
                               max_request_tokens, node)
