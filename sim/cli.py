@@ -294,6 +294,8 @@ def search(
     seqs_list: Annotated[str, typer.Option("--max-num-seqs", help="max_num_seqs values to try.")] = "128,256",
     tokens_list: Annotated[str, typer.Option("--max-batched-tokens", help="Token budgets to try.")] = "2048,8192",
     disagg: Annotated[bool, typer.Option("--disagg", help="Also try prefill/decode pools of every TP and ratio.")] = False,
+    second_gpu: Annotated[Optional[str], typer.Option(help="A second GPU type: plans put prefill on one type, decode on the other.")] = None,
+    second_num_gpus: Annotated[int, typer.Option(help="GPUs of the second type.")] = 0,
     capacity: Annotated[bool, typer.Option("--capacity", help="Find each plan's highest sustainable rate.")] = False,
     attainment: Annotated[float, typer.Option(help="Capacity mode: SLO attainment to sustain.")] = 0.9,
     price: Annotated[Optional[float], typer.Option(help="GPU price in $/hour (default: the GPU card's).")] = None,
@@ -325,7 +327,8 @@ def search(
         base = base.with_overrides(**overrides)
         space = SearchSpace(tp=_int_list(tp_list, "--tp"), pp=_int_list(pp_list, "--pp"),
                             max_num_seqs=_int_list(seqs_list, "--max-num-seqs"),
-                            max_num_batched_tokens=_int_list(tokens_list, "--max-batched-tokens"), disagg=disagg)
+                            max_num_batched_tokens=_int_list(tokens_list, "--max-batched-tokens"), disagg=disagg,
+                            second_gpu=second_gpu, second_num_gpus=second_num_gpus)
         where = out_dir or Path("fleetsim-search") / scenario_key(base, {"space": repr(space), "objective": objective,
                                                                          "capacity": capacity})[:12]
         result = run_search(base, space=space, objective=objective, executor=executor, workers=workers,

@@ -68,3 +68,20 @@ def test_search_tries_every_pool_ratio():
     assert disagg.height >= 6
     assert {"P:1x(TP1)+D:3x(TP1)", "P:2x(TP1)+D:2x(TP1)", "P:3x(TP1)+D:1x(TP1)"} <= set(disagg["plan"])
     assert (disagg["status"] == "ok").all()
+
+
+def test_search_over_two_gpu_types_as_separate_pools():
+    r = search(model="llama-3.1-8b", gpu="h100", num_gpus=2, workers=2,
+               space=SearchSpace(max_num_seqs=(256,), max_num_batched_tokens=(2048,), second_gpu="a100",
+                                 second_num_gpus=2),
+               **_workload(8.0, 200, "lognormal:2000:0.5", "lognormal:200:0.5"))
+    # prefill on either type with TP1 x2 or TP2 x1, decode on the other likewise: 2 x 2 x 2 plans
+    assert r.table.height == 8 and (r.table["status"] == "ok").all()
+    assert set(r.table["prefill_gpu"]) == set(r.table["decode_gpu"]) == {"h100-sxm", "a100-80gb-sxm"}
+    assert (r.table["num_gpus"] == 4).all()
+    h100, a100 = load_gpu("h100").price_per_hour_usd, load_gpu("a100").price_per_hour_usd
+    assert (r.table["hourly_usd"] == 2 * h100 + 2 * a100).all()
+    # decode is bound by memory bandwidth: on H100 (3.35 TB/s) it is faster than on A100 (2.0 TB/s)
+    tpot = {(p, d): t for p, d, t in r.table.select("prefill_gpu", "decode_gpu", "tpot_p50_s").iter_rows()}
+    assert min(t for (p, d), t in tpot.items() if d == "h100-sxm") < min(
+        t for (p, d), t in tpot.items() if d == "a100-80gb-sxm")

@@ -31,7 +31,7 @@ from sim.parallel.plan import Plan
 from sim.scenario import DisaggSpec, Scenario
 from sim.planner.bounds import slo_bound_violation
 from sim.planner.ranking import OBJECTIVES, pareto_front, rank
-from sim.planner.space import Candidate, SearchSpace, enumerate_candidates
+from sim.planner.space import Candidate, SearchSpace, enumerate_candidates, enumerate_mixed
 from sim.planner.store import ResultStore, scenario_key
 from sim.workload.spec import build_requests
 
@@ -148,26 +148,45 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
     requests, _ = build_requests(base.workload, base.seed)
     shortest = int(requests["input_tokens"].min())
     longest = int((requests["input_tokens"] + requests["output_tokens"]).max())
-    candidates = enumerate_candidates(model, gpu, node, num_gpus, space,
-                                      gpu_memory_utilization=base.engine.gpu_memory_utilization,
-                                      block_size=base.engine.block_size, max_request_tokens=longest)
-    price = price_per_gpu_hour if price_per_gpu_hour is not None else gpu.price_per_hour_usd
+    mem_args = dict(gpu_memory_utilization=base.engine.gpu_memory_utilization, block_size=base.engine.block_size,
+                    max_request_tokens=longest)
+    gpus = {gpu.name: gpu}
+    if space.second_gpu:
+        second = load_gpu(space.second_gpu)
+        gpus[second.name] = second
+        candidates = enumerate_mixed(model, [(gpu, num_gpus), (second, space.second_num_gpus)], node, space,
+                                     **mem_args)
+        num_gpus += space.second_num_gpus
+    else:
+        candidates = enumerate_candidates(model, gpu, node, num_gpus, space, **mem_args)
+
+    def hourly(cand: Candidate) -> float:
+        """$ per hour of the GPUs a candidate uses (each pool at its own GPU's price unless one is given)."""
+        if not cand.prefill_gpu:
+            return num_gpus * (price_per_gpu_hour if price_per_gpu_hour is not None else gpu.price_per_hour_usd)
+        pools = ((cand.prefill_gpu, cand.prefill.num_gpus), (cand.decode_gpu, cand.plan.num_gpus))
+        return sum(n * (price_per_gpu_hour if price_per_gpu_hour is not None else gpus[g].price_per_hour_usd)
+                   for g, n in pools)
     store_dir = Path(out_dir) if out_dir else None
     store = ResultStore(store_dir / "results.jsonl" if store_dir else None)
     rows: list[dict[str, Any]] = []
     tasks: list[tuple[str, Scenario, dict[str, Any]]] = []
-    cluster = Cluster(gpu, node, fabric, num_gpus)
     prune = objective in ("goodput", "cost") and not capacity
     for cand in candidates:
         sc = scenario_for(base, cand, num_gpus)
-        head = _head(cand, num_gpus)
+        head = {**_head(cand, num_gpus), "hourly_usd": hourly(cand)}
         if cand.reason:
             rows.append({**head, "status": "infeasible", "reason": cand.reason})
             continue
         if prune:
             overhead = base.engine.step_overhead_s
-            decode_cost = IterationCost(model, cluster, cand.plan, overhead)
-            prefill_cost = IterationCost(model, cluster, cand.prefill, overhead) if cand.prefill else decode_cost
+
+            def pool_cost(plan: Plan, gpu_name: str) -> IterationCost:
+                return IterationCost(model, Cluster(gpus[gpu_name or gpu.name], node, fabric, plan.num_gpus), plan,
+                                     overhead)
+
+            decode_cost = pool_cost(cand.plan, cand.decode_gpu)
+            prefill_cost = pool_cost(cand.prefill, cand.prefill_gpu) if cand.prefill else decode_cost
             why = slo_bound_violation(prefill_cost, decode_cost, shortest, base.slo.ttft_s, base.slo.tpot_s)
             if why:
                 rows.append({**head, "status": "pruned", "reason": why})
@@ -192,7 +211,7 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
     if progress:
         progress(0, total)
     _execute(tasks, finished, executor, workers, capacity, attainment, store)
-    table = _finish_table(rows, objective, num_gpus, price, base)
+    table = _finish_table(rows, objective, num_gpus, base)
     if store_dir:
         winner = table.filter(pl.col("status") == "ok")
         doc = {"objective": objective, "num_gpus": num_gpus, "model": model.name, "gpu": gpu.name,
@@ -209,7 +228,8 @@ def scenario_for(base: Scenario, cand: Candidate, num_gpus: int) -> Scenario:
     knobs = {"engine.max_num_seqs": cand.max_num_seqs, "engine.max_num_batched_tokens": cand.max_num_batched_tokens}
     if cand.prefill is not None:
         spec = DisaggSpec(prefill_replicas=cand.prefill.replicas, prefill_tp=cand.prefill.tp,
-                          decode_replicas=cand.plan.replicas, decode_tp=cand.plan.tp)
+                          decode_replicas=cand.plan.replicas, decode_tp=cand.plan.tp,
+                          prefill_gpu=cand.prefill_gpu, decode_gpu=cand.decode_gpu)
         return dataclasses.replace(base.with_overrides(tp=1, pp=1, tp_nodes=0, ep=1, attn_dp=1, **knobs), disagg=spec,
                                    num_gpus=num_gpus, replicas=None)
     p = cand.plan
@@ -221,7 +241,8 @@ def candidate_from_row(row: dict[str, Any]) -> Candidate:
     plan = Plan(tp=row["tp"], pp=row["pp"], replicas=row["replicas"], ep=row.get("ep") or 1,
                 attn_dp=row.get("attn_dp") or 1)
     prefill = Plan(tp=row["prefill_tp"], replicas=row["prefill_replicas"]) if row.get("prefill_tp") else None
-    return Candidate(plan, row["max_num_seqs"], row["max_num_batched_tokens"], prefill=prefill)
+    return Candidate(plan, row["max_num_seqs"], row["max_num_batched_tokens"], prefill=prefill,
+                     prefill_gpu=row.get("prefill_gpu") or "", decode_gpu=row.get("decode_gpu") or "")
 
 
 def _head(cand: Candidate, num_gpus: int) -> dict[str, Any]:
@@ -229,9 +250,10 @@ def _head(cand: Candidate, num_gpus: int) -> dict[str, Any]:
             "pp": cand.plan.pp, "replicas": cand.plan.replicas, "ep": cand.plan.ep, "attn_dp": cand.plan.attn_dp,
             "num_gpus": num_gpus,
             "max_num_seqs": cand.max_num_seqs, "max_num_batched_tokens": cand.max_num_batched_tokens,
-            "prefill_replicas": None, "prefill_tp": None}
+            "prefill_replicas": None, "prefill_tp": None, "prefill_gpu": None, "decode_gpu": None}
     if cand.prefill is not None:
         head["prefill_replicas"], head["prefill_tp"] = cand.prefill.replicas, cand.prefill.tp
+        head["prefill_gpu"], head["decode_gpu"] = cand.prefill_gpu or None, cand.decode_gpu or None
     return head
 
 
@@ -288,8 +310,7 @@ def _execute_ray(tasks, finished, workers: int, capacity: bool, attainment: floa
             ray.shutdown()
 
 
-def _finish_table(rows: list[dict[str, Any]], objective: str, num_gpus: int, price: float,
-                  base: Scenario) -> pl.DataFrame:
+def _finish_table(rows: list[dict[str, Any]], objective: str, num_gpus: int, base: Scenario) -> pl.DataFrame:
     for r in rows:
         if r["status"] != "ok":
             continue
@@ -298,7 +319,7 @@ def _finish_table(rows: list[dict[str, Any]], objective: str, num_gpus: int, pri
         r["goodput_per_gpu"] = (r.get("slo_attainment") or 0.0) * (r.get("offered_rps") or 0.0) / num_gpus
         r["output_tokens_per_s_per_gpu"] = (r.get("output_tokens_per_s") or 0.0) / num_gpus
         good_tokens = r.get("goodput_output_tokens_per_s") or 0.0
-        r["cost_per_mtok_usd"] = (num_gpus * price / 3600.0) / good_tokens * 1e6 if good_tokens > 0 else math.inf
+        r["cost_per_mtok_usd"] = (r["hourly_usd"] / 3600.0) / good_tokens * 1e6 if good_tokens > 0 else math.inf
         r["meets_slo"] = bool((r.get("ttft_p90_s") or math.inf) <= base.slo.ttft_s
                               and (r.get("tpot_p90_s") or math.inf) <= base.slo.tpot_s)
         if "capacity_rps" in r:

@@ -24,7 +24,13 @@ class SearchSpace:
     max_num_seqs: tuple[int, ...] = (128, 256)
     max_num_batched_tokens: tuple[int, ...] = (2048, 8192)
     disagg: bool = False  # also try prefill/decode pools (Splitwise, DistServe), every TP and pool ratio
+    # A second GPU type: the cluster is two pools, and plans put prefill on one type and decode on the other.
+    second_gpu: str | None = None
+    second_num_gpus: int = 0
     def __post_init__(self) -> None:
+        if self.second_gpu and (not isinstance(self.second_num_gpus, int) or self.second_num_gpus < 1):
+            raise FleetsimError(f"search space: second_num_gpus must be a positive integer with second_gpu, "
+                                f"got {self.second_num_gpus!r}")
         for name in ("tp", "pp", "max_num_seqs", "max_num_batched_tokens"):
             values = getattr(self, name)
             if values is not None and (not values or any(not isinstance(v, int) or v < 1 for v in values)):
@@ -38,11 +44,15 @@ class Candidate:
     max_num_batched_tokens: int
     reason: str = ""  # why it cannot run; empty when feasible
     prefill: Plan | None = None  # the prefill pool of a disaggregated candidate
+    prefill_gpu: str = ""  # GPU types of the pools when they differ
+    decode_gpu: str = ""
 
     @property
     def label(self) -> str:
         if self.prefill is not None:
-            return f"P:{self.prefill.label()}+D:{self.plan.label()}"
+            at_p = f"@{self.prefill_gpu}" if self.prefill_gpu else ""
+            at_d = f"@{self.decode_gpu}" if self.decode_gpu else ""
+            return f"P:{self.prefill.label()}{at_p}+D:{self.plan.label()}{at_d}"
         return self.plan.label()
 
 
@@ -137,3 +147,26 @@ def _memory_problem(model: ModelArch, gpu: GPUSpec, plan: Plan, util: float, blo
         return (f"plan {plan.label()}: KV room for {mem.token_capacity:,} tokens per replica "
                 f"({mem.kv_bytes / 1e9:.1f} GB per GPU), the longest request needs {need:,}")
     return ""
+
+
+def enumerate_mixed(model: ModelArch, pools: list[tuple[GPUSpec, int]], node: NodeSpec, space: SearchSpace, *,
+                    gpu_memory_utilization: float, block_size: int, max_request_tokens: int) -> list[Candidate]:
+    """Two GPU types as separate pools: prefill on one type's GPUs, decode on the other's, every TP of each."""
+    out: list[Candidate] = []
+    for (p_gpu, n_p), (d_gpu, n_d) in (pools, pools[::-1]):
+        for tp_p in [t for t in (space.tp or _powers_of_two(n_p)) if n_p % t == 0]:
+            for tp_d in [t for t in (space.tp or _powers_of_two(n_d)) if n_d % t == 0]:
+                prefill, decode = Plan(tp=tp_p, replicas=n_p // tp_p), Plan(tp=tp_d, replicas=n_d // tp_d)
+                static = _tp_problem(model, tp_p, node) or _tp_problem(model, tp_d, node)
+                for seqs in space.max_num_seqs:
+                    for tokens in space.max_num_batched_tokens:
+                        reason = static
+                        if not reason and tokens < seqs:
+                            reason = f"max_num_batched_tokens {tokens} < max_num_seqs {seqs}"
+                        for gpu, pool in ((p_gpu, prefill), (d_gpu, decode)):
+                            if not reason:
+                                reason = _memory_problem(model, gpu, pool, gpu_memory_utilization, block_size,
+                                                         tokens, seqs, max_request_tokens)
+                        out.append(Candidate(decode, seqs, tokens, reason, prefill=prefill, prefill_gpu=p_gpu.name,
+                                             decode_gpu=d_gpu.name))
+    return out
