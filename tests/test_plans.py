@@ -62,3 +62,34 @@ def test_pipeline_micro_batches_keep_every_stage_busy_under_load():
     light_pp, light_dp, light_tp8 = summary(0.5, tp=4, pp=2), summary(0.5, tp=4, replicas=2), summary(0.5, tp=8)
     assert light_pp["tpot_p50_s"] >= light_dp["tpot_p50_s"]  # plus the activation send between stages
     assert light_pp["tpot_p50_s"] > 1.2 * light_tp8["tpot_p50_s"]
+
+
+def test_pcie_nodes_make_tensor_parallelism_costlier_than_nvlink():
+    from sim.cost import IterationCost
+    from sim.hardware import Cluster, load_fabric, load_node
+
+    model = load_model("llama-3.1-70b")
+    step = {}
+    for node in ("hgx-8gpu", "pcie-8gpu"):
+        cluster = Cluster(load_gpu("h100"), load_node(node), load_fabric("ib-ndr-400"), 8)
+        step[node] = IterationCost(model, cluster, Plan(tp=8)).step_time([(2048, 0)], 0, 0)
+    # 2 all-reduces x 80 layers of 2048 x 8192 x 2 bytes at 64 GB/s instead of 450 GB/s per direction
+    assert step["pcie-8gpu"] > 1.3 * step["hgx-8gpu"]
+
+
+def test_cross_node_all_reduce_takes_the_faster_of_ring_and_tree():
+    from sim.hardware import Cluster, load_fabric, load_node
+    from sim.hardware.calibration import load_calibration
+    from sim.hardware.collective import allreduce_model
+
+    cluster = Cluster(load_gpu("h100"), load_node("hgx-8gpu"), load_fabric("ib-ndr-400"), 64)
+    calib, link = load_calibration("h100"), load_gpu("h100").scale_up_gbps
+    ar = allreduce_model(cluster, calib, link, 64)  # 8 nodes of 8
+    small, large = 4096.0, 256e6
+    lat = cluster.fabric.latency_us * 1e-6
+    ring_small = ar.inter.time(small / 8, 2 * 7 / 8)
+    tree_small = lat * 2 * 3 + 2 * (small / 8) / ar.inter.bw_bytes_per_s
+    assert ar.time(small) == pytest.approx(ar.intra.time(small, 2 * 7 / 8) + min(ring_small, tree_small))
+    assert tree_small < ring_small  # few bytes: the tree's 6 hops beat the ring's 14
+    ring_large = ar.inter.time(large / 8, 2 * 7 / 8)
+    assert ar.time(large) == pytest.approx(ar.intra.time(large, 2 * 7 / 8) + ring_large)  # many bytes: the ring

@@ -7,6 +7,7 @@ by the scale-out fabric (hierarchical: intra-node reduce, inter-node ring over t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,7 +47,13 @@ class AllReduce:
         local = self.n // self.nodes
         t = self.intra.time(nbytes, 2.0 * (local - 1) / local) if local > 1 else 0.0
         if self.inter is not None:
-            t += self.inter.time(nbytes / local, 2.0 * (self.nodes - 1) / self.nodes)
+            # NCCL picks the faster of a ring (bandwidth-optimal, 2(k-1) latency hops) and a double binary tree
+            # (2 log2 k hops, but each shard crosses the fabric up and down: twice the bytes of a ring over k=2).
+            shard, k = nbytes / local, self.nodes
+            ring = self.inter.time(shard, 2.0 * (k - 1) / k)
+            hops = 2 * math.ceil(math.log2(k))
+            tree = self.inter.alpha_s / (2 * (k - 1)) * hops + 2.0 * shard / self.inter.bw_bytes_per_s
+            t += min(ring, tree)
         return t
 
 
@@ -55,7 +62,7 @@ def allreduce_model(cluster: Cluster, calib: Calibration, calib_link_gbps: float
     """The all-reduce of a group of `n` GPUs over `nodes` nodes (default: packed into the fewest nodes)."""
     nodes = nodes or -(-n // cluster.node.gpus_per_node)
     local = n // nodes
-    scale = cluster.gpu.scale_up_gbps / calib_link_gbps
+    scale = cluster.scale_up_gbps / calib_link_gbps
     intra = _intra_node(calib, calib.allreduce, local, "busbw_gbps")
     intra = AlphaBeta(intra.alpha_s, intra.bw_bytes_per_s * scale)
     if nodes == 1:
@@ -69,7 +76,7 @@ def sendrecv_model(cluster: Cluster, calib: Calibration, calib_link_gbps: float,
     if across_nodes:
         return AlphaBeta(cluster.fabric.latency_us * 1e-6, cluster.fabric.gbps_per_gpu * 1e9)
     entry = calib.sendrecv.get("2x1")
-    scale = cluster.gpu.scale_up_gbps / calib_link_gbps
+    scale = cluster.scale_up_gbps / calib_link_gbps
     return AlphaBeta(entry["alpha_s"], entry["bw_gbps"] * 1e9 * scale)
 
 
@@ -85,7 +92,7 @@ def collective_model(kind: str, cluster: Cluster, calib: Calibration, calib_link
         raise FleetsimError(f"no NCCL profile of '{kind}' for calibration '{calib.key}'")
     nodes = nodes or -(-n // cluster.node.gpus_per_node)
     local = max(1, n // nodes)
-    scale = cluster.gpu.scale_up_gbps / calib_link_gbps
+    scale = cluster.scale_up_gbps / calib_link_gbps
     intra = _intra_node(calib, table, local, "busbw_gbps")
     intra = AlphaBeta(intra.alpha_s, intra.bw_bytes_per_s * scale)
     factor = COLLECTIVE_FACTORS[kind]

@@ -38,6 +38,7 @@ class NodeSpec:
     name: str
     gpus_per_node: int
     host_memory_gb: float
+    link: str = "nvlink"  # what joins the GPUs inside the node: nvlink (NVLink/NVSwitch, Infinity Fabric) or pcie
     display_name: str = ""
     source: str = ""
 
