@@ -291,6 +291,7 @@ def search(
     objective: Annotated[str, typer.Option(help="goodput (per GPU, under the SLOs), cost ($ per million good output tokens) or throughput.")] = "goodput",
     tp_list: Annotated[Optional[str], typer.Option("--tp", help="TP degrees to try, e.g. 2,4,8 (default: powers of two).")] = None,
     pp_list: Annotated[Optional[str], typer.Option("--pp", help="PP degrees to try (default: powers of two dividing the layers).")] = None,
+    dp_list: Annotated[Optional[str], typer.Option("--attn-dp", help="Data-parallel attention ranks to try (default: powers of two; 1: none).")] = None,
     seqs_list: Annotated[str, typer.Option("--max-num-seqs", help="max_num_seqs values to try.")] = "128,256",
     tokens_list: Annotated[str, typer.Option("--max-batched-tokens", help="Token budgets to try.")] = "2048,8192",
     disagg: Annotated[bool, typer.Option("--disagg", help="Also try prefill/decode pools of every TP and ratio.")] = False,
@@ -326,6 +327,7 @@ def search(
         base = sim.load_scenario(scenario_file) if scenario_file else sim.Scenario()
         base = base.with_overrides(**overrides)
         space = SearchSpace(tp=_int_list(tp_list, "--tp"), pp=_int_list(pp_list, "--pp"),
+                            attn_dp=_int_list(dp_list, "--attn-dp"),
                             max_num_seqs=_int_list(seqs_list, "--max-num-seqs"),
                             max_num_batched_tokens=_int_list(tokens_list, "--max-batched-tokens"), disagg=disagg,
                             second_gpu=second_gpu, second_num_gpus=second_num_gpus)

@@ -16,7 +16,7 @@ from sim.planner import SearchSpace, search
 from sim.planner.runner import SearchInterrupted
 
 H100_70B = dict(model="llama-3.1-70b", gpu="h100", num_gpus=8)
-ONE_KNOB = dict(max_num_seqs=(256,), max_num_batched_tokens=(2048,))
+ONE_KNOB = dict(max_num_seqs=(256,), max_num_batched_tokens=(2048,), attn_dp=(1,))
 
 
 def _poisson(rate, n=600, **slo):
@@ -66,8 +66,8 @@ def test_llama_405b_on_two_a100_reports_that_no_plan_fits_and_why(tmp_path):
 
 def test_every_plan_is_enumerated_with_a_status(tmp_path):
     r = search(**H100_70B, workers=2, out_dir=tmp_path, **_poisson(2.0, n=200))
-    # 8 GPUs: TP x PP in {1,2,4,8}^2 with TP x PP | 8 = 10 splits, x 4 knob settings
-    assert r.table.height == 40
+    # 8 GPUs: TP x PP x attention-DP, powers of two whose product divides 8 = 20 layouts, x 4 knob settings
+    assert r.table.height == 80
     assert set(r.table["status"]) <= {"ok", "pruned", "infeasible"}
     ranked = r.table.filter(pl.col("status") == "ok")
     assert ranked["rank"].to_list() == list(range(1, ranked.height + 1))
@@ -172,7 +172,7 @@ def test_public_api_returns_the_ranked_table():
     import sim
 
     table = sim.search(model="llama-3.1-8b", gpu="h100", num_gpus=2, workers=1,
-                       space=SearchSpace(max_num_seqs=(128,), max_num_batched_tokens=(2048,)),
+                       space=SearchSpace(max_num_seqs=(128,), max_num_batched_tokens=(2048,), attn_dp=(1,)),
                        **{"workload.num_requests": 60, "workload.duration_s": None})
     assert isinstance(table, pl.DataFrame)
     assert table["rank"].to_list()[:3] == [1, 2, 3] and set(table["plan"]) == {"2x(TP1)", "1x(TP2)", "1x(TP1,PP2)"}

@@ -60,6 +60,13 @@ class IterationCost:
         self.alltoall = None
         if self.ep > 1:
             self.alltoall = alltoall_model(cluster, self.calib, calib_link, self.ep)
+        # Without EP, data-parallel attention ranks gather their tokens for an FFN split over all tp x attn_dp
+        # GPUs, then scatter them back: an all-gather and a reduce-scatter, the bytes of one all-reduce.
+        self.ffn_tp = tp * plan.attn_dp if self.ep == 1 else tp
+        self.ffn_comm = None
+        if self.ffn_tp > 1:
+            self.ffn_comm = allreduce_model(cluster, self.calib, calib_link, self.ffn_tp,
+                                            plan.tp_nodes or None if self.ffn_tp == tp else None)
         self._token_cache: dict[tuple[int, int], float] = {}
         self._decode_cache: dict[int, tuple[float, float, float]] = {}
         self._attn_coeffs()
@@ -128,15 +135,19 @@ class IterationCost:
         proj += self._gemm(t, m.attn_out_dim / tp, h, self.wbytes)
         # norms, rope, residual adds, activation
         ew = self._elementwise(t * ACT_BYTES * (4 * h + 2 * (m.q_dim / tp) + 6 * h))
-        dense_mlp = self._gemm(t, h, 2 * m.intermediate_size / tp, self.wbytes)
-        dense_mlp += self._gemm(t, m.intermediate_size / tp, h, self.wbytes)
-        dense_mlp += self._elementwise(t * ACT_BYTES * 3 * m.intermediate_size / tp)
+        # The FFN runs on the attention rank's tokens split by TP, or (attention-DP without EP) on every rank's
+        # tokens split over all tp x attn_dp GPUs.
+        ft, fw = (float(tokens), self.ffn_tp) if self.ffn_tp != tp else (t, tp)
+        dense_mlp = self._gemm(ft, h, 2 * m.intermediate_size / fw, self.wbytes)
+        dense_mlp += self._gemm(ft, m.intermediate_size / fw, h, self.wbytes)
+        dense_mlp += self._elementwise(ft * ACT_BYTES * 3 * m.intermediate_size / fw)
         allreduce = self.allreduce.time(t * h * ACT_BYTES) if self.allreduce else 0.0
+        ffn_comm = self.ffn_comm.time(ft * h * ACT_BYTES) if self.ffn_comm else 0.0
         moe_mlp = self._moe_mlp(float(tokens), share) if m.moe else 0.0
         if m.moe and self.ep == 1:
-            moe_mlp += allreduce  # TP-split experts end in an all-reduce; EP ends in the combine all-to-all
+            moe_mlp += ffn_comm  # TP-split experts end in an all-reduce; EP ends in the combine all-to-all
         per_layer_common = proj + ew + allreduce
-        total = (m.num_layers * per_layer_common + m.num_dense_layers * (dense_mlp + allreduce)
+        total = (m.num_layers * per_layer_common + m.num_dense_layers * (dense_mlp + ffn_comm)
                  + m.num_moe_layers * moe_mlp)
         lm_head = self._gemm(float(logits) * share, h, m.vocab_size / tp, self.wbytes) if logits else 0.0
         pp = self.plan.pp
@@ -164,10 +175,12 @@ class IterationCost:
             copies = tokens * k / self.ep
             comm = self.alltoall(copies * h * 1.0) + self.alltoall(copies * h * ACT_BYTES)
         else:
-            # Expected number of distinct experts hit by the tokens choosing k of e uniformly; each split by TP.
-            active = e * (1.0 - (1.0 - k / e) ** t_rank)
-            per_expert = t_rank * k / active
-            width = f / tp
+            # Expected number of distinct experts hit by the tokens choosing k of e uniformly; each split by the
+            # FFN's TP degree (over every attention rank's tokens when attention is data-parallel).
+            ft = tokens if self.ffn_tp != tp else t_rank
+            active = e * (1.0 - (1.0 - k / e) ** ft)
+            per_expert = ft * k / active
+            width = f / self.ffn_tp
             comm = 0.0
         up = self._gemm(per_expert, h, 2 * width, self.ebytes) - overhead
         down = self._gemm(per_expert, width, h, self.ebytes) - overhead

@@ -79,7 +79,14 @@ def memory_budget(model: ModelArch, gpu: GPUSpec, plan: Plan, *, gpu_memory_util
 def weight_bytes_per_gpu(model: ModelArch, plan: Plan) -> float:
     """Attention and dense weights split by TP (replicated over attention-DP ranks), routed experts split by EP
     (or by TP without EP), layers by PP."""
-    if model.moe is None or plan.ep == 1:
+    if plan.attn_dp == 1 and plan.ep == 1:
         return model.weight_bytes / (plan.tp * plan.pp)
+    wb = dtype_bytes(model.weight_dtype)
     experts = model.routed_expert_params_total * dtype_bytes(model.expert_weight_dtype or model.weight_dtype)
-    return ((model.weight_bytes - experts) / plan.tp + experts / plan.ep) / plan.pp
+    if plan.ep > 1:
+        return ((model.weight_bytes - experts) / plan.tp + experts / plan.ep) / plan.pp
+    # FFN (dense MLPs, routed and shared experts) split over tp x attn_dp; attention and embeddings over tp.
+    ffn = experts + model.num_dense_layers * model.dense_mlp_params * wb
+    if model.moe is not None:
+        ffn += model.num_moe_layers * model.moe.shared_experts * model.expert_params * wb
+    return ((model.weight_bytes - ffn) / plan.tp + ffn / (plan.tp * plan.attn_dp)) / plan.pp

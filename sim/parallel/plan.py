@@ -13,9 +13,9 @@ class Plan:
     pp: int = 1
     replicas: int = 1
     tp_nodes: int = 0  # nodes one tensor-parallel group spans; 0: as few as fit (packed)
-    # Mixture-of-experts: experts spread whole over `ep` GPUs (1: each expert split by TP instead), and attention
-    # run data-parallel over `attn_dp` ranks of TP each, whose MoE layers share one expert-parallel group of
-    # ep = tp x attn_dp GPUs (DeepSeek-style DP attention + EP).
+    # Attention may run data-parallel over `attn_dp` ranks of TP each (APEX's attention/FFN split). Their FFN is
+    # then split by TP over all tp x attn_dp GPUs, or, for MoE models, experts are spread whole over those GPUs
+    # (ep = tp x attn_dp: DeepSeek-style DP attention + EP). ep = tp with attn_dp = 1: EP inside the TP group.
     ep: int = 1
     attn_dp: int = 1
 
@@ -33,8 +33,7 @@ class Plan:
         if self.ep > 1 and self.ep != self.tp * self.attn_dp:
             raise FleetsimError(f"plan.ep must be 1 or tp x attn_dp = {self.tp * self.attn_dp} (experts spread over "
                                 f"the replica's GPUs of one pipeline stage), got {self.ep}")
-        if self.attn_dp > 1 and self.ep == 1:
-            raise FleetsimError("plan.attn_dp > 1 needs expert parallelism (ep = tp x attn_dp) for the MoE layers")
+
 
     @property
     def gpus_per_replica(self) -> int:

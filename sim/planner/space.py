@@ -21,6 +21,7 @@ class SearchSpace:
 
     tp: tuple[int, ...] | None = None
     pp: tuple[int, ...] | None = None
+    attn_dp: tuple[int, ...] | None = None  # data-parallel attention ranks per replica (default: powers of two)
     max_num_seqs: tuple[int, ...] = (128, 256)
     max_num_batched_tokens: tuple[int, ...] = (2048, 8192)
     disagg: bool = False  # also try prefill/decode pools (Splitwise, DistServe), every TP and pool ratio
@@ -31,7 +32,7 @@ class SearchSpace:
         if self.second_gpu and (not isinstance(self.second_num_gpus, int) or self.second_num_gpus < 1):
             raise FleetsimError(f"search space: second_num_gpus must be a positive integer with second_gpu, "
                                 f"got {self.second_num_gpus!r}")
-        for name in ("tp", "pp", "max_num_seqs", "max_num_batched_tokens"):
+        for name in ("tp", "pp", "attn_dp", "max_num_seqs", "max_num_batched_tokens"):
             values = getattr(self, name)
             if values is not None and (not values or any(not isinstance(v, int) or v < 1 for v in values)):
                 raise FleetsimError(f"search space: {name} must be a list of positive integers, got {values!r}")
@@ -80,11 +81,12 @@ def enumerate_candidates(model: ModelArch, gpu: GPUSpec, node: NodeSpec, num_gpu
     least one request of `max_request_tokens` tokens."""
     tps = space.tp or _powers_of_two(num_gpus)
     pps = space.pp or [p for p in _powers_of_two(num_gpus) if model.num_layers % p == 0]
-    layouts = [(tp, pp, 1, 1) for tp in tps for pp in pps]
+    dps = space.attn_dp or _powers_of_two(num_gpus)
+    # Data-parallel attention ranks (1: none) with the FFN split by TP over all their GPUs (APEX's split)...
+    layouts = [(tp, pp, a, 1) for tp in tps for pp in pps for a in dps]
     if model.moe is not None:
-        # Experts spread whole over the GPUs of a stage: EP within the TP group, or DP attention ranks + EP.
-        layouts += [(tp, pp, a, tp * a) for tp in tps for pp in pps for a in _powers_of_two(num_gpus)
-                    if tp * a > 1]
+        # ... or with the experts spread whole over them: EP within the TP group, or DP attention ranks + EP.
+        layouts += [(tp, pp, a, tp * a) for tp in tps for pp in pps for a in dps if tp * a > 1]
     out: list[Candidate] = []
     for tp, pp, dp, ep in layouts:
         if num_gpus % (tp * pp * dp):
