@@ -131,13 +131,14 @@ class _Pool:
             raise FleetsimError(f"ep={plan.ep}: {model.name} has no experts (expert parallelism is for MoE models)")
         if plan.ep > 1 and model.moe.num_experts % plan.ep:
             raise FleetsimError(f"ep={plan.ep} does not divide {model.name}'s {model.moe.num_experts} experts")
+        # Activations are per GPU: sized by one attention rank's step (the engine knobs are per rank, as in vLLM).
+        self.mem = memory_budget(model, gpu, plan, gpu_memory_utilization=eng.gpu_memory_utilization,
+                                 block_size=eng.block_size, max_batched_tokens=eng.max_num_batched_tokens,
+                                 max_num_seqs=eng.max_num_seqs, blocks_override=eng.num_gpu_blocks_override)
         if plan.attn_dp > 1:
             # One scheduler stands for the attention ranks (balanced): its limits are the ranks' together.
             eng = dataclasses.replace(eng, max_num_seqs=eng.max_num_seqs * plan.attn_dp,
                                       max_num_batched_tokens=eng.max_num_batched_tokens * plan.attn_dp)
-        self.mem = memory_budget(model, gpu, plan, gpu_memory_utilization=eng.gpu_memory_utilization,
-                                 block_size=eng.block_size, max_batched_tokens=eng.max_num_batched_tokens,
-                                 max_num_seqs=eng.max_num_seqs, blocks_override=eng.num_gpu_blocks_override)
         # Pipeline parallelism keeps one micro-batch per stage in flight: like vLLM, each replica runs `pp` virtual
         # engines (schedulers), each with 1/pp of the KV blocks, whose steps traverse every stage.
         blocks = self.mem.num_blocks // plan.pp

@@ -176,3 +176,20 @@ def test_public_api_returns_the_ranked_table():
                        **{"workload.num_requests": 60, "workload.duration_s": None})
     assert isinstance(table, pl.DataFrame)
     assert table["rank"].to_list()[:3] == [1, 2, 3] and set(table["plan"]) == {"2x(TP1)", "1x(TP2)", "1x(TP1,PP2)"}
+
+
+def test_a_plan_that_fails_at_run_time_is_reported_not_fatal():
+    from sim.planner.runner import evaluate
+    from sim.scenario import Scenario
+
+    row = evaluate(Scenario(model="llama-3.1-405b", gpu="a100", tp=2, num_gpus=2))
+    assert "does not fit" in row["error"]
+
+
+def test_search_feasibility_agrees_with_the_run_for_attention_dp_plans():
+    """The plan space's memory check and the runner's must agree (per-rank engine knobs size the activations)."""
+    r = search(model="llama-3.1-70b", gpu="h100", num_gpus=8, workers=2,
+               space=SearchSpace(tp=(1, 2), pp=(1,), max_num_seqs=(256,), max_num_batched_tokens=(2048,)),
+               **_poisson(2.0, n=100))
+    simulated = r.table.filter(pl.col("key").is_not_null())
+    assert (simulated["status"] == "ok").all()

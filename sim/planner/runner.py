@@ -72,13 +72,22 @@ class SearchResult:
 def evaluate(scenario: Scenario, capacity: bool = False, attainment: float = 0.9) -> dict[str, Any]:
     """Simulate one scenario (in a worker process) and return its result row."""
     t0 = time.perf_counter()
+    try:
+        row = _evaluate(scenario, capacity, attainment)
+    except FleetsimError as exc:
+        # The plan space's checks should catch what cannot run; if one slips through, report it, don't crash.
+        row = {"error": str(exc)}
+    row["eval_wall_s"] = time.perf_counter() - t0
+    return row
+
+
+def _evaluate(scenario: Scenario, capacity: bool, attainment: float) -> dict[str, Any]:
     if capacity:
         rate, summary = _capacity(scenario, attainment)
         row = {k: summary.get(k) for k in SUMMARY_KEYS}
         row["capacity_rps"] = rate
     else:
         row = {k: v for k, v in run(scenario).summary.items() if k in SUMMARY_KEYS}
-    row["eval_wall_s"] = time.perf_counter() - t0
     return row
 
 
@@ -194,7 +203,7 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
         key = scenario_key(sc, {"capacity": capacity, "attainment": attainment if capacity else None})
         cached = store.get(key)
         if cached is not None:
-            rows.append({**head, **cached, "status": "ok", "reason": "", "key": key, "reused": True})
+            rows.append(_result_row(head, cached, key, reused=True))
         else:
             tasks.append((key, sc, head))
     reused = sum(1 for r in rows if r.get("reused"))
@@ -202,7 +211,7 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
 
     def finished(key: str, head: dict[str, Any], row: dict[str, Any]) -> None:
         store.put(key, row)
-        rows.append({**head, **row, "status": "ok", "reason": "", "key": key, "reused": False})
+        rows.append(_result_row(head, row, key, reused=False))
         if progress:
             progress(store.added, total)
         if max_new is not None and store.added >= max_new and store.added < total:
@@ -221,6 +230,13 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
         write_outputs(store_dir, {"plans": table}, {"search": doc})
         _write_pareto_figure(table, store_dir / "pareto.html")
     return SearchResult(table, objective, store.added, reused, store_dir, time.perf_counter() - t_start)
+
+
+def _result_row(head: dict[str, Any], row: dict[str, Any], key: str, reused: bool) -> dict[str, Any]:
+    if "error" in row:
+        return {**head, "status": "infeasible", "reason": row["error"], "key": key, "reused": reused,
+                "eval_wall_s": row.get("eval_wall_s")}
+    return {**head, **row, "status": "ok", "reason": "", "key": key, "reused": reused}
 
 
 def scenario_for(base: Scenario, cand: Candidate, num_gpus: int) -> Scenario:
