@@ -193,3 +193,16 @@ def test_search_feasibility_agrees_with_the_run_for_attention_dp_plans():
                **_poisson(2.0, n=100))
     simulated = r.table.filter(pl.col("key").is_not_null())
     assert (simulated["status"] == "ok").all()
+
+
+def test_search_from_a_scenario_file_with_flag_overrides(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('model = "llama-3.1-8b"\ngpu = "h100"\nnum_gpus = 2\n[workload]\ntrace = "azure-code"\n'
+                    'num_requests = 80\nduration_s = 1e9\n[slo]\nttft_s = 1.0\ntpot_s = 0.03\n')
+    res = CliRunner().invoke(app, ["search", str(path), "--max-num-seqs", "128", "--max-batched-tokens", "2048",
+                                   "--attn-dp", "1", "--slo-tpot", "0.05", "--out", str(tmp_path / "o"), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert {r["plan"] for r in rows} == {"2x(TP1)", "1x(TP2)", "1x(TP1,PP2)"}
+    doc = json.loads((tmp_path / "o" / "search.json").read_text())
+    assert doc["slo_tpot_s"] == 0.05 and doc["slo_ttft_s"] == 1.0 and doc["model"] == "llama-3.1-8b"
