@@ -80,26 +80,28 @@ def render_summary(s: dict[str, Any], title: str) -> None:
     out.print(tp)
 
 
-class _LazyProgress:
-    """A progress bar that appears only once a run has taken more than `delay_s` seconds, on a terminal."""
+class _Progress:
+    """A progress bar on stderr that appears once work has taken more than `delay_s` seconds, on a terminal only."""
 
-    def __init__(self, delay_s: float = 2.0) -> None:
+    def __init__(self, label: str, delay_s: float = 2.0, enabled: bool = True) -> None:
+        self.label, self.delay_s, self.enabled = label, delay_s, enabled and sys.stderr.isatty()
         self.start = time.perf_counter()
-        self.delay_s = delay_s
         self.bar = None
         self.task = None
 
-    def __call__(self, finished: int, total: int) -> None:
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total == 0:
+            return
         if self.bar is None:
             if time.perf_counter() - self.start < self.delay_s:
                 return
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-            self.bar = Progress("simulating", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                console=err, transient=True)
+            self.bar = Progress(self.label, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                                transient=True)
             self.bar.start()
-            self.task = self.bar.add_task("run", total=total)
-        self.bar.update(self.task, completed=finished)
+            self.task = self.bar.add_task(self.label, total=total)
+        self.bar.update(self.task, completed=done)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -171,20 +173,18 @@ def run(
     }
     if num_requests is not None and duration is None:
         overrides["workload.duration_s"] = float("inf")  # an explicit count without a window takes them all
-    progress = _LazyProgress() if (not as_json and sys.stderr.isatty()) else None
+    progress = _Progress("simulating", enabled=not as_json)
     try:
         base = sim.load_scenario(scenario_file) if scenario_file else sim.Scenario()
         scenario = base.with_overrides(**overrides)
-        result = sim.run(scenario, progress=progress)
+        result = sim.run(scenario, progress=progress if progress.enabled else None)
         if out_dir is not None:
             written = result.write(out_dir)
     except FleetsimError as exc:
-        if progress:
-            progress.close()
+        progress.close()
         fail(str(exc))
         return
-    if progress:
-        progress.close()
+    progress.close()
     if as_json:
         sys.stdout.write(json.dumps(clean_json(result.summary)) + "\n")
         return
@@ -209,28 +209,6 @@ def _int_list(text: str | None, flag: str) -> tuple[int, ...] | None:
     except ValueError:
         raise FleetsimError(f"{flag}: expected comma-separated integers, got '{text}'") from None
     return values
-
-
-class _SearchProgress:
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled or total == 0:
-            return
-        if self.bar is None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-            self.bar = Progress("simulating plans", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                console=err, transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("plans", total=total)
-        self.bar.update(self.task, completed=done)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def render_search(result, top: int) -> None:  # noqa: ANN001
@@ -322,7 +300,7 @@ def search(
     }
     if num_requests is not None and duration is None:
         overrides["workload.duration_s"] = float("inf")
-    progress = _SearchProgress(not as_json and sys.stderr.isatty())
+    progress = _Progress("simulating plans", delay_s=0.5, enabled=not as_json)
     try:
         base = sim.load_scenario(scenario_file) if scenario_file else sim.Scenario()
         base = base.with_overrides(**overrides)

@@ -6,6 +6,7 @@ degree the model's heads do not allow), so the search reports it instead of sile
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sim.errors import FleetsimError
@@ -79,6 +80,7 @@ def enumerate_candidates(model: ModelArch, gpu: GPUSpec, node: NodeSpec, num_gpu
 
     TP stays inside a node where it can (it spans nodes only when larger than a node); each replica needs KV for at
     least one request of `max_request_tokens` tokens."""
+    mem = (model, gpu_memory_utilization, block_size, max_request_tokens)
     tps = space.tp or _powers_of_two(num_gpus)
     pps = space.pp or [p for p in _powers_of_two(num_gpus) if model.num_layers % p == 0]
     dps = space.attn_dp or _powers_of_two(num_gpus)
@@ -97,43 +99,53 @@ def enumerate_candidates(model: ModelArch, gpu: GPUSpec, node: NodeSpec, num_gpu
             static = f"PP{pp} does not divide the {model.num_layers} layers"
         if not static and ep > 1 and model.moe.num_experts % ep:
             static = f"EP{ep} does not divide the {model.moe.num_experts} experts"
-        for seqs in space.max_num_seqs:
-            for tokens in space.max_num_batched_tokens:
-                reason = static
-                if not reason and tokens < seqs:
-                    reason = f"max_num_batched_tokens {tokens} < max_num_seqs {seqs}"
-                if not reason:
-                    reason = _memory_problem(model, gpu, plan, gpu_memory_utilization, block_size, tokens, seqs,
-                                             max_request_tokens)
-                out.append(Candidate(plan, seqs, tokens, reason))
+        out += _with_knobs(space, static, [(gpu, plan)], mem,
+                           lambda seqs, tokens, reason, plan=plan: Candidate(plan, seqs, tokens, reason))
     if space.disagg:
-        out += _disaggregated(model, gpu, num_gpus, space, tps, gpu_memory_utilization, block_size,
-                              max_request_tokens, node)
+        splits = [(gpu, n_p, gpu, num_gpus - n_p) for n_p in range(1, num_gpus)]
+        out += _disaggregated(splits, tps, space, node, mem, name_gpus=False)
     return out
 
 
-def _disaggregated(model: ModelArch, gpu: GPUSpec, num_gpus: int, space: SearchSpace, tps: list[int], util: float,
-                   block_size: int, max_request_tokens: int, node: NodeSpec) -> list[Candidate]:
-    """Every split of the GPUs into a prefill pool and a decode pool, each of replicas x TP."""
+def enumerate_mixed(model: ModelArch, pools: list[tuple[GPUSpec, int]], node: NodeSpec, space: SearchSpace, *,
+                    gpu_memory_utilization: float, block_size: int, max_request_tokens: int) -> list[Candidate]:
+    """Two GPU types as separate pools: prefill on one type's GPUs, decode on the other's, every TP of each."""
+    (a, n_a), (b, n_b) = pools
+    mem = (model, gpu_memory_utilization, block_size, max_request_tokens)
+    return _disaggregated([(a, n_a, b, n_b), (b, n_b, a, n_a)], space.tp, space, node, mem, name_gpus=True)
+
+
+def _disaggregated(splits: list[tuple[GPUSpec, int, GPUSpec, int]], tps: list[int] | None, space: SearchSpace,
+                   node: NodeSpec, mem: tuple, name_gpus: bool) -> list[Candidate]:
+    """Prefill/decode pools for each (prefill GPU, count, decode GPU, count) split, every TP of each pool."""
+    model = mem[0]
     out: list[Candidate] = []
-    for tp_p in tps:
-        for n_p in range(tp_p, num_gpus, tp_p):
-            rest = num_gpus - n_p
-            for tp_d in tps:
-                if rest % tp_d:
-                    continue
-                prefill, decode = Plan(tp=tp_p, replicas=n_p // tp_p), Plan(tp=tp_d, replicas=rest // tp_d)
+    for p_gpu, n_p, d_gpu, n_d in splits:
+        for tp_p in [t for t in (tps or _powers_of_two(n_p)) if n_p % t == 0]:
+            for tp_d in [t for t in (tps or _powers_of_two(n_d)) if n_d % t == 0]:
+                prefill, decode = Plan(tp=tp_p, replicas=n_p // tp_p), Plan(tp=tp_d, replicas=n_d // tp_d)
                 static = _tp_problem(model, tp_p, node) or _tp_problem(model, tp_d, node)
-                for seqs in space.max_num_seqs:
-                    for tokens in space.max_num_batched_tokens:
-                        reason = static
-                        if not reason and tokens < seqs:
-                            reason = f"max_num_batched_tokens {tokens} < max_num_seqs {seqs}"
-                        for pool in (prefill, decode):
-                            if not reason:
-                                reason = _memory_problem(model, gpu, pool, util, block_size, tokens, seqs,
-                                                         max_request_tokens)
-                        out.append(Candidate(decode, seqs, tokens, reason, prefill=prefill))
+                names = {"prefill_gpu": p_gpu.name, "decode_gpu": d_gpu.name} if name_gpus else {}
+                out += _with_knobs(space, static, [(p_gpu, prefill), (d_gpu, decode)], mem,
+                                   lambda seqs, tokens, reason, d=decode, p=prefill, kw=names:
+                                   Candidate(d, seqs, tokens, reason, prefill=p, **kw))
+    return out
+
+
+def _with_knobs(space: SearchSpace, static: str, pools: list[tuple[GPUSpec, Plan]], mem: tuple,
+                make: Callable[[int, int, str], Candidate]) -> list[Candidate]:
+    """One candidate per engine-knob setting, each with the first reason it cannot run (or none)."""
+    model, util, block_size, max_request_tokens = mem
+    out = []
+    for seqs in space.max_num_seqs:
+        for tokens in space.max_num_batched_tokens:
+            reason = static
+            if not reason and tokens < seqs:
+                reason = f"max_num_batched_tokens {tokens} < max_num_seqs {seqs}"
+            for gpu, plan in pools:
+                reason = reason or _memory_problem(model, gpu, plan, util, block_size, tokens, seqs,
+                                                   max_request_tokens)
+            out.append(make(seqs, tokens, reason))
     return out
 
 
@@ -149,26 +161,3 @@ def _memory_problem(model: ModelArch, gpu: GPUSpec, plan: Plan, util: float, blo
         return (f"plan {plan.label()}: KV room for {mem.token_capacity:,} tokens per replica "
                 f"({mem.kv_bytes / 1e9:.1f} GB per GPU), the longest request needs {need:,}")
     return ""
-
-
-def enumerate_mixed(model: ModelArch, pools: list[tuple[GPUSpec, int]], node: NodeSpec, space: SearchSpace, *,
-                    gpu_memory_utilization: float, block_size: int, max_request_tokens: int) -> list[Candidate]:
-    """Two GPU types as separate pools: prefill on one type's GPUs, decode on the other's, every TP of each."""
-    out: list[Candidate] = []
-    for (p_gpu, n_p), (d_gpu, n_d) in (pools, pools[::-1]):
-        for tp_p in [t for t in (space.tp or _powers_of_two(n_p)) if n_p % t == 0]:
-            for tp_d in [t for t in (space.tp or _powers_of_two(n_d)) if n_d % t == 0]:
-                prefill, decode = Plan(tp=tp_p, replicas=n_p // tp_p), Plan(tp=tp_d, replicas=n_d // tp_d)
-                static = _tp_problem(model, tp_p, node) or _tp_problem(model, tp_d, node)
-                for seqs in space.max_num_seqs:
-                    for tokens in space.max_num_batched_tokens:
-                        reason = static
-                        if not reason and tokens < seqs:
-                            reason = f"max_num_batched_tokens {tokens} < max_num_seqs {seqs}"
-                        for gpu, pool in ((p_gpu, prefill), (d_gpu, decode)):
-                            if not reason:
-                                reason = _memory_problem(model, gpu, pool, gpu_memory_utilization, block_size,
-                                                         tokens, seqs, max_request_tokens)
-                        out.append(Candidate(decode, seqs, tokens, reason, prefill=prefill, prefill_gpu=p_gpu.name,
-                                             decode_gpu=d_gpu.name))
-    return out
