@@ -14,6 +14,6 @@ from sim.scenario import SLO, Scenario, load_scenario
 from sim.serving.engine_config import EngineConfig
 from sim.workload.spec import WorkloadSpec
 
-__all__ = ["SLO", "EngineConfig", "FleetsimError", "Result", "Scenario", "WorkloadSpec", "load_scenario", "run",
+__all__ = ["SLO", "EngineConfig", "FleetsimError", "Result", "Scenario", "WorkloadSpec", "__version__", "load_scenario", "run",
            "search"]
 from sim._version import __version__  # noqa: E402
