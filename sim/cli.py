@@ -53,8 +53,10 @@ def render_summary(s: dict[str, Any], title: str) -> None:
     lat.add_column("latency (ms)")
     for col in ("mean", "p50", "p90", "p99", "max"):
         lat.add_column(col, justify="right")
-    for name, label in (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2e", "E2E"),
-                        ("queue_delay", "queueing")):
+    rows = [("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2e", "E2E"), ("queue_delay", "queueing")]
+    if "jct_mean_s" in s:
+        rows.append(("jct", "job (JCT)"))
+    for name, label in rows:
         lat.add_row(label, *(_fmt(s.get(f"{name}_{k}_s"), "ms") for k in ("mean", "p50", "p90", "p99", "max")))
     out.print(lat)
     tp = Table(show_header=False, show_edge=False, box=None, pad_edge=False)
@@ -72,6 +74,8 @@ def render_summary(s: dict[str, Any], title: str) -> None:
         ("KV cache use (mean / peak)", f"{_fmt(s['kv_util_mean'])} / {_fmt(s['kv_util_peak'])}"),
         ("preemptions", _fmt(s["preemptions"])),
         ("prefix-cache hit rate", _fmt(s["prefix_hit_rate"])),
+        *([("agent jobs (failed)", f"{s['num_jobs']:,} ({s['num_jobs_failed']})"),
+           ("context tokens computed again", f"{s['reprefill_tokens']:,}")] if "num_jobs" in s else []),
         ("simulated in (s)", _fmt(s["sim_wall_s"])),
     ]
     for k, v in rows:
@@ -146,6 +150,12 @@ def run(
     block_size: Annotated[Optional[int], typer.Option(help="KV block size in tokens.")] = None,
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="Fraction of GPU memory the engine may use.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random stream.")] = None,
+    agents: Annotated[Optional[int], typer.Option(help="Agent jobs, closed loop: this many agents running jobs back to back.")] = None,
+    agent_rate: Annotated[Optional[float], typer.Option(help="Agent jobs, open loop: jobs per second.")] = None,
+    jobs: Annotated[Optional[int], typer.Option(help="Agent jobs in the run.")] = None,
+    turns: Annotated[Optional[int], typer.Option(help="LLM calls per agent job.")] = None,
+    tool_time: Annotated[Optional[str], typer.Option(help="Tool call seconds: fixed:S, uniform:A:B, lognormal:MEDIAN:SIGMA.")] = None,
+    parallel_tools: Annotated[Optional[int], typer.Option(help="Parallel branches per tool call (the job waits for the slowest).")] = None,
     slo_ttft: Annotated[Optional[float], typer.Option(help="TTFT target in seconds (goodput).")] = None,
     slo_tpot: Annotated[Optional[float], typer.Option(help="TPOT target in seconds (goodput).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write requests.parquet, kv_timeline.parquet and summary.json here.")] = None,
@@ -170,7 +180,11 @@ def run(
         "engine.enable_prefix_caching": prefix_caching, "engine.block_size": block_size,
         "engine.gpu_memory_utilization": gpu_memory_utilization,
         "slo.ttft_s": slo_ttft, "slo.tpot_s": slo_tpot,
+        "agents.programs": jobs, "agents.turns": turns, "agents.tool_time": tool_time,
+        "agents.parallel_tools": parallel_tools,
     }
+    if agents is not None or agent_rate is not None:
+        overrides["agents.agents"], overrides["agents.rate"] = agents, agent_rate
     if num_requests is not None and duration is None:
         overrides["workload.duration_s"] = float("inf")  # an explicit count without a window takes them all
     progress = _Progress("simulating", enabled=not as_json)
@@ -195,7 +209,12 @@ def run(
         layout = f"{info['replicas']} replica(s) of TP{scenario.tp}" + (f" PP{scenario.pp}" if scenario.pp > 1 else "")
         layout += (f" DP-attention{scenario.attn_dp}" if scenario.attn_dp > 1 else "") + (
             f" EP{scenario.ep}" if scenario.ep > 1 else "")
-    title = f"{info['model']} on {info['num_gpus']}x {info['gpu']}: {layout}; {scenario.workload.describe()}"
+    work = scenario.workload.describe()
+    if scenario.agents is not None:
+        a = scenario.agents
+        loop = f"{a.agents} agents (closed loop)" if a.agents is not None else f"{a.rate:g} jobs/s (open loop)"
+        work = f"{a.programs} agent jobs x {a.turns} calls, {loop}, tools {a.tool_time}"
+    title = f"{info['model']} on {info['num_gpus']}x {info['gpu']}: {layout}; {work}"
     render_summary(result.summary, title)
     if out_dir is not None:
         out.print(f"\nwrote {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)

@@ -13,13 +13,16 @@ import numpy as np
 import polars as pl
 import simpy
 
+from sim.agents.driver import AgentDriver
+from sim.agents.program import AgentProgram
+from sim.agents.spec import generate_programs
 from sim.cost.iteration import IterationCost
 from sim.errors import FleetsimError
 from sim.hardware.catalog import load_fabric, load_gpu, load_node
 from sim.hardware.cluster import Cluster
 from sim.metrics.export import write_outputs
 from sim.metrics.records import request_table
-from sim.metrics.summary import summarize
+from sim.metrics.summary import job_summary, summarize
 from sim.model.catalog import load_model
 from sim.parallel.memory import MemoryBudget, memory_budget
 from sim.parallel.plan import Plan
@@ -45,6 +48,7 @@ class Result:
     kv_timeline: pl.DataFrame
     memory: MemoryBudget
     info: dict[str, Any] = field(default_factory=dict)
+    jobs: pl.DataFrame | None = None  # agent workloads: one row per job (JCT, turns, re-prefilled tokens)
 
     def write(self, out_dir: str | Path) -> list[Path]:
         doc = {"summary": self.summary, "run": self.info, "scenario": asdict(self.scenario),
@@ -52,8 +56,10 @@ class Result:
                                   "activations_gb": self.memory.activation_bytes / 1e9,
                                   "kv_cache_gb": self.memory.kv_bytes / 1e9,
                                   "kv_blocks": self.memory.num_blocks}}
-        return write_outputs(Path(out_dir), {"requests": self.requests, "kv_timeline": self.kv_timeline},
-                             {"summary": doc})
+        tables = {"requests": self.requests, "kv_timeline": self.kv_timeline}
+        if self.jobs is not None:
+            tables["jobs"] = self.jobs
+        return write_outputs(Path(out_dir), tables, {"summary": doc})
 
 
 @dataclass
@@ -67,6 +73,8 @@ class Simulation:
     max_model_len: int
     model_name: str = ""
     gpu_name: str = ""
+    agents: AgentDriver | None = None  # agent jobs instead of a request table
+    programs: list[AgentProgram] = field(default_factory=list)
 
 
 def build(scenario: Scenario) -> Simulation:
@@ -101,13 +109,21 @@ def build(scenario: Scenario) -> Simulation:
         fleet = DisaggFleet(env, prefill.fleet, decode.fleet, lambda r: latency + r.prompt * kv_per_token / bw)
         pools = [prefill, decode]
     max_model_len = min(p.max_model_len for p in pools)
+    gpu_names = "+".join(dict.fromkeys(p.gpu.name for p in pools))
+    if scenario.agents is not None:
+        spec = scenario.agents
+        if spec.unit_tokens % eng.block_size:
+            raise FleetsimError(f"agents.unit_tokens ({spec.unit_tokens}) must be a multiple of engine.block_size "
+                                f"({eng.block_size})")
+        driver = AgentDriver(env, fleet, spec, spec.unit_tokens if eng.enable_prefix_caching else 0)
+        return Simulation(env, fleet, driver.requests, pools[-1].mem, max_model_len, model.name, gpu_names,
+                          driver, generate_programs(spec, scenario.seed))
     table, unit = build_requests(scenario.workload, scenario.seed, max_model_len)
     if unit and unit % eng.block_size:
         raise FleetsimError(f"engine.block_size ({eng.block_size}) must divide the trace's prefix block "
                             f"({unit} tokens) for prefix caching")
     requests = _requests_from(table, unit if eng.enable_prefix_caching else 0)
-    return Simulation(env, fleet, requests, pools[-1].mem, max_model_len, model.name,
-                      "+".join(dict.fromkeys(p.gpu.name for p in pools)))
+    return Simulation(env, fleet, requests, pools[-1].mem, max_model_len, model.name, gpu_names)
 
 
 class _Pool:
@@ -165,16 +181,32 @@ def _requests_from(table: pl.DataFrame, unit: int) -> list[Request]:
 
 
 def execute(sim: Simulation, progress: Progress | None = None, progress_every_s: float = 0.25) -> None:
-    """Run until every request has finished (or been rejected)."""
-    env, fleet, total = sim.env, sim.fleet, len(sim.requests)
+    """Run until every request (or every agent job) has finished, or been rejected."""
+    env, fleet = sim.env, sim.fleet
     done = env.event()
+    if sim.agents is not None:
+        driver = sim.agents
+        total = len(sim.programs)
 
-    def check(_: Request) -> None:
-        if fleet.finished == total and not done.triggered:
-            done.succeed()
+        def job_done() -> None:
+            if len(driver.jobs) == total and not done.triggered:
+                done.succeed()
 
-    fleet.on_finish(check)
-    env.process(fleet.open_loop(sim.requests))
+        driver.on_job_done = job_done
+        driver.start(sim.programs)
+        finished = lambda: len(driver.jobs)  # noqa: E731
+    else:
+        total = len(sim.requests)
+
+        def check(_: Request) -> None:
+            if fleet.finished == total and not done.triggered:
+                done.succeed()
+
+        fleet.on_finish(check)
+        env.process(fleet.open_loop(sim.requests))
+        finished = lambda: fleet.finished  # noqa: E731
+    if total == 0:
+        return
     if progress is None:
         env.run(until=done)
         return
@@ -185,9 +217,9 @@ def execute(sim: Simulation, progress: Progress | None = None, progress_every_s:
         env.step()
         now = time.perf_counter()
         if now - last > progress_every_s:
-            progress(fleet.finished, total)
+            progress(finished(), total)
             last = now
-    progress(fleet.finished, total)
+    progress(finished(), total)
 
 
 def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
@@ -223,7 +255,11 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
             "replicas": len(reps) // scenario.pp, "engines": len(reps), "model": sim.model_name,
             "gpu": sim.gpu_name, "num_gpus": _gpus_used(scenario, len(reps))}
     summary["sim_wall_s"] = wall_s
-    return Result(scenario, df, summary, timeline, sim.memory, info)
+    jobs = None
+    if sim.agents is not None:
+        jobs = pl.DataFrame(sim.agents.jobs).sort("program") if sim.agents.jobs else pl.DataFrame()
+        summary.update(job_summary(jobs))
+    return Result(scenario, df, summary, timeline, sim.memory, info, jobs)
 
 
 def _gpus_used(scenario: Scenario, engines: int) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from sim.agents.spec import AgentSpec
 from sim.core.toml_card import read_toml
 from sim.errors import FleetsimError
 from sim.serving.engine_config import EngineConfig
@@ -68,6 +69,7 @@ class Scenario:
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)
     slo: SLO = field(default_factory=SLO)
     disagg: DisaggSpec | None = None  # separate prefill and decode pools instead of colocated replicas
+    agents: AgentSpec | None = None  # agent jobs (LLM calls between tool calls) instead of the request workload
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "ep", "attn_dp"):
@@ -113,15 +115,16 @@ class Scenario:
                 top[key] = value
         for section, values in nested.items():
             current = getattr(self, section, None)
-            if current is None and section == "disagg":
-                current = DisaggSpec()
+            if current is None and section in _OPTIONAL:
+                current = _OPTIONAL[section]()
             if current is None:
-                raise FleetsimError(f"unknown section '{section}'; expected engine, workload, slo or disagg")
+                raise FleetsimError(f"unknown section '{section}'; expected engine, workload, slo, disagg or agents")
             top[section] = _replace(current, values, section)
         return _replace(self, top, "scenario")
 
 
-_SECTIONS = {"engine": EngineConfig, "workload": WorkloadSpec, "slo": SLO, "disagg": DisaggSpec}
+_OPTIONAL = {"disagg": DisaggSpec, "agents": AgentSpec}
+_SECTIONS = {"engine": EngineConfig, "workload": WorkloadSpec, "slo": SLO, **_OPTIONAL}
 
 
 def _replace(obj: Any, values: dict[str, Any], where: str) -> Any:
@@ -148,4 +151,4 @@ def load_scenario(path: str | Path) -> Scenario:
     except FleetsimError as exc:
         raise FleetsimError(f"{path}: {exc}") from None
     except AttributeError:
-        raise FleetsimError(f"{path}: [engine], [workload], [slo] and [disagg] must be tables") from None
+        raise FleetsimError(f"{path}: [engine], [workload], [slo], [disagg] and [agents] must be tables") from None

@@ -83,7 +83,7 @@ def request_table(requests: Sequence[Request], decode_ends: Sequence[np.ndarray]
         itl_p50[who] = 0.5 * (v[starts + (counts - 1) // 2] + v[starts + counts // 2])
         itl_max[who] = v[starts + counts - 1]
     fields = ("rid", "replica", "state", "arrival", "prompt", "output", "first_scheduled", "first_token_time",
-              "finish_time", "preemptions", "prefix_hit_tokens", "lookup_tokens")
+              "finish_time", "preemptions", "prefix_hit_tokens", "lookup_tokens", "program", "turn")
     cols = dict(zip(fields, zip(*map(attrgetter(*fields), requests)))) if n else {f: () for f in fields}
     names = {FINISHED: "finished", REJECTED: "rejected"}
     df = pl.DataFrame({
@@ -99,12 +99,15 @@ def request_table(requests: Sequence[Request], decode_ends: Sequence[np.ndarray]
         "preemptions": cols["preemptions"],
         "prefix_hit_tokens": cols["prefix_hit_tokens"],
         "prefix_lookup_tokens": cols["lookup_tokens"],
+        "program": cols["program"],
+        "turn": cols["turn"],
         "itl_p50_s": itl_p50,
         "itl_max_s": itl_max,
     }, schema_overrides={"request_id": pl.Int64, "replica": pl.Int64, "arrival_s": pl.Float64,
                          "input_tokens": pl.Int64, "output_tokens": pl.Int64, "first_scheduled_s": pl.Float64,
                          "first_token_s": pl.Float64, "finish_s": pl.Float64, "preemptions": pl.Int64,
-                         "prefix_hit_tokens": pl.Int64, "prefix_lookup_tokens": pl.Int64})
+                         "prefix_hit_tokens": pl.Int64, "prefix_lookup_tokens": pl.Int64, "program": pl.Int64,
+                         "turn": pl.Int64})
     done = pl.col("status") == "finished"
     df = df.with_columns(
         pl.when(done).then(pl.col("first_scheduled_s") - pl.col("arrival_s")).alias("queue_delay_s"),

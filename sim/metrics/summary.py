@@ -65,3 +65,13 @@ def summarize(df: pl.DataFrame, itl: np.ndarray, *, slo_ttft_s: float, slo_tpot_
     out["kv_util_mean"] = kv_util_mean
     out["kv_util_peak"] = kv_util_peak
     return out
+
+
+def job_summary(jobs: pl.DataFrame) -> dict[str, Any]:
+    """Agent workloads: job completion time and how much context had to be computed again."""
+    out: dict[str, Any] = {"num_jobs": jobs.height}
+    done = jobs.filter(~pl.col("failed")) if jobs.height else jobs
+    out["num_jobs_failed"] = jobs.height - done.height
+    _stats("jct", done["jct_s"].to_numpy().astype(float) if done.height else np.zeros(0), out)
+    out["reprefill_tokens"] = int(jobs["reprefill_tokens"].sum()) if jobs.height else 0
+    return out

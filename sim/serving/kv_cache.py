@@ -48,7 +48,9 @@ class KVCache:
     def release(self, private_blocks: int, keys: list[int]) -> None:
         self.num_free += private_blocks
         self.used -= private_blocks
-        for key in keys:
+        # Tail units first into the LRU order, so eviction eats a prefix from its end and keeps it reusable
+        # (vLLM frees a request's blocks in reverse for the same reason).
+        for key in reversed(keys):
             entry = self.active[key]
             entry[0] -= 1
             if entry[0] == 0:

@@ -353,6 +353,10 @@ class Replica:
 
     def _finish(self, r: Request) -> None:
         self.running.remove(r)
+        if r.prefix_keys and self.kv.prefix_caching:
+            # Keys that reach past the prompt (an agent's context) cover generated tokens too: their full units
+            # stay cached for the job's next call, as vLLM hashes every full block.
+            self._register_units(r, r.computed)
         self._release(r, None)
         r.state = FINISHED
         r.finish_time = self.clock
@@ -379,11 +383,13 @@ class Replica:
         r.held_blocks = 0
         r.blocks = 0
 
-    def _register_units(self, r: Request) -> None:
+    def _register_units(self, r: Request, upto: int | None = None) -> None:
+        """Offer the cache the request's full units computed so far (within the prompt unless `upto` says)."""
         if not r.prefix_keys:
             return
         unit_blocks = r.prefix_unit_tokens // self.B
-        done = min(len(r.prefix_keys), min(r.computed, r.prompt) // r.prefix_unit_tokens)
+        limit = min(r.computed, r.prompt) if upto is None else upto
+        done = min(len(r.prefix_keys), limit // r.prefix_unit_tokens)
         while r.units_seen < done:
             key = r.prefix_keys[r.units_seen]
             r.units_seen += 1

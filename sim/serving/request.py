@@ -13,7 +13,7 @@ class Request:
     __slots__ = (
         "rid", "arrival", "prompt", "output", "prefix_keys", "prefix_unit_tokens",
         "replica", "state", "computed", "generated", "blocks", "keys_held", "held_blocks", "units_seen", "seq",
-        "private_blocks", "private_units", "lookup_tokens", "target", "kv_ready",
+        "private_blocks", "private_units", "lookup_tokens", "target", "kv_ready", "program", "turn",
         "base", "gbase", "finish_step", "decode_since", "emit_runs",
         "first_scheduled", "first_token_time", "finish_time", "preemptions", "prefix_hit_tokens", "done",
     )
@@ -40,6 +40,8 @@ class Request:
         self.lookup_tokens = 0  # tokens looked up in the prefix cache at admissions
         self.target = output  # output tokens to reach on the current replica (1 in a prefill-only pool)
         self.kv_ready = 0  # prompt tokens whose KV arrives with the request (from a prefill pool)
+        self.program = -1  # the agent job it belongs to, and its turn there (-1: not an agent's)
+        self.turn = -1
         self.units_seen = 0  # prefix units already matched or offered to the cache
         self.seq = 0  # admission order, for deterministic ties
         self.base = 0

@@ -1,0 +1,36 @@
+"""What an agent job is: LLM calls whose prompts grow with the job's context, and tool calls between them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class LLMCall:
+    """One request: the job's context so far plus `new_tokens` (a tool result, a user turn) as the prompt."""
+
+    new_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A pause of the job: one duration per parallel branch (fan-out); the job resumes when the slowest returns.
+    Client think time is a one-branch tool call."""
+
+    durations: tuple[float, ...]
+
+    @property
+    def duration(self) -> float:
+        return max(self.durations)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentProgram:
+    pid: int
+    steps: tuple[LLMCall | ToolCall, ...]
+    arrival: float = 0.0  # open loop: when it starts; closed loop: ignored (an agent starts it when free)
+
+    @property
+    def llm_calls(self) -> int:
+        return sum(1 for s in self.steps if isinstance(s, LLMCall))

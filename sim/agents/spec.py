@@ -1,0 +1,85 @@
+"""Generated agent workloads: how many jobs, how they arrive, and the shape of each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.agents.program import AgentProgram, LLMCall, ToolCall
+from sim.core.rng import stream
+from sim.errors import FleetsimError
+from sim.workload.arrivals import arrival_times
+from sim.workload.lengths import parse, sample
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    programs: int = 100  # jobs in the run
+    agents: int | None = 8  # closed loop: this many agents, each running jobs back to back
+    rate: float | None = None  # open loop instead: jobs per second (Poisson)
+    turns: int = 10  # LLM calls per job
+    first_prompt: str = "lognormal:4000:0.5"  # the job's first prompt (system prompt, task)
+    new_tokens: str = "lognormal:500:1.0"  # tokens each later call adds (tool result, user message)
+    output_tokens: str = "lognormal:200:0.8"
+    tool_time: str = "lognormal:1.0:1.5"  # seconds per tool call (median 1 s, long tail)
+    parallel_tools: int = 1  # branches per tool call (fan-out width); the job waits for the slowest
+    unit_tokens: int = 256  # granularity at which the job's context is hashed for prefix caching
+
+    def __post_init__(self) -> None:
+        for name in ("programs", "turns", "parallel_tools", "unit_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise FleetsimError(f"agents.{name}: expected a positive integer, got {value!r}")
+        if (self.agents is None) == (self.rate is None):
+            raise FleetsimError("agents: set exactly one of agents (closed loop) or rate (open loop)")
+        if self.agents is not None and (not isinstance(self.agents, int) or self.agents < 1):
+            raise FleetsimError(f"agents.agents: expected a positive integer, got {self.agents!r}")
+        if self.rate is not None and not self.rate > 0:
+            raise FleetsimError(f"agents.rate: expected a positive number of jobs/s, got {self.rate!r}")
+        for name in ("first_prompt", "new_tokens", "output_tokens"):
+            parse(getattr(self, name), f"agents.{name}")
+        _tool_dist(self.tool_time)
+
+
+def _tool_dist(spec: str) -> tuple[str, list[float]]:
+    """Tool durations in seconds: fixed:S, uniform:A:B, lognormal:MEDIAN:SIGMA (fractional values allowed)."""
+    kind, *args = str(spec).split(":")
+    arity = {"fixed": 1, "uniform": 2, "lognormal": 2}
+    try:
+        values = [float(a) for a in args]
+    except ValueError:
+        values = []
+    if kind not in arity or len(values) != arity[kind] or any(v < 0 for v in values):
+        raise FleetsimError(f"agents.tool_time: expected fixed:S, uniform:A:B or lognormal:MEDIAN:SIGMA in seconds, "
+                            f"got '{spec}'")
+    return kind, values
+
+
+def _tool_sample(spec: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    kind, p = _tool_dist(spec)
+    if kind == "fixed":
+        return np.full(n, p[0])
+    if kind == "uniform":
+        return rng.uniform(p[0], p[1], n)
+    return rng.lognormal(np.log(max(p[0], 1e-9)), p[1], n)
+
+
+def generate_programs(spec: AgentSpec, seed: int) -> list[AgentProgram]:
+    rng = stream(seed, "agents")
+    starts = (arrival_times("poisson", spec.rate, spec.programs, stream(seed, "agent-arrivals"))
+              if spec.rate is not None else np.zeros(spec.programs))
+    out = []
+    for pid in range(spec.programs):
+        news = sample(spec.new_tokens, spec.turns, rng, "agents.new_tokens")
+        news[0] = sample(spec.first_prompt, 1, rng, "agents.first_prompt")[0]
+        outs = sample(spec.output_tokens, spec.turns, rng, "agents.output_tokens")
+        tools = _tool_sample(spec.tool_time, (spec.turns - 1) * spec.parallel_tools, rng)
+        steps: list[LLMCall | ToolCall] = []
+        for turn in range(spec.turns):
+            if turn:
+                branch = tools[(turn - 1) * spec.parallel_tools:turn * spec.parallel_tools]
+                steps.append(ToolCall(tuple(float(d) for d in branch)))
+            steps.append(LLMCall(int(news[turn]), int(outs[turn])))
+        out.append(AgentProgram(pid, tuple(steps), float(starts[pid])))
+    return out

@@ -1,0 +1,83 @@
+"""Agent jobs: LLM calls between tool calls, context reuse across calls, parallel tool fan-out."""
+
+from collections import Counter
+
+import pytest
+
+import sim
+from sim.agents import AgentProgram, AgentSpec, LLMCall, ToolCall
+from sim.runner import build, collect, execute
+
+
+def _run_programs(programs, **overrides):
+    scenario = sim.Scenario(model="llama-3.1-8b", gpu="h100", num_gpus=1,
+                            agents=AgentSpec(programs=len(programs), agents=len(programs))).with_overrides(**overrides)
+    simulation = build(scenario)
+    simulation.programs = programs
+    execute(simulation)
+    return collect(scenario, simulation, 0.0)
+
+
+def test_parallel_tool_calls_join_on_the_slowest_and_beat_the_same_calls_in_sequence():
+    calls = (LLMCall(2000, 50),)
+    parallel = AgentProgram(0, calls + (ToolCall((1.0, 2.0, 3.0)),) + (LLMCall(300, 50),))
+    sequential = AgentProgram(0, calls + (ToolCall((1.0,)), ToolCall((2.0,)), ToolCall((3.0,))) + (LLMCall(300, 50),))
+    jp = _run_programs([parallel]).jobs.row(0, named=True)
+    js = _run_programs([sequential]).jobs.row(0, named=True)
+    assert jp["tool_s"] == pytest.approx(3.0) and js["tool_s"] == pytest.approx(6.0)
+    assert js["jct_s"] - jp["jct_s"] == pytest.approx(3.0, abs=1e-9)  # same LLM work, the join waited for 3 s
+
+
+def test_each_call_extends_the_jobs_context_and_reuses_its_cached_prefix():
+    prog = AgentProgram(0, (LLMCall(3000, 100), ToolCall((0.5,)), LLMCall(400, 100), ToolCall((0.5,)),
+                            LLMCall(400, 100)))
+    r = _run_programs([prog])
+    reqs = r.requests.sort("turn")
+    assert reqs["input_tokens"].to_list() == [3000, 3500, 4000]  # context so far + the new tokens
+    # The second call finds the first call's prompt and output in the prefix cache, in 256-token units.
+    assert reqs["prefix_hit_tokens"].to_list() == [0, 3072, 3584]
+    assert r.jobs["reprefill_tokens"][0] == (3100 - 3072) + (3600 - 3584)
+    cold = _run_programs([prog], **{"engine.enable_prefix_caching": False})
+    assert cold.requests["prefix_hit_tokens"].sum() == 0
+    assert cold.jobs["reprefill_tokens"][0] == 3100 + 3600
+    assert cold.jobs["jct_s"][0] > r.jobs["jct_s"][0]
+
+
+def test_generated_agent_workload_finishes_every_call_once_and_is_seeded():
+    spec = AgentSpec(programs=30, agents=6, turns=6, parallel_tools=2)
+    scenario = sim.Scenario(model="llama-3.1-8b", gpu="h100", num_gpus=2, router="prefix-aware", agents=spec)
+    simulation = build(scenario)
+    seen = Counter()
+    simulation.fleet.on_finish(lambda req: seen.update([req.rid]))
+    execute(simulation)
+    assert len(simulation.requests) == 30 * 6 and set(seen.values()) == {1}
+    assert sorted(j["program"] for j in simulation.agents.jobs) == list(range(30))
+    for rep in simulation.fleet.replicas:
+        assert rep.kv.used == 0
+    a, b = sim.run(scenario), sim.run(scenario)
+    assert a.jobs.equals(b.jobs) and a.requests.drop("replica").equals(b.requests.drop("replica"))
+    other = sim.run(scenario.with_overrides(seed=1))
+    assert not a.jobs.equals(other.jobs)
+
+
+def test_prefix_aware_routing_keeps_a_jobs_calls_where_its_context_is_cached():
+    spec = AgentSpec(programs=40, agents=8, turns=6)
+    hit = {}
+    for router in ("round-robin", "prefix-aware"):
+        s = sim.run(model="llama-3.1-8b", gpu="h100", num_gpus=4, router=router, agents=spec).summary
+        hit[router] = s["prefix_hit_rate"]
+    assert hit["prefix-aware"] > hit["round-robin"] + 0.3
+
+
+def test_agent_cli_and_bad_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from sim.cli import app
+
+    res = CliRunner().invoke(app, ["run", "--agents", "4", "--jobs", "8", "--turns", "3", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "job (JCT)" in res.stdout and (tmp_path / "jobs.parquet").exists()
+    res = CliRunner().invoke(app, ["run", "--agents", "4", "--tool-time", "lognormal:x"])
+    assert res.exit_code == 2 and "agents.tool_time" in res.stderr
+    res = CliRunner().invoke(app, ["run", "--agents", "4", "--agent-rate", "1"])
+    assert res.exit_code == 2 and "exactly one of agents" in res.stderr
