@@ -75,7 +75,9 @@ def render_summary(s: dict[str, Any], title: str) -> None:
         ("preemptions", _fmt(s["preemptions"])),
         ("prefix-cache hit rate", _fmt(s["prefix_hit_rate"])),
         *([("agent jobs (failed)", f"{s['num_jobs']:,} ({s['num_jobs_failed']})"),
-           ("context tokens computed again", f"{s['reprefill_tokens']:,}")] if "num_jobs" in s else []),
+           ("context tokens computed again", f"{s['reprefill_tokens']:,}"),
+           ("KV pins (pinned GB x s per GPU)", f"{s['kv_pins']:,} ({s['pinned_gb_s']:,.0f})")]
+          if "num_jobs" in s else []),
         ("simulated in (s)", _fmt(s["sim_wall_s"])),
     ]
     for k, v in rows:
@@ -156,6 +158,7 @@ def run(
     turns: Annotated[Optional[int], typer.Option(help="LLM calls per agent job.")] = None,
     tool_time: Annotated[Optional[str], typer.Option(help="Tool call seconds: fixed:S, uniform:A:B, lognormal:MEDIAN:SIGMA.")] = None,
     parallel_tools: Annotated[Optional[int], typer.Option(help="Parallel branches per tool call (the job waits for the slowest).")] = None,
+    kv_policy: Annotated[Optional[str], typer.Option(help="A paused job's KV: evict (vLLM), pin:SECONDS, continuum or none.")] = None,
     slo_ttft: Annotated[Optional[float], typer.Option(help="TTFT target in seconds (goodput).")] = None,
     slo_tpot: Annotated[Optional[float], typer.Option(help="TPOT target in seconds (goodput).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write requests.parquet, kv_timeline.parquet and summary.json here.")] = None,
@@ -181,7 +184,7 @@ def run(
         "engine.gpu_memory_utilization": gpu_memory_utilization,
         "slo.ttft_s": slo_ttft, "slo.tpot_s": slo_tpot,
         "agents.programs": jobs, "agents.turns": turns, "agents.tool_time": tool_time,
-        "agents.parallel_tools": parallel_tools,
+        "agents.parallel_tools": parallel_tools, "agents.kv_policy": kv_policy,
     }
     if agents is not None or agent_rate is not None:
         overrides["agents.agents"], overrides["agents.rate"] = agents, agent_rate

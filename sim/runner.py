@@ -259,6 +259,9 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
     if sim.agents is not None:
         jobs = pl.DataFrame(sim.agents.jobs).sort("program") if sim.agents.jobs else pl.DataFrame()
         summary.update(job_summary(jobs))
+        block_bytes = sim.memory.kv_bytes_per_token * sim.memory.block_size
+        summary["kv_pins"] = sim.agents.pins
+        summary["pinned_gb_s"] = sim.agents.pinned_block_s * block_bytes / 1e9  # per GPU of the replicas
     return Result(scenario, df, summary, timeline, sim.memory, info, jobs)
 
 

@@ -9,23 +9,33 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import simpy
 
 from sim.agents.program import AgentProgram, LLMCall, ToolCall
-from sim.agents.spec import AgentSpec
+from sim.agents.spec import AgentSpec, retention
 from sim.serving.request import REJECTED, Request
 
 _KEY_STRIDE = 1 << 32  # a job's context units get keys pid * stride + unit: apart from traces' ids and other jobs
+# Continuum-style retention: hold a paused job's KV for the 90th percentile of the tool pauses seen so far, unless
+# the cache is already half in use (pinning more would start preempting running requests).
+CONTINUUM_QUANTILE = 0.9
+CONTINUUM_PIN_LIMIT = 0.5
 
 
 class AgentDriver:
     """`unit_tokens` 0 turns prefix hashing off (the engine's prefix cache is disabled)."""
 
     def __init__(self, env: simpy.Environment, fleet, spec: AgentSpec, unit_tokens: int) -> None:  # noqa: ANN001
-        self.env, self.fleet, self.spec, self.unit = env, fleet, spec, unit_tokens
+        self.env, self.fleet, self.spec = env, fleet, spec
+        self.policy, self.fixed_ttl = retention(spec.kv_policy)
+        self.unit = 0 if self.policy == "none" else unit_tokens
         self.requests: list[Request] = []
         self.jobs: list[dict] = []
         self.on_job_done: Callable[[], None] | None = None
+        self.tool_seen: list[float] = []  # tool pauses observed so far (Continuum's TTL comes from them)
+        self.pinned_block_s = 0.0
+        self.pins = 0
 
     def start(self, programs: Sequence[AgentProgram]) -> None:
         """Closed loop: `spec.agents` agents run the jobs back to back; open loop: each job at its arrival."""
@@ -51,11 +61,14 @@ class AgentDriver:
         start = env.now
         context, turn, tool_s, failed, reprefill = 0, 0, 0.0, False, 0
         base = (prog.pid + 1) * _KEY_STRIDE
+        calls = prog.llm_calls
+        pin: list | None = None
         for step in prog.steps:
             if isinstance(step, ToolCall):
                 t0 = env.now
                 yield env.all_of([env.timeout(d) for d in step.durations])  # the join waits for the slowest
                 tool_s += env.now - t0
+                self.tool_seen.append(env.now - t0)
                 continue
             assert isinstance(step, LLMCall)
             prompt = context + step.new_tokens
@@ -67,14 +80,53 @@ class AgentDriver:
             self.requests.append(r)
             self.fleet.submit(r)
             yield r.done
+            self._unpin(pin)
+            pin = None
             if r.state == REJECTED:
                 failed = True
                 break
             reprefill += max(0, context - r.prefix_hit_tokens)  # earlier context computed again
             context = total
             turn += 1
+            if keys and turn < calls:
+                pin = self._pin(r, keys)
         self.jobs.append({"program": prog.pid, "start_s": start, "finish_s": env.now, "jct_s": env.now - start,
                           "turns": turn, "final_context_tokens": context, "tool_s": tool_s,
                           "reprefill_tokens": reprefill, "failed": failed})
+        self._unpin(pin)
         if self.on_job_done:
             self.on_job_done()
+
+    # ---- KV retention while a job waits on its tools ---------------------------------------------------------
+    def _pin(self, r: Request, keys: tuple[int, ...]) -> list | None:
+        if self.policy in ("evict", "none"):
+            return None
+        ttl = self.fixed_ttl
+        replica = self.fleet.replicas[r.replica]
+        kv = replica.kv
+        if self.policy == "continuum":
+            if not self.tool_seen:
+                return None  # nothing observed yet to size a TTL from
+            ttl = float(np.quantile(self.tool_seen[-500:], CONTINUUM_QUANTILE))
+            if kv.used >= CONTINUUM_PIN_LIMIT * kv.num_blocks:
+                return None  # pinning more would crowd out running requests
+        held, blocks = kv.pin(keys)
+        if not held:
+            return None
+        self.pins += 1
+        pin = [replica, held, blocks, self.env.now, True]
+        self.env.process(self._expire(pin, ttl))
+        return pin
+
+    def _expire(self, pin: list, ttl: float):  # noqa: ANN202  (SimPy process)
+        yield self.env.timeout(ttl)
+        self._unpin(pin)
+
+    def _unpin(self, pin: list | None) -> None:
+        if pin is None or not pin[4]:
+            return
+        replica, held, blocks, since, _ = pin
+        pin[4] = False
+        replica.kv.release(0, held)
+        replica.memory_released()
+        self.pinned_block_s += blocks * (self.env.now - since)

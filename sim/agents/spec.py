@@ -25,6 +25,10 @@ class AgentSpec:
     tool_time: str = "lognormal:1.0:1.5"  # seconds per tool call (median 1 s, long tail)
     parallel_tools: int = 1  # branches per tool call (fan-out width); the job waits for the slowest
     unit_tokens: int = 256  # granularity at which the job's context is hashed for prefix caching
+    # What happens to a job's KV cache while it waits on a tool: evict (vLLM: freed into the prefix cache, reusable
+    # until evicted), pin:SECONDS (held, not evictable, until the next call or the TTL), continuum (held for a TTL
+    # drawn from the tool durations seen so far, while pinned memory stays under half the cache), none (no reuse).
+    kv_policy: str = "evict"
 
     def __post_init__(self) -> None:
         for name in ("programs", "turns", "parallel_tools", "unit_tokens"):
@@ -40,6 +44,7 @@ class AgentSpec:
         for name in ("first_prompt", "new_tokens", "output_tokens"):
             parse(getattr(self, name), f"agents.{name}")
         _tool_dist(self.tool_time)
+        retention(self.kv_policy)
 
 
 def _tool_dist(spec: str) -> tuple[str, list[float]]:
@@ -83,3 +88,22 @@ def generate_programs(spec: AgentSpec, seed: int) -> list[AgentProgram]:
             steps.append(LLMCall(int(news[turn]), int(outs[turn])))
         out.append(AgentProgram(pid, tuple(steps), float(starts[pid])))
     return out
+
+
+POLICIES = ("evict", "pin:SECONDS", "continuum", "none")
+
+
+def retention(policy: str) -> tuple[str, float]:
+    """Parse a KV retention policy into (kind, fixed TTL seconds)."""
+    kind, _, arg = str(policy).partition(":")
+    if kind == "pin":
+        try:
+            ttl = float(arg)
+        except ValueError:
+            ttl = -1.0
+        if ttl < 0:
+            raise FleetsimError(f"agents.kv_policy: pin needs a TTL in seconds, e.g. pin:30; got '{policy}'")
+        return kind, ttl
+    if kind in ("evict", "continuum", "none") and not arg:
+        return kind, 0.0
+    raise FleetsimError(f"agents.kv_policy: expected one of {', '.join(POLICIES)}, got '{policy}'")

@@ -94,6 +94,25 @@ class KVCache:
         self.active[key] = [1, blocks]
         return True
 
+    def pin(self, keys: tuple[int, ...] | list[int]) -> tuple[list[int], int]:
+        """Hold the resident ones of `keys` in use (not evictable) for a paused agent job: (keys held, blocks)."""
+        held, blocks = [], 0
+        for key in keys:
+            entry = self.active.get(key)
+            if entry is not None:
+                entry[0] += 1
+            elif key in self.cached:
+                entry = [1, self.cached.pop(key)]
+                self.active[key] = entry
+                self.used += entry[1]
+            else:
+                continue
+            held.append(key)
+            blocks += entry[1]
+        if self.used > self.peak_used:
+            self.peak_used = self.used
+        return held, blocks
+
     def take(self, key: int) -> int:
         """Detach an in-use entry held by one request only; its blocks stay in use, owned by that request."""
         refcount, blocks = self.active.pop(key)

@@ -66,6 +66,12 @@ class Replica:
         self._interrupted = False
         self.process = env.process(self._run())
 
+    def memory_released(self) -> None:
+        """Blocks held outside any request were let go: a replica waiting for memory tries again."""
+        if self._idle is not None:
+            idle, self._idle = self._idle, None
+            idle.succeed()
+
     # ---- arrivals ----------------------------------------------------------------------------------------------
     def enqueue(self, r: Request) -> None:
         r.replica = self.index
@@ -109,6 +115,14 @@ class Replica:
             if not chunks and not (advance and self.n_dec):
                 if self.preemptions != preemptions_before:
                     continue  # the batch was preempted away; the next plan re-admits from the queue
+                if not self.running and self.kv.used:
+                    # Memory held outside any request (agent jobs' pinned KV): wait until some is let go.
+                    if self.clock > env.now:
+                        yield env.timeout(self.clock - env.now)
+                    self._idle = env.event()
+                    yield self._idle
+                    self.clock = env.now
+                    continue
                 # Arrivals are length-checked on entry, so an empty replica always admits its queue's head.
                 raise RuntimeError(f"replica {self.index}: no progress with {len(self.waiting)} waiting requests")
             if not chunks:
