@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -159,10 +160,12 @@ def run(
     tool_time: Annotated[Optional[str], typer.Option(help="Tool call seconds: fixed:S, uniform:A:B, lognormal:MEDIAN:SIGMA.")] = None,
     parallel_tools: Annotated[Optional[int], typer.Option(help="Parallel branches per tool call (the job waits for the slowest).")] = None,
     kv_policy: Annotated[Optional[str], typer.Option(help="A paused job's KV: evict (vLLM), pin:SECONDS, continuum or none.")] = None,
+    agent_trace: Annotated[Optional[Path], typer.Option(help="Replay agent jobs from a WEKA session file or folder (see `fleetsim replay`).")] = None,
     slo_ttft: Annotated[Optional[float], typer.Option(help="TTFT target in seconds (goodput).")] = None,
     slo_tpot: Annotated[Optional[float], typer.Option(help="TPOT target in seconds (goodput).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write requests.parquet, kv_timeline.parquet and summary.json here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
+    show_jobs: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Simulate one model served on a GPU cluster and print its latency and throughput summary."""
     import sim
@@ -186,14 +189,19 @@ def run(
         "agents.programs": jobs, "agents.turns": turns, "agents.tool_time": tool_time,
         "agents.parallel_tools": parallel_tools, "agents.kv_policy": kv_policy,
     }
-    if agents is not None or agent_rate is not None:
+    if agents is not None or agent_rate is not None or agent_trace is not None:
         overrides["agents.agents"], overrides["agents.rate"] = agents, agent_rate
+        if agent_trace is not None:
+            overrides["agents.trace"] = str(agent_trace)
     if num_requests is not None and duration is None:
         overrides["workload.duration_s"] = float("inf")  # an explicit count without a window takes them all
     progress = _Progress("simulating", enabled=not as_json)
     try:
         base = sim.load_scenario(scenario_file) if scenario_file else sim.Scenario()
         scenario = base.with_overrides(**overrides)
+        if agent_trace is not None and agents is None and agent_rate is None:
+            # Replay every session at once unless told how many agents run them.
+            scenario = dataclasses.replace(scenario, agents=dataclasses.replace(scenario.agents, agents=None))
         result = sim.run(scenario, progress=progress if progress.enabled else None)
         if out_dir is not None:
             written = result.write(out_dir)
@@ -215,10 +223,25 @@ def run(
     work = scenario.workload.describe()
     if scenario.agents is not None:
         a = scenario.agents
-        loop = f"{a.agents} agents (closed loop)" if a.agents is not None else f"{a.rate:g} jobs/s (open loop)"
-        work = f"{a.programs} agent jobs x {a.turns} calls, {loop}, tools {a.tool_time}"
+        if a.trace:
+            work = f"agent trace {a.trace} ({result.summary['num_jobs']} sessions, KV {a.kv_policy})"
+        else:
+            loop = f"{a.agents} agents (closed loop)" if a.agents is not None else f"{a.rate:g} jobs/s (open loop)"
+            work = f"{a.programs} agent jobs x {a.turns} calls, {loop}, tools {a.tool_time}, KV {a.kv_policy}"
     title = f"{info['model']} on {info['num_gpus']}x {info['gpu']}: {layout}; {work}"
     render_summary(result.summary, title)
+    if show_jobs and result.jobs is not None and result.jobs.height:
+        t = Table(title="\njobs", title_justify="left", show_edge=False)
+        for col in ("session", "calls", "JCT s", "tool s", "context tokens", "recomputed", "failed"):
+            t.add_column(col, justify="left" if col == "session" else "right")
+        for j in result.jobs.iter_rows(named=True):
+            t.add_row(str(j.get("session", j["program"])), f"{j['turns']:,}", f"{j['jct_s']:,.1f}",
+                      f"{j['tool_s']:,.1f}", f"{j['final_context_tokens']:,}", f"{j['reprefill_tokens']:,}",
+                      "yes" if j["failed"] else "")
+        out.print(t)
+        if result.summary.get("requests_clipped"):
+            out.print(f"{result.summary['requests_clipped']:,} requests were longer than the model's context and "
+                      f"were clipped to it", highlight=False)
     if out_dir is not None:
         out.print(f"\nwrote {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
 
@@ -361,6 +384,26 @@ def search(
         render_summary(win_summary, "winner's full summary")
     out.print(f"\nall plans: {where / 'plans.parquet'}; Pareto front: {where / 'pareto.html'}", highlight=False,
               soft_wrap=True)
+
+
+@app.command()
+def replay(
+    ctx: typer.Context,
+    trace_path: Annotated[Path, typer.Argument(help="A WEKA agent session (JSON) or a folder of them.")],
+    model: Annotated[Optional[str], typer.Option(help="Model card name or alias, or a path.")] = None,
+    gpu: Annotated[Optional[str], typer.Option(help="GPU card name or alias.")] = None,
+    num_gpus: Annotated[Optional[int], typer.Option(help="GPUs in the cluster.")] = None,
+    tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel degree per replica.")] = None,
+    router: Annotated[str, typer.Option(help="round-robin, least-tokens or prefix-aware.")] = "prefix-aware",
+    agents: Annotated[Optional[int], typer.Option(help="Sessions running at once (default: all).")] = None,
+    kv_policy: Annotated[Optional[str], typer.Option(help="A paused job's KV: evict, pin:SECONDS, continuum, none.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write requests, jobs and summary here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
+) -> None:
+    """Replay agent sessions (each a job of LLM calls and pauses) and report each session's completion time."""
+    ctx.invoke(run, scenario_file=None, model=model, gpu=gpu, num_gpus=num_gpus, tp=tp, router=router,
+               agents=agents, kv_policy=kv_policy, agent_trace=trace_path, out_dir=out_dir, as_json=as_json,
+               show_jobs=not as_json)
 
 
 @catalog_app.callback()

@@ -16,6 +16,7 @@ import simpy
 from sim.agents.driver import AgentDriver
 from sim.agents.program import AgentProgram
 from sim.agents.spec import generate_programs
+from sim.agents.traces import read_agent_trace
 from sim.cost.iteration import IterationCost
 from sim.errors import FleetsimError
 from sim.hardware.catalog import load_fabric, load_gpu, load_node
@@ -116,8 +117,12 @@ def build(scenario: Scenario) -> Simulation:
             raise FleetsimError(f"agents.unit_tokens ({spec.unit_tokens}) must be a multiple of engine.block_size "
                                 f"({eng.block_size})")
         driver = AgentDriver(env, fleet, spec, spec.unit_tokens if eng.enable_prefix_caching else 0)
+        if spec.trace:
+            programs, driver.names, driver.clipped = read_agent_trace(spec.trace, max_model_len)
+        else:
+            programs = generate_programs(spec, scenario.seed)
         return Simulation(env, fleet, driver.requests, pools[-1].mem, max_model_len, model.name, gpu_names,
-                          driver, generate_programs(spec, scenario.seed))
+                          driver, programs)
     table, unit = build_requests(scenario.workload, scenario.seed, max_model_len)
     if unit and unit % eng.block_size:
         raise FleetsimError(f"engine.block_size ({eng.block_size}) must divide the trace's prefix block "
@@ -258,6 +263,9 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
     jobs = None
     if sim.agents is not None:
         jobs = pl.DataFrame(sim.agents.jobs).sort("program") if sim.agents.jobs else pl.DataFrame()
+        if sim.agents.names and jobs.height:
+            jobs = jobs.with_columns(pl.Series("session", [sim.agents.names[p] for p in jobs["program"]]))
+        summary["requests_clipped"] = sim.agents.clipped
         summary.update(job_summary(jobs))
         block_bytes = sim.memory.kv_bytes_per_token * sim.memory.block_size
         summary["kv_pins"] = sim.agents.pins

@@ -116,3 +116,30 @@ def test_retention_policy_names_are_checked():
         AgentSpec(kv_policy="pin")
     with pytest.raises(sim.FleetsimError, match="expected one of evict, pin:SECONDS, continuum, none"):
         AgentSpec(kv_policy="keep")
+
+
+def test_replaying_all_25_weka_sessions_reports_each_sessions_jct(shared_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from sim.agents.traces import read_agent_trace
+    from sim.cli import app
+
+    folder = shared_data / "traces/weka_claude_code/sessions"
+    programs, names, _ = read_agent_trace(folder)
+    assert len(programs) == 25 and sum(p.llm_calls for p in programs) == 1096
+    spec = AgentSpec(trace=str(folder), agents=None)
+    result = sim.run(model="llama-3.1-70b", gpu="h100", num_gpus=8, tp=8, router="prefix-aware", agents=spec)
+    jobs = result.jobs
+    assert jobs.height == 25 and set(jobs["session"]) == set(names)
+    assert not jobs["failed"].any() and (jobs["jct_s"] >= jobs["tool_s"]).all()
+    assert jobs["turns"].sum() == 1096 == result.summary["num_finished"]
+    assert result.summary["requests_clipped"] > 0  # some sessions outgrow Llama-3.1's 131k context
+    assert result.summary["prefix_hit_rate"] > 0.5  # each call reuses the session's cached context
+    res = CliRunner().invoke(app, ["replay", str(folder / "trace_0022.json"), "--model", "llama-3.1-8b",
+                                   "--num-gpus", "1", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "trace_0022" in res.stdout and "JCT s" in res.stdout
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"requests": [{"in": 10, "out": -3}]}')
+    res = CliRunner().invoke(app, ["replay", str(bad)])
+    assert res.exit_code == 2 and "requests[0]: field 'out' must be a positive integer" in res.stderr

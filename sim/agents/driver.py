@@ -36,10 +36,12 @@ class AgentDriver:
         self.tool_seen: list[float] = []  # tool pauses observed so far (Continuum's TTL comes from them)
         self.pinned_block_s = 0.0
         self.pins = 0
+        self.names: list[str] = []  # trace replay: each job's session name
+        self.clipped = 0  # trace replay: requests clipped to the model's context
 
     def start(self, programs: Sequence[AgentProgram]) -> None:
         """Closed loop: `spec.agents` agents run the jobs back to back; open loop: each job at its arrival."""
-        if self.spec.agents is not None:
+        if self.spec.agents is not None:  # closed loop
             queue = list(programs)
             for _ in range(min(self.spec.agents, len(queue))):
                 self.env.process(self._agent(queue))
@@ -71,10 +73,16 @@ class AgentDriver:
                 self.tool_seen.append(env.now - t0)
                 continue
             assert isinstance(step, LLMCall)
-            prompt = context + step.new_tokens
-            total = prompt + step.output_tokens
-            keys = tuple(range(base, base + total // self.unit)) if self.unit else None
-            r = Request(len(self.requests), env.now, prompt, step.output_tokens, keys, self.unit)
+            if step.prompt_tokens is not None:  # replayed from a trace: its own lengths and block ids
+                prompt, total = step.prompt_tokens, step.prompt_tokens + step.output_tokens
+                unit = step.unit_tokens if self.unit else 0
+                keys = tuple(base + k for k in step.keys) if (unit and step.keys) else None
+            else:
+                prompt = context + step.new_tokens
+                total = prompt + step.output_tokens
+                unit = self.unit
+                keys = tuple(range(base, base + total // unit)) if unit else None
+            r = Request(len(self.requests), env.now, prompt, step.output_tokens, keys, unit)
             r.program, r.turn = prog.pid, turn
             r.done = env.event()
             self.requests.append(r)

@@ -7,10 +7,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class LLMCall:
-    """One request: the job's context so far plus `new_tokens` (a tool result, a user turn) as the prompt."""
+    """One request: the job's context so far plus `new_tokens` (a tool result, a user turn) as the prompt.
+
+    A call replayed from a trace gives its prompt length and prefix block ids instead (`prompt_tokens`, `keys`
+    in units of `unit_tokens`)."""
 
     new_tokens: int
     output_tokens: int
+    prompt_tokens: int | None = None
+    keys: tuple[int, ...] | None = None
+    unit_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

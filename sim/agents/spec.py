@@ -29,13 +29,17 @@ class AgentSpec:
     # until evicted), pin:SECONDS (held, not evictable, until the next call or the TTL), continuum (held for a TTL
     # drawn from the tool durations seen so far, while pinned memory stays under half the cache), none (no reuse).
     kv_policy: str = "evict"
+    # Replay jobs from an agent trace (a WEKA session file or a folder of them) instead of generating them; with
+    # neither agents nor rate set, every session starts at once.
+    trace: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("programs", "turns", "parallel_tools", "unit_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise FleetsimError(f"agents.{name}: expected a positive integer, got {value!r}")
-        if (self.agents is None) == (self.rate is None):
+        if self.agents is not None and self.rate is not None or (
+                self.trace is None and self.agents is None and self.rate is None):
             raise FleetsimError("agents: set exactly one of agents (closed loop) or rate (open loop)")
         if self.agents is not None and (not isinstance(self.agents, int) or self.agents < 1):
             raise FleetsimError(f"agents.agents: expected a positive integer, got {self.agents!r}")
