@@ -83,7 +83,7 @@ class AgentDriver:
                 unit = self.unit
                 keys = tuple(range(base, base + total // unit)) if unit else None
             r = Request(len(self.requests), env.now, prompt, step.output_tokens, keys, unit)
-            r.program, r.turn = prog.pid, turn
+            r.program, r.turn, r.priority = prog.pid, turn, start
             r.done = env.event()
             self.requests.append(r)
             self.fleet.submit(r)

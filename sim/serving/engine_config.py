@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sim.errors import FleetsimError
 
 POLICIES = ("continuous", "static")
+SCHEDULING = ("fcfs", "program")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +25,13 @@ class EngineConfig:
     step_overhead_s: float = 0.002
     num_gpu_blocks_override: int | None = None  # fix the KV capacity in blocks (as vLLM's knob of that name)
     fast_forward: bool = True  # advance runs of identical decode steps in one event (same results, faster)
+    # Queue order: fcfs (by request arrival) or program (by the arrival of the agent job a call belongs to, so a
+    # job's later calls go ahead of newer jobs' first ones, as Continuum schedules).
+    scheduling: str = "fcfs"
 
     def __post_init__(self) -> None:
+        if self.scheduling not in SCHEDULING:
+            raise FleetsimError(f"engine.scheduling: expected one of {', '.join(SCHEDULING)}, got '{self.scheduling}'")
         if self.policy not in POLICIES:
             raise FleetsimError(f"engine.policy: expected one of {', '.join(POLICIES)}, got '{self.policy}'")
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size"):

@@ -81,15 +81,26 @@ class Replica:
             if self.on_finish:
                 self.on_finish(r)
             return
-        was_empty = not self.waiting
-        self.waiting.append(r)
+        head = self._queue(r)
         if self._idle is not None:
             idle, self._idle = self._idle, None
             idle.succeed()
-        elif (self._segment and not self._interrupted and was_empty and self.cfg.policy == "continuous"
+        elif (self._segment and not self._interrupted and head and self.cfg.policy == "continuous"
               and len(self.running) < self.cfg.max_num_seqs):
             self._interrupted = True
             self.process.interrupt()
+
+    def _queue(self, r: Request) -> bool:
+        """Put an arrival in the waiting queue; True when it lands at the head (it may be admissible now)."""
+        waiting = self.waiting
+        if self.cfg.scheduling == "program":
+            i = len(waiting)
+            while i > 0 and waiting[i - 1].priority > r.priority and waiting[i - 1].preemptions == 0:
+                i -= 1  # ahead of later jobs' calls, never ahead of preempted requests put back at the front
+            waiting.insert(i, r)
+            return i == 0
+        waiting.append(r)
+        return len(waiting) == 1
 
     # ---- the engine loop ---------------------------------------------------------------------------------------
     def _run(self):  # noqa: ANN202  (a SimPy process generator)

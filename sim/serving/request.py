@@ -13,7 +13,7 @@ class Request:
     __slots__ = (
         "rid", "arrival", "prompt", "output", "prefix_keys", "prefix_unit_tokens",
         "replica", "state", "computed", "generated", "blocks", "keys_held", "held_blocks", "units_seen", "seq",
-        "private_blocks", "private_units", "lookup_tokens", "target", "kv_ready", "program", "turn",
+        "private_blocks", "private_units", "lookup_tokens", "target", "kv_ready", "program", "turn", "priority",
         "base", "gbase", "finish_step", "decode_since", "emit_runs",
         "first_scheduled", "first_token_time", "finish_time", "preemptions", "prefix_hit_tokens", "done",
     )
@@ -42,6 +42,7 @@ class Request:
         self.kv_ready = 0  # prompt tokens whose KV arrives with the request (from a prefill pool)
         self.program = -1  # the agent job it belongs to, and its turn there (-1: not an agent's)
         self.turn = -1
+        self.priority = arrival  # program scheduling: the job's arrival (smaller goes first)
         self.units_seen = 0  # prefix units already matched or offered to the cache
         self.seq = 0  # admission order, for deterministic ties
         self.base = 0
