@@ -165,3 +165,42 @@ def test_agent_runs_fast_forward_exactly(scheduling, policy):
 
     np.testing.assert_allclose(a.jobs["jct_s"].to_numpy(), b.jobs["jct_s"].to_numpy(), rtol=1e-9)
     assert a.requests["prefix_hit_tokens"].to_list() == b.requests["prefix_hit_tokens"].to_list()
+
+
+def test_agent_trace_readers_on_real_files_and_our_jsonl(shared_data, tmp_path):
+    import json as _json
+
+    from sim.agents.traces import read_agent_trace
+
+    trt = shared_data / "traces/trtllm_scaffolding"
+    progs, names, _ = read_agent_trace(trt)
+    assert sorted(names) == ["django__django-16801.trace", "matplotlib__matplotlib-23412.trace"]
+    for prog, name in zip(progs, names):
+        events = _json.loads((trt / f"{name}.json").read_text())["events"]
+        calls = [e for e in events if e.get("role") == "assistant"]
+        assert prog.llm_calls == len(calls)
+        assert [s.prompt_tokens for s in prog.steps if isinstance(s, LLMCall)] == [c["prompt_tokens"] for c in calls]
+        tools_between = sum(e["duration_ms"] for e in events[events.index(calls[0]):]
+                            if e["event_type"] == "tool_call" and events.index(e) < events.index(calls[-1]))
+        assert sum(s.duration for s in prog.steps if isinstance(s, ToolCall)) == pytest.approx(tools_between / 1000)
+    progs, names, clipped = read_agent_trace(shared_data / "traces/weka_claude_code/requests_nohash.csv.gz", 131072)
+    assert len(progs) == 710 and sum(p.llm_calls for p in progs) == 49334 and clipped > 0
+    log = tmp_path / "jobs.jsonl"
+    log.write_text('{"job": "a", "type": "llm", "prompt_tokens": 3000, "output_tokens": 100}\n'
+                   '{"job": "a", "type": "tool", "durations_s": [1.0, 2.5]}\n'
+                   '{"job": "b", "type": "llm", "prompt_tokens": 800, "output_tokens": 50}\n'
+                   '{"job": "a", "type": "llm", "prompt_tokens": 3400, "output_tokens": 80}\n')
+    progs, names, _ = read_agent_trace(log)
+    assert names == ["a", "b"] and [p.llm_calls for p in progs] == [2, 1]
+    assert progs[0].steps[1] == ToolCall((1.0, 2.5))
+    result = sim.run(model="llama-3.1-8b", gpu="h100", num_gpus=1, agents=AgentSpec(trace=str(log), agents=None))
+    jobs = result.jobs
+    assert jobs["session"].to_list() == ["a", "b"] and jobs["tool_s"][0] == pytest.approx(2.5)
+    # the second call of job a reuses its first call's context (3000 prompt + 100 output -> 12 full units)
+    assert result.requests.filter(result.requests["turn"] == 1)["prefix_hit_tokens"][0] == 12 * 256
+    log.write_text('{"job": "a", "type": "llm", "prompt_tokens": 3000}\n')
+    with pytest.raises(sim.FleetsimError, match=r"jobs.jsonl:1: field 'output_tokens' must be a positive integer"):
+        read_agent_trace(log)
+    log.write_text('{"job": "a", "type": "sleep"}\n')
+    with pytest.raises(sim.FleetsimError, match=r"jobs.jsonl:1: field 'type' must be 'llm' or 'tool'"):
+        read_agent_trace(log)

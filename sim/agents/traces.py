@@ -1,4 +1,15 @@
-"""Agent traces replayed as jobs.
+"""Agent traces replayed as jobs. Formats (chosen by the file's shape):
+
+- WEKA session JSON (below), or a folder of them;
+- WEKA per-request CSV (`requests_nohash.csv[.gz]`): one row per LLM call of many sessions (trace_id, agent, idx,
+  t_s, in_tokens, out_tokens, think_time_s); calls of one session's main agent and of each sub-agent extend their
+  own contexts;
+- TensorRT-LLM scaffolding traces (JSON with `events`): assistant messages are LLM calls (prompt_tokens,
+  completion_tokens), `tool_call` events pause the job (`duration_ms`; calls on different `branch_path`s between
+  two LLM calls run in parallel);
+- fleetsim's own JSONL, one event per line, for users' agent logs:
+  `{"job": "j1", "type": "llm", "prompt_tokens": 5200, "output_tokens": 310}` and
+  `{"job": "j1", "type": "tool", "durations_s": [1.5, 0.2]}` (one duration per parallel branch), in order per job.
 
 WEKA coding-agent sessions (callanjfox/kv-cache-tester, Apache-2.0; copied in shared/data/traces/weka_claude_code):
 one JSON file per session, `requests[]` with `t` (s since the session started), `in` and `out` tokens, `hash_ids`
@@ -9,6 +20,8 @@ its think time. Sub-agent requests are replayed in the same sequence (they are n
 
 from __future__ import annotations
 
+import csv
+import gzip
 import json
 from pathlib import Path
 
@@ -59,9 +72,162 @@ def read_weka_session(path: Path, pid: int, max_tokens: int | None = None) -> tu
     return AgentProgram(pid, tuple(steps)), clipped
 
 
+CONTEXT_UNIT = 256  # tokens per prefix key where a trace gives no block ids (a call's prompt extends its context)
+_SUBCONTEXT = 1 << 24  # key offset between the contexts of one job's agents (main, sub-agents)
+
+
+class _Clipper:
+    """Clips calls to the model's context and counts them."""
+
+    def __init__(self, max_tokens: int | None) -> None:
+        self.max_tokens, self.count = max_tokens, 0
+
+    def __call__(self, prompt: int, out: int) -> tuple[int, int]:
+        if self.max_tokens is not None and prompt + out > self.max_tokens:
+            self.count += 1
+            out = min(out, max(1, self.max_tokens // 8))
+            prompt = self.max_tokens - out
+        return prompt, out
+
+
+def _context_call(prompt: int, out: int, context: int) -> LLMCall:
+    """A call whose prompt is a prefix-extension of one context: keys count that context's units, the output's
+    included (the next call's prompt contains it)."""
+    first = context * _SUBCONTEXT
+    return LLMCall(0, out, prompt_tokens=prompt, keys=tuple(range(first, first + (prompt + out) // CONTEXT_UNIT)),
+                   unit_tokens=CONTEXT_UNIT)
+
+
+def read_weka_csv(path: Path, clip: _Clipper) -> tuple[list[AgentProgram], list[str]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    sessions: dict[str, list[tuple[float, int, str, int, int, float]]] = {}
+    need = ("trace_id", "agent", "idx", "t_s", "in_tokens", "out_tokens", "think_time_s")
+    with opener(path, "rt", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in need if c not in (reader.fieldnames or [])]
+        if missing:
+            raise FleetsimError(f"{path}: missing column(s) {', '.join(missing)}")
+        for line, row in enumerate(reader, 2):
+            try:
+                rec = (float(row["t_s"]), int(row["idx"]), row["agent"], int(row["in_tokens"]),
+                       int(row["out_tokens"]), float(row["think_time_s"] or 0.0))
+            except (TypeError, ValueError):
+                bad = next(c for c in need[2:] if not _number(row.get(c)))
+                raise FleetsimError(f"{path}:{line}: field '{bad}' must be a number, got {row.get(bad)!r}") from None
+            if rec[3] < 1 or rec[4] < 0:
+                raise FleetsimError(f"{path}:{line}: in_tokens must be >= 1 and out_tokens >= 0")
+            if rec[4] == 0:
+                # An aborted response (no stop reason): its prompt was still processed; model it as one token.
+                rec = rec[:4] + (1,) + rec[5:]
+            sessions.setdefault(row["trace_id"], []).append(rec)
+    programs, names = [], []
+    for pid, (name, rows) in enumerate(sorted(sessions.items())):
+        contexts: dict[str, int] = {}
+        steps: list[LLMCall | ToolCall] = []
+        for _, _, agent, prompt, out, think in sorted(rows):
+            if think > 0 and steps:
+                steps.append(ToolCall((think,)))
+            prompt, out = clip(prompt, out)
+            steps.append(_context_call(prompt, out, contexts.setdefault(agent, len(contexts))))
+        programs.append(AgentProgram(pid, tuple(steps)))
+        names.append(name)
+    return programs, names
+
+
+def _number(value: object) -> bool:
+    try:
+        float(value)  # type: ignore[arg-type]
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def read_trtllm(path: Path, pid: int, clip: _Clipper) -> AgentProgram:
+    doc = _load_json(path)
+    events = doc.get("events") if isinstance(doc, dict) else None
+    if not isinstance(events, list):
+        raise FleetsimError(f"{path}: expected a TensorRT-LLM scaffolding trace (an object with an 'events' list)")
+    steps: list[LLMCall | ToolCall] = []
+    branches: dict[tuple, float] = {}
+    for i, ev in enumerate(events):
+        where = f"{path}: events[{i}]"
+        if not isinstance(ev, dict):
+            raise FleetsimError(f"{where}: expected an object")
+        if ev.get("event_type") == "tool_call":
+            ms = ev.get("duration_ms")
+            if not isinstance(ms, (int, float)) or ms < 0:
+                raise FleetsimError(f"{where}: field 'duration_ms' must be a number >= 0, got {ms!r}")
+            key = tuple(ev.get("branch_path") or ())
+            branches[key] = branches.get(key, 0.0) + ms / 1000.0  # one branch's calls run one after another
+        elif ev.get("event_type") == "message" and ev.get("role") == "assistant":
+            prompt, out = ev.get("prompt_tokens"), ev.get("completion_tokens")
+            for field, value in (("prompt_tokens", prompt), ("completion_tokens", out)):
+                if not isinstance(value, int) or value < 1:
+                    raise FleetsimError(f"{where}: field '{field}' must be a positive integer, got {value!r}")
+            if branches and steps:
+                steps.append(ToolCall(tuple(branches.values())))
+            branches = {}
+            prompt, out = clip(prompt, out)
+            steps.append(_context_call(prompt, out, 0))
+    if not steps:
+        raise FleetsimError(f"{path}: the trace has no assistant messages (LLM calls)")
+    return AgentProgram(pid, tuple(steps))
+
+
+def read_jobs_jsonl(path: Path, clip: _Clipper) -> tuple[list[AgentProgram], list[str]]:
+    jobs: dict[str, list[LLMCall | ToolCall]] = {}
+    with open(path) as fh:
+        for line, text in enumerate(fh, 1):
+            if not text.strip():
+                continue
+            try:
+                ev = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise FleetsimError(f"{path}:{line}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(ev, dict) or "job" not in ev:
+                raise FleetsimError(f"{path}:{line}: expected an object with a 'job' field")
+            steps = jobs.setdefault(str(ev["job"]), [])
+            kind = ev.get("type")
+            if kind == "llm":
+                prompt, out = ev.get("prompt_tokens"), ev.get("output_tokens")
+                for field, value in (("prompt_tokens", prompt), ("output_tokens", out)):
+                    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                        raise FleetsimError(f"{path}:{line}: field '{field}' must be a positive integer, "
+                                            f"got {value!r}")
+                prompt, out = clip(prompt, out)
+                steps.append(_context_call(prompt, out, int(ev.get("context", 0))))
+            elif kind == "tool":
+                durations = ev.get("durations_s")
+                if (not isinstance(durations, list) or not durations
+                        or not all(isinstance(d, (int, float)) and d >= 0 for d in durations)):
+                    raise FleetsimError(f"{path}:{line}: field 'durations_s' must be a non-empty list of seconds")
+                steps.append(ToolCall(tuple(float(d) for d in durations)))
+            else:
+                raise FleetsimError(f"{path}:{line}: field 'type' must be 'llm' or 'tool', got {kind!r}")
+    if not jobs:
+        raise FleetsimError(f"{path}: empty file")
+    names = sorted(jobs)
+    programs = []
+    for pid, name in enumerate(names):
+        if not any(isinstance(s, LLMCall) for s in jobs[name]):
+            raise FleetsimError(f"{path}: job '{name}' has no LLM calls")
+        programs.append(AgentProgram(pid, tuple(jobs[name])))
+    return programs, names
+
+
+def _load_json(path: Path) -> object:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FleetsimError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise FleetsimError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+
+
 def read_agent_trace(path: str | Path, max_tokens: int | None = None) -> tuple[list[AgentProgram], list[str], int]:
-    """Jobs from a WEKA session file or a folder of them: (jobs, session names, requests clipped)."""
+    """Jobs from an agent trace (any format above, by the file's shape): (jobs, job names, calls clipped)."""
     path = Path(path)
+    clip = _Clipper(max_tokens)
     if path.is_dir():
         files = sorted(path.glob("*.json"))
         if not files:
@@ -70,10 +236,20 @@ def read_agent_trace(path: str | Path, max_tokens: int | None = None) -> tuple[l
         files = [path]
     else:
         raise FleetsimError(f"agent trace '{path}': no such file or folder")
-    programs, names, clipped = [], [], 0
+    if len(files) == 1 and (path.suffix == ".jsonl"):
+        programs, names = read_jobs_jsonl(path, clip)
+        return programs, names, clip.count
+    if len(files) == 1 and path.name.endswith((".csv", ".csv.gz")):
+        programs, names = read_weka_csv(path, clip)
+        return programs, names, clip.count
+    programs, names = [], []
     for pid, f in enumerate(files):
-        prog, c = read_weka_session(f, pid, max_tokens)
-        programs.append(prog)
+        doc = _load_json(f)
+        if isinstance(doc, dict) and "events" in doc:
+            programs.append(read_trtllm(f, pid, clip))
+        else:
+            prog, c = read_weka_session(f, pid, max_tokens)
+            clip.count += c
+            programs.append(prog)
         names.append(f.stem)
-        clipped += c
-    return programs, names, clipped
+    return programs, names, clip.count
