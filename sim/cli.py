@@ -266,6 +266,10 @@ def render_search(result, top: int) -> None:  # noqa: ANN001
             ("pareto", "Pareto")]
     if "capacity_rps" in t.columns:
         cols.insert(4, ("capacity_rps", "capacity req/s"))
+    if "capacity_agents" in t.columns:
+        cols.insert(4, ("capacity_agents", "max agents"))
+    if "jct_mean_s" in t.columns and t["jct_mean_s"].drop_nulls().len():
+        cols.insert(4, ("jct_mean_s", "JCT s"))
     for _, label in cols:
         table.add_column(label, justify="left" if label in ("plan",) else "right", no_wrap=label == "plan")
     for row in ok.head(top).iter_rows(named=True):
@@ -318,6 +322,12 @@ def search(
     seqs_list: Annotated[str, typer.Option("--max-num-seqs", help="max_num_seqs values to try.")] = "128,256",
     tokens_list: Annotated[str, typer.Option("--max-batched-tokens", help="Token budgets to try.")] = "2048,8192",
     disagg: Annotated[bool, typer.Option("--disagg", help="Also try prefill/decode pools of every TP and ratio.")] = False,
+    agents: Annotated[Optional[int], typer.Option(help="Agent jobs: this many agents (closed loop) instead of the request workload.")] = None,
+    jobs: Annotated[Optional[int], typer.Option(help="Agent jobs in each simulation.")] = None,
+    turns: Annotated[Optional[int], typer.Option(help="LLM calls per agent job.")] = None,
+    tool_time: Annotated[Optional[str], typer.Option(help="Agent tool-call seconds: fixed:S, uniform:A:B, lognormal:MEDIAN:SIGMA.")] = None,
+    kv_policies: Annotated[Optional[str], typer.Option(help="Agent jobs: KV retention policies to sweep, e.g. evict,pin:30,continuum.")] = None,
+    slo_jct: Annotated[Optional[float], typer.Option(help="Agent jobs: p90 JCT target (capacity mode: most agents within it).")] = None,
     second_gpu: Annotated[Optional[str], typer.Option(help="A second GPU type: plans put prefill on one type, decode on the other.")] = None,
     second_num_gpus: Annotated[int, typer.Option(help="GPUs of the second type.")] = 0,
     capacity: Annotated[bool, typer.Option("--capacity", help="Find each plan's highest sustainable rate.")] = False,
@@ -341,7 +351,8 @@ def search(
         "model": model, "gpu": gpu, "num_gpus": num_gpus, "node": node, "seed": seed,
         "workload.trace": trace, "workload.arrival": arrival, "workload.rate": rate,
         "workload.num_requests": num_requests, "workload.duration_s": duration,
-        "slo.ttft_s": slo_ttft, "slo.tpot_s": slo_tpot,
+        "slo.ttft_s": slo_ttft, "slo.tpot_s": slo_tpot, "slo.jct_s": slo_jct,
+        "agents.agents": agents, "agents.programs": jobs, "agents.turns": turns, "agents.tool_time": tool_time,
     }
     if num_requests is not None and duration is None:
         overrides["workload.duration_s"] = float("inf")
@@ -353,7 +364,8 @@ def search(
                             attn_dp=_int_list(dp_list, "--attn-dp"),
                             max_num_seqs=_int_list(seqs_list, "--max-num-seqs"),
                             max_num_batched_tokens=_int_list(tokens_list, "--max-batched-tokens"), disagg=disagg,
-                            second_gpu=second_gpu, second_num_gpus=second_num_gpus)
+                            second_gpu=second_gpu, second_num_gpus=second_num_gpus,
+                            kv_policies=tuple(p for p in kv_policies.split(",") if p) if kv_policies else None)
         where = out_dir or Path("fleetsim-search") / scenario_key(base, {"space": repr(space), "objective": objective,
                                                                          "capacity": capacity})[:12]
         result = run_search(base, space=space, objective=objective, executor=executor, workers=workers,

@@ -21,10 +21,13 @@ from sim.workload.spec import WorkloadSpec
 class SLO:
     ttft_s: float = 2.0
     tpot_s: float = 0.1
+    jct_s: float | None = None  # agent jobs: p90 job completion time target (capacity mode: most agents within it)
 
     def __post_init__(self) -> None:
-        for name in ("ttft_s", "tpot_s"):
+        for name in ("ttft_s", "tpot_s", "jct_s"):
             value = getattr(self, name)
+            if value is None and name == "jct_s":
+                continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise FleetsimError(f"slo.{name}: expected a positive number of seconds, got {value!r}")
 

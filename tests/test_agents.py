@@ -1,5 +1,6 @@
 """Agent jobs: LLM calls between tool calls, context reuse across calls, parallel tool fan-out."""
 
+import dataclasses
 from collections import Counter
 
 import pytest
@@ -204,3 +205,33 @@ def test_agent_trace_readers_on_real_files_and_our_jsonl(shared_data, tmp_path):
     log.write_text('{"job": "a", "type": "sleep"}\n')
     with pytest.raises(sim.FleetsimError, match=r"jobs.jsonl:1: field 'type' must be 'llm' or 'tool'"):
         read_agent_trace(log)
+
+
+def _pressured(**agents):
+    spec = AgentSpec(programs=48, agents=16, turns=10, first_prompt="lognormal:8000:0.3",
+                     new_tokens="lognormal:1500:0.5", tool_time="lognormal:20:0.5", **agents)
+    return sim.Scenario(model="llama-3.1-70b", gpu="h100", num_gpus=8, tp=8, agents=spec,
+                        engine=sim.EngineConfig(num_gpu_blocks_override=8000))
+
+
+def test_search_sweeps_kv_policies_and_finds_the_most_agents_within_a_jct_slo():
+    from sim.planner import SearchSpace, search
+
+    space = SearchSpace(tp=(8,), pp=(1,), attn_dp=(1,), max_num_seqs=(256,), max_num_batched_tokens=(2048,))
+    swept = search(_pressured(), space=dataclasses.replace(space, kv_policies=("evict", "pin:300", "continuum")),
+                   objective="jct", workers=2)
+    order = swept.table["plan"].to_list()
+    assert order[-1] == "1x(TP8) kv=pin:300"  # pinning everything under memory pressure is the worst by far
+    assert set(swept.table["kv_policy"]) == {"evict", "pin:300", "continuum"}
+    cap = search(_pressured().with_overrides(**{"slo.jct_s": 400.0}), space=space, capacity=True, workers=1)
+    n = int(cap.winner["capacity_agents"])
+    assert 1 <= n < 48
+
+    def p90(agents):
+        scenario = _pressured()
+        return sim.run(dataclasses.replace(scenario, agents=dataclasses.replace(scenario.agents, agents=agents))
+                       ).summary["jct_p90_s"]
+
+    assert p90(n) <= 400.0 < p90(n + 1)
+    with pytest.raises(sim.FleetsimError, match="needs a JCT target"):
+        search(_pressured(), space=space, capacity=True, workers=1)

@@ -9,14 +9,16 @@ OBJECTIVES = {
     "goodput": [("goodput_per_gpu", True), ("tpot_p90_s", False)],
     "cost": [("cost_per_mtok_usd", False), ("goodput_per_gpu", True)],
     "throughput": [("output_tokens_per_s_per_gpu", True), ("tpot_p90_s", False)],
+    "jct": [("jct_mean_s", False), ("jct_p99_s", False)],  # agent jobs: the shortest job completion
 }
 
 
 def rank(table: pl.DataFrame, objective: str) -> pl.DataFrame:
     """Simulated plans first, best first, with a 1-based rank; then pruned and infeasible plans (rank null)."""
     keys = list(OBJECTIVES[objective])
-    if objective == "goodput" and "capacity_rps_per_gpu" in table.columns:
-        keys.insert(0, ("capacity_rps_per_gpu", True))
+    for capacity in ("capacity_rps_per_gpu", "capacity_agents_per_gpu"):
+        if objective == "goodput" and capacity in table.columns:
+            keys.insert(0, (capacity, True))
     ok = table.filter(pl.col("status") == "ok")
     rest = table.filter(pl.col("status") != "ok").sort(["status", "plan"])
     if ok.height:

@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from sim.cost.iteration import IterationCost
+from sim.agents.spec import retention
 from sim.errors import FleetsimError
 from sim.hardware.catalog import load_fabric, load_gpu, load_node
 from sim.hardware.cluster import Cluster
@@ -42,6 +43,7 @@ SUMMARY_KEYS = (
     "goodput_rps", "goodput_output_tokens_per_s", "slo_attainment", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s",
     "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "itl_p99_s", "e2e_p50_s", "e2e_p90_s", "queue_delay_p90_s",
     "preemptions", "gpu_busy_fraction", "kv_util_peak", "sim_wall_s",
+    "num_jobs_failed", "jct_mean_s", "jct_p90_s", "jct_p99_s", "reprefill_tokens", "kv_pins",
 )
 
 
@@ -85,14 +87,47 @@ def _evaluate(scenario: Scenario, capacity: bool, attainment: float) -> dict[str
     if capacity:
         rate, summary = _capacity(scenario, attainment)
         row = {k: summary.get(k) for k in SUMMARY_KEYS}
-        row["capacity_rps"] = rate
+        row["capacity_agents" if scenario.agents is not None else "capacity_rps"] = rate
     else:
         row = {k: v for k, v in run(scenario).summary.items() if k in SUMMARY_KEYS}
     return row
 
 
+def _max_agents(scenario: Scenario) -> tuple[float, dict[str, Any]]:
+    """Agent jobs: the most concurrent agents whose p90 job completion time stays within the JCT SLO."""
+    target = scenario.slo.jct_s
+    if target is None:
+        raise FleetsimError("capacity for agent jobs needs a JCT target: set slo.jct_s (--slo-jct)")
+    jobs = scenario.agents.programs
+    cache: dict[int, dict[str, Any]] = {}
+
+    def summary(n: int) -> dict[str, Any]:
+        if n not in cache:
+            agents = dataclasses.replace(scenario.agents, agents=n, rate=None)
+            cache[n] = run(dataclasses.replace(scenario, agents=agents)).summary
+        return cache[n]
+
+    def ok(n: int) -> bool:
+        s = summary(n)
+        return s["num_jobs_failed"] == 0 and (s["jct_p90_s"] or math.inf) <= target
+
+    if not ok(1):
+        return 0.0, summary(1)
+    lo, hi = 1, 2
+    while hi <= jobs and ok(hi):
+        lo, hi = hi, hi * 2
+    hi = min(hi, jobs + 1)
+    while hi - lo > 1:  # ok(lo), not ok(hi) (or hi beyond the number of jobs)
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return float(lo), summary(lo)
+
+
 def _capacity(scenario: Scenario, attainment: float, iterations: int = 7) -> tuple[float, dict[str, Any]]:
-    """Highest rate (req/s) with SLO attainment >= `attainment`: doubling, then bisection."""
+    """Highest rate (req/s) with SLO attainment >= `attainment`: doubling, then bisection. For agent jobs, the most
+    concurrent agents within the JCT SLO instead."""
+    if scenario.agents is not None:
+        return _max_agents(scenario)
 
     def attain(rate: float) -> tuple[bool, dict[str, Any]]:
         s = run(scenario.with_overrides(**{"workload.rate": rate})).summary
@@ -143,6 +178,8 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
         raise FleetsimError(f"attainment: expected a fraction in (0, 1], got {attainment!r}")
     base = (scenario or Scenario()).with_overrides(**overrides)
     space = space or SearchSpace()
+    if capacity and base.agents is not None and base.slo.jct_s is None:
+        raise FleetsimError("capacity for agent jobs needs a JCT target: set slo.jct_s (--slo-jct)")
     model, gpu, node = load_model(base.model), load_gpu(base.gpu), load_node(base.node)
     if base.num_gpus is not None:
         num_gpus = base.num_gpus
@@ -168,6 +205,12 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
         num_gpus += space.second_num_gpus
     else:
         candidates = enumerate_candidates(model, gpu, node, num_gpus, space, **mem_args)
+    if space.kv_policies:
+        if base.agents is None:
+            raise FleetsimError("kv_policies: sweeping KV retention needs an agent workload ([agents] or --agents)")
+        for policy in space.kv_policies:
+            retention(policy)
+        candidates = [dataclasses.replace(c, kv_policy=p) for c in candidates for p in space.kv_policies]
 
     def hourly(cand: Candidate) -> float:
         """$ per hour of the GPUs a candidate uses (each pool at its own GPU's price unless one is given)."""
@@ -242,6 +285,8 @@ def _result_row(head: dict[str, Any], row: dict[str, Any], key: str, reused: boo
 def scenario_for(base: Scenario, cand: Candidate, num_gpus: int) -> Scenario:
     """The full scenario a candidate plan runs (also used to re-run a search's winner)."""
     knobs = {"engine.max_num_seqs": cand.max_num_seqs, "engine.max_num_batched_tokens": cand.max_num_batched_tokens}
+    if cand.kv_policy:
+        knobs["agents.kv_policy"] = cand.kv_policy
     if cand.prefill is not None:
         spec = DisaggSpec(prefill_replicas=cand.prefill.replicas, prefill_tp=cand.prefill.tp,
                           decode_replicas=cand.plan.replicas, decode_tp=cand.plan.tp,
@@ -258,7 +303,8 @@ def candidate_from_row(row: dict[str, Any]) -> Candidate:
                 attn_dp=row.get("attn_dp") or 1)
     prefill = Plan(tp=row["prefill_tp"], replicas=row["prefill_replicas"]) if row.get("prefill_tp") else None
     return Candidate(plan, row["max_num_seqs"], row["max_num_batched_tokens"], prefill=prefill,
-                     prefill_gpu=row.get("prefill_gpu") or "", decode_gpu=row.get("decode_gpu") or "")
+                     prefill_gpu=row.get("prefill_gpu") or "", decode_gpu=row.get("decode_gpu") or "",
+                     kv_policy=row.get("kv_policy") or "")
 
 
 def _head(cand: Candidate, num_gpus: int) -> dict[str, Any]:
@@ -266,7 +312,8 @@ def _head(cand: Candidate, num_gpus: int) -> dict[str, Any]:
             "pp": cand.plan.pp, "replicas": cand.plan.replicas, "ep": cand.plan.ep, "attn_dp": cand.plan.attn_dp,
             "num_gpus": num_gpus,
             "max_num_seqs": cand.max_num_seqs, "max_num_batched_tokens": cand.max_num_batched_tokens,
-            "prefill_replicas": None, "prefill_tp": None, "prefill_gpu": None, "decode_gpu": None}
+            "prefill_replicas": None, "prefill_tp": None, "prefill_gpu": None, "decode_gpu": None,
+            "kv_policy": cand.kv_policy or None}
     if cand.prefill is not None:
         head["prefill_replicas"], head["prefill_tp"] = cand.prefill.replicas, cand.prefill.tp
         head["prefill_gpu"], head["decode_gpu"] = cand.prefill_gpu or None, cand.decode_gpu or None
@@ -340,6 +387,8 @@ def _finish_table(rows: list[dict[str, Any]], objective: str, num_gpus: int, bas
                               and (r.get("tpot_p90_s") or math.inf) <= base.slo.tpot_s)
         if "capacity_rps" in r:
             r["capacity_rps_per_gpu"] = r["capacity_rps"] / num_gpus
+        if "capacity_agents" in r:
+            r["capacity_agents_per_gpu"] = r["capacity_agents"] / num_gpus
     table = pl.DataFrame(rows, infer_schema_length=None)
     table = rank(table, objective)
     return pareto_front(table)

@@ -29,6 +29,7 @@ class SearchSpace:
     # A second GPU type: the cluster is two pools, and plans put prefill on one type and decode on the other.
     second_gpu: str | None = None
     second_num_gpus: int = 0
+    kv_policies: tuple[str, ...] | None = None  # agent jobs: KV retention policies to try with every plan
     def __post_init__(self) -> None:
         if self.second_gpu and (not isinstance(self.second_num_gpus, int) or self.second_num_gpus < 1):
             raise FleetsimError(f"search space: second_num_gpus must be a positive integer with second_gpu, "
@@ -48,14 +49,16 @@ class Candidate:
     prefill: Plan | None = None  # the prefill pool of a disaggregated candidate
     prefill_gpu: str = ""  # GPU types of the pools when they differ
     decode_gpu: str = ""
+    kv_policy: str = ""  # agent jobs: the KV retention policy tried ("" keeps the scenario's)
 
     @property
     def label(self) -> str:
+        kv = f" kv={self.kv_policy}" if self.kv_policy else ""
         if self.prefill is not None:
             at_p = f"@{self.prefill_gpu}" if self.prefill_gpu else ""
             at_d = f"@{self.decode_gpu}" if self.decode_gpu else ""
-            return f"P:{self.prefill.label()}{at_p}+D:{self.plan.label()}{at_d}"
-        return self.plan.label()
+            return f"P:{self.prefill.label()}{at_p}+D:{self.plan.label()}{at_d}{kv}"
+        return self.plan.label() + kv
 
 
 def _powers_of_two(limit: int) -> list[int]:
