@@ -115,11 +115,7 @@ class Replica:
         self.clock = env.now
         while True:
             if not self.running and not self.waiting:
-                if self.clock > env.now:
-                    yield env.timeout(self.clock - env.now)
-                self._idle = env.event()
-                yield self._idle
-                self.clock = env.now
+                yield from self._sleep()
                 continue
             preemptions_before = self.preemptions
             chunks, advance, stable = self._schedule()
@@ -128,11 +124,7 @@ class Replica:
                     continue  # the batch was preempted away; the next plan re-admits from the queue
                 if not self.running and self.kv.used:
                     # Memory held outside any request (agent jobs' pinned KV): wait until some is let go.
-                    if self.clock > env.now:
-                        yield env.timeout(self.clock - env.now)
-                    self._idle = env.event()
-                    yield self._idle
-                    self.clock = env.now
+                    yield from self._sleep()
                     continue
                 # Arrivals are length-checked on entry, so an empty replica always admits its queue's head.
                 raise RuntimeError(f"replica {self.index}: no progress with {len(self.waiting)} waiting requests")
@@ -173,6 +165,15 @@ class Replica:
                 self._finish_mixed_step(chunks, advance, t)
             self.kv_times.append(self.clock)
             self.kv_used.append(self.kv.used)
+
+    def _sleep(self):  # noqa: ANN202  (generator)
+        """Synchronise the clock, then wait to be woken: by an arrival, or by memory let go."""
+        env = self.env
+        if self.clock > env.now:
+            yield env.timeout(self.clock - env.now)
+        self._idle = env.event()
+        yield self._idle
+        self.clock = env.now
 
     def _decode_run(self, k_max: int):  # noqa: ANN202  (generator)
         """Run up to k_max identical-shape decode steps as one event; an arrival that could join interrupts it at
