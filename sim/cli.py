@@ -79,6 +79,8 @@ def render_summary(s: dict[str, Any], title: str) -> None:
            ("context tokens computed again", f"{s['reprefill_tokens']:,}"),
            ("KV pins (pinned GB x s per GPU)", f"{s['kv_pins']:,} ({s['pinned_gb_s']:,.0f})")]
           if "num_jobs" in s else []),
+        *([("KV offloaded / reloaded (GB per GPU)", f"{s['kv_offloaded_gb']:,.1f} / {s['kv_reloaded_gb']:,.1f}")]
+          if "kv_offloaded_gb" in s else []),
         ("simulated in (s)", _fmt(s["sim_wall_s"])),
     ]
     for k, v in rows:
@@ -159,7 +161,9 @@ def run(
     turns: Annotated[Optional[int], typer.Option(help="LLM calls per agent job.")] = None,
     tool_time: Annotated[Optional[str], typer.Option(help="Tool call seconds: fixed:S, uniform:A:B, lognormal:MEDIAN:SIGMA.")] = None,
     parallel_tools: Annotated[Optional[int], typer.Option(help="Parallel branches per tool call (the job waits for the slowest).")] = None,
-    kv_policy: Annotated[Optional[str], typer.Option(help="A paused job's KV: evict (vLLM), pin:SECONDS, continuum or none.")] = None,
+    kv_policy: Annotated[Optional[str], typer.Option(help="A paused job's KV: evict (vLLM), pin:SECONDS, continuum, offload or none.")] = None,
+    scheduling: Annotated[Optional[str], typer.Option(help="Queue order: fcfs (requests) or program (agent jobs first come, first served).")] = None,
+    kv_offload_gb: Annotated[Optional[float], typer.Option(help="Host memory per GPU for offloaded KV (--kv-policy offload); default half the node's.")] = None,
     agent_trace: Annotated[Optional[Path], typer.Option(help="Replay agent jobs from a WEKA session file or folder (see `fleetsim replay`).")] = None,
     slo_ttft: Annotated[Optional[float], typer.Option(help="TTFT target in seconds (goodput).")] = None,
     slo_tpot: Annotated[Optional[float], typer.Option(help="TPOT target in seconds (goodput).")] = None,
@@ -185,6 +189,7 @@ def run(
         "engine.max_num_batched_tokens": max_batched_tokens, "engine.chunked_prefill": chunked_prefill,
         "engine.enable_prefix_caching": prefix_caching, "engine.block_size": block_size,
         "engine.gpu_memory_utilization": gpu_memory_utilization,
+        "engine.scheduling": scheduling, "engine.kv_offload_gb": kv_offload_gb,
         "slo.ttft_s": slo_ttft, "slo.tpot_s": slo_tpot,
         "agents.programs": jobs, "agents.turns": turns, "agents.tool_time": tool_time,
         "agents.parallel_tools": parallel_tools, "agents.kv_policy": kv_policy,
@@ -326,7 +331,7 @@ def search(
     jobs: Annotated[Optional[int], typer.Option(help="Agent jobs in each simulation.")] = None,
     turns: Annotated[Optional[int], typer.Option(help="LLM calls per agent job.")] = None,
     tool_time: Annotated[Optional[str], typer.Option(help="Agent tool-call seconds: fixed:S, uniform:A:B, lognormal:MEDIAN:SIGMA.")] = None,
-    kv_policies: Annotated[Optional[str], typer.Option(help="Agent jobs: KV retention policies to sweep, e.g. evict,pin:30,continuum.")] = None,
+    kv_policies: Annotated[Optional[str], typer.Option(help="Agent jobs: KV retention policies to sweep, e.g. evict,pin:30,continuum,offload.")] = None,
     slo_jct: Annotated[Optional[float], typer.Option(help="Agent jobs: p90 JCT target (capacity mode: most agents within it).")] = None,
     second_gpu: Annotated[Optional[str], typer.Option(help="A second GPU type: plans put prefill on one type, decode on the other.")] = None,
     second_num_gpus: Annotated[int, typer.Option(help="GPUs of the second type.")] = 0,
@@ -401,20 +406,22 @@ def search(
 @app.command()
 def replay(
     ctx: typer.Context,
-    trace_path: Annotated[Path, typer.Argument(help="A WEKA agent session (JSON) or a folder of them.")],
+    trace_path: Annotated[Path, typer.Argument(help="An agent trace: WEKA session JSON (or a folder), WEKA CSV, TensorRT-LLM scaffolding JSON, or fleetsim JSONL.")],
     model: Annotated[Optional[str], typer.Option(help="Model card name or alias, or a path.")] = None,
     gpu: Annotated[Optional[str], typer.Option(help="GPU card name or alias.")] = None,
     num_gpus: Annotated[Optional[int], typer.Option(help="GPUs in the cluster.")] = None,
     tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel degree per replica.")] = None,
     router: Annotated[str, typer.Option(help="round-robin, least-tokens or prefix-aware.")] = "prefix-aware",
     agents: Annotated[Optional[int], typer.Option(help="Sessions running at once (default: all).")] = None,
-    kv_policy: Annotated[Optional[str], typer.Option(help="A paused job's KV: evict, pin:SECONDS, continuum, none.")] = None,
+    kv_policy: Annotated[Optional[str], typer.Option(help="A paused job's KV: evict, pin:SECONDS, continuum, offload, none.")] = None,
+    scheduling: Annotated[Optional[str], typer.Option(help="Queue order: fcfs or program.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write requests, jobs and summary here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
 ) -> None:
     """Replay agent sessions (each a job of LLM calls and pauses) and report each session's completion time."""
     ctx.invoke(run, scenario_file=None, model=model, gpu=gpu, num_gpus=num_gpus, tp=tp, router=router,
-               agents=agents, kv_policy=kv_policy, agent_trace=trace_path, out_dir=out_dir, as_json=as_json,
+               agents=agents, kv_policy=kv_policy, scheduling=scheduling, agent_trace=trace_path, out_dir=out_dir,
+               as_json=as_json,
                show_jobs=not as_json)
 
 

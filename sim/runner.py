@@ -30,6 +30,7 @@ from sim.parallel.plan import Plan
 from sim.scenario import Scenario
 from sim.serving.disagg import DisaggFleet
 from sim.serving.fleet import Fleet
+from sim.serving.host_cache import HostKVCache
 from sim.serving.kv_cache import KVCache
 from sim.serving.replica import Replica
 from sim.serving.request import Request
@@ -117,6 +118,12 @@ def build(scenario: Scenario) -> Simulation:
             raise FleetsimError(f"agents.unit_tokens ({spec.unit_tokens}) must be a multiple of engine.block_size "
                                 f"({eng.block_size})")
         driver = AgentDriver(env, fleet, spec, spec.unit_tokens if eng.enable_prefix_caching else 0)
+        if driver.policy == "offload":
+            if dis is not None:
+                raise FleetsimError("agents.kv_policy offload: needs colocated replicas (not disaggregated pools)")
+            if not eng.enable_prefix_caching:
+                raise FleetsimError("agents.kv_policy offload: needs engine.enable_prefix_caching")
+            _attach_host_caches(pools[0], node, eng, scenario.pp)
         if spec.trace:
             programs, driver.names, driver.clipped = read_agent_trace(spec.trace, max_model_len)
         else:
@@ -129,6 +136,15 @@ def build(scenario: Scenario) -> Simulation:
                             f"({unit} tokens) for prefix caching")
     requests = _requests_from(table, unit if eng.enable_prefix_caching else 0)
     return Simulation(env, fleet, requests, pools[-1].mem, max_model_len, model.name, gpu_names)
+
+
+def _attach_host_caches(pool: _Pool, node, eng, pp: int) -> None:  # noqa: ANN001
+    """Give each engine a host KV cache: per GPU, its share of the offload memory and its own PCIe link."""
+    per_gpu_gb = eng.kv_offload_gb if eng.kv_offload_gb is not None else 0.5 * node.host_memory_gb / node.gpus_per_node
+    block_bytes = pool.mem.kv_bytes_per_token * pool.mem.block_size  # on one GPU
+    capacity = int(per_gpu_gb * 1e9 / block_bytes) // pp  # pipeline virtual engines split it
+    for replica in pool.fleet.replicas:
+        replica.host = HostKVCache(capacity, block_bytes, pool.gpu.pcie_gbps)
 
 
 class _Pool:
@@ -270,6 +286,10 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
         block_bytes = sim.memory.kv_bytes_per_token * sim.memory.block_size
         summary["kv_pins"] = sim.agents.pins
         summary["pinned_gb_s"] = sim.agents.pinned_block_s * block_bytes / 1e9  # per GPU of the replicas
+        hosts = [r.host for r in reps if r.host is not None]
+        if hosts:
+            summary["kv_offloaded_gb"] = sum(h.written_blocks for h in hosts) * block_bytes / 1e9  # per GPU
+            summary["kv_reloaded_gb"] = sum(h.loaded_blocks for h in hosts) * block_bytes / 1e9
     return Result(scenario, df, summary, timeline, sim.memory, info, jobs)
 
 

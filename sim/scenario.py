@@ -105,13 +105,16 @@ class Scenario:
         return self.num_gpus, self.replicas
 
     def with_overrides(self, **overrides: Any) -> Scenario:
-        """A copy with fields replaced; keys 'engine.x', 'workload.x', 'slo.x' reach the nested sections."""
+        """A copy with fields replaced; keys 'engine.x', 'workload.x', 'slo.x' reach the nested sections, and a dict
+        given for a section (`engine={"max_num_seqs": 64}`) replaces those of its fields."""
         top: dict[str, Any] = {}
         nested: dict[str, dict[str, Any]] = {}
         for key, value in overrides.items():
             if value is None:
                 continue
-            if "." in key:
+            if key in _SECTIONS and isinstance(value, dict):
+                nested.setdefault(key, {}).update(value)
+            elif "." in key:
                 section, name = key.split(".", 1)
                 nested.setdefault(section, {})[name] = value
             else:

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 import sim
-from sim.agents import AgentProgram, AgentSpec, LLMCall, ToolCall
+from sim.agents import AgentProgram, AgentSpec, Fork, LLMCall, ToolCall
 from sim.runner import build, collect, execute
 
 
@@ -115,7 +115,7 @@ def test_pinning_helps_with_room_to_spare_and_hurts_under_memory_pressure():
 def test_retention_policy_names_are_checked():
     with pytest.raises(sim.FleetsimError, match="pin needs a TTL in seconds"):
         AgentSpec(kv_policy="pin")
-    with pytest.raises(sim.FleetsimError, match="expected one of evict, pin:SECONDS, continuum, none"):
+    with pytest.raises(sim.FleetsimError, match="expected one of evict, pin:SECONDS, continuum, offload, none"):
         AgentSpec(kv_policy="keep")
 
 
@@ -159,7 +159,8 @@ def test_program_level_fcfs_lets_started_jobs_finish_sooner():
     assert program["jct_mean_s"] < 0.98 * fcfs["jct_mean_s"]
 
 
-@pytest.mark.parametrize("scheduling,policy", [("program", "evict"), ("fcfs", "pin:5"), ("program", "continuum")])
+@pytest.mark.parametrize("scheduling,policy", [("program", "evict"), ("fcfs", "pin:5"), ("program", "continuum"),
+                                               ("fcfs", "offload")])
 def test_agent_runs_fast_forward_exactly(scheduling, policy):
     a, b = _queued(scheduling, True, policy), _queued(scheduling, False, policy)
     import numpy as np
@@ -235,3 +236,101 @@ def test_search_sweeps_kv_policies_and_finds_the_most_agents_within_a_jct_slo():
     assert p90(n) <= 400.0 < p90(n + 1)
     with pytest.raises(sim.FleetsimError, match="needs a JCT target"):
         search(_pressured(), space=space, capacity=True, workers=1)
+
+
+def _swe_bench_like(policy, scheduling="program"):
+    # SWE-bench-like: 500 jobs of 20 calls; a 6k-token task prompt, ~1.5k tokens of tool output per turn (contexts
+    # reach ~30-40k tokens), ~250 output tokens, lognormal tool times with a 1 s median and a long tail. 40 agents
+    # at a time keep Llama-3.1-70B on 8 x H100 (TP8) short of KV memory.
+    spec = AgentSpec(programs=500, agents=40, turns=20, first_prompt="lognormal:6000:0.4",
+                     new_tokens="lognormal:1500:0.8", output_tokens="lognormal:250:0.7",
+                     tool_time="lognormal:1.0:1.5", kv_policy=policy)
+    return sim.run(model="llama-3.1-70b", gpu="h100", num_gpus=8, tp=8, agents=spec,
+                   engine={"scheduling": scheduling}).summary
+
+
+def test_swe_bench_like_workload_continuum_beats_evict_and_a_fixed_ttl():
+    runs = {p: _swe_bench_like(p) for p in ("evict", "pin:10", "continuum")}
+    print("\npolicy (program FCFS)  mean JCT  p99 JCT  preemptions  re-prefilled  pins")
+    for p, s in runs.items():
+        print(f"{p:21}  {s['jct_mean_s']:8.1f}  {s['jct_p99_s']:7.1f}  {s['preemptions']:11}  "
+              f"{s['reprefill_tokens']:12,}  {s['kv_pins']:4}")
+    for s in runs.values():
+        assert s["num_finished"] == 500 * 20 and s["num_jobs_failed"] == 0
+    assert runs["continuum"]["jct_mean_s"] < 0.95 * runs["evict"]["jct_mean_s"]
+    assert runs["continuum"]["jct_mean_s"] < 0.98 * runs["pin:10"]["jct_mean_s"]
+    # Fewer re-prefilled tokens is where the time comes from; a fixed TTL pins blindly and preempts more.
+    assert runs["continuum"]["reprefill_tokens"] < runs["pin:10"]["reprefill_tokens"] < runs["evict"]["reprefill_tokens"]
+    assert runs["continuum"]["preemptions"] < runs["pin:10"]["preemptions"]
+
+
+def test_offloaded_context_is_reloaded_over_pcie_instead_of_recomputed():
+    # Job A's 8k-token context is evicted from a small GPU cache by job B while A waits 5 s on a tool.
+    a = AgentProgram(0, (LLMCall(8000, 16), ToolCall((5.0,)), LLMCall(200, 16)))
+    b = AgentProgram(1, (ToolCall((1.0,)), LLMCall(9000, 16)))
+    runs = {p: _run_programs([a, b], **{"agents.kv_policy": p, "engine.num_gpu_blocks_override": 700})
+            for p in ("evict", "offload")}
+    second = {p: r.requests.filter((r.requests["program"] == 0) & (r.requests["turn"] == 1)).row(0, named=True)
+              for p, r in runs.items()}
+    job_a = {p: r.jobs.row(0, named=True) for p, r in runs.items()}
+    # A's first call leaves 31 full 256-token units (8,016 tokens). B's prompt needs 564 of the 700 blocks: LRU
+    # eviction takes A's last 23 units and leaves its first 8 on the GPU.
+    assert job_a["evict"]["reprefill_tokens"] == 8016 - 8 * 256
+    assert job_a["offload"]["reprefill_tokens"] == 8016 - 31 * 256  # only the partial last unit
+    from sim.serving.host_cache import PCIE_EFFICIENCY
+
+    mem = runs["offload"].memory
+    unit_bytes = 256 * mem.kv_bytes_per_token  # on the one GPU
+    reload_s = 23 * unit_bytes / (64e9 * PCIE_EFFICIENCY)  # H100: PCIe Gen5 x16, 64 GB/s per direction
+    assert runs["offload"].summary["kv_reloaded_gb"] == pytest.approx(23 * unit_bytes / 1e9)
+    assert runs["offload"].summary["kv_offloaded_gb"] == pytest.approx(31 * unit_bytes / 1e9)
+    ttft = {p: s["ttft_s"] for p, s in second.items()}
+    assert ttft["offload"] > reload_s and ttft["offload"] < 0.5 * ttft["evict"]
+    # Everything else is the same work: both jobs finish every call once.
+    for r in runs.values():
+        assert r.summary["num_finished"] == 3 and not r.jobs["failed"].any()
+
+
+def _flatten(steps):
+    """The same calls with every fork's branches run one after another."""
+    out = []
+    for s in steps:
+        if isinstance(s, Fork):
+            for branch in s.branches:
+                out.extend(_flatten(branch))
+        else:
+            out.append(s)
+    return tuple(out)
+
+
+def test_sub_agents_run_alongside_each_other_while_the_main_agent_waits(shared_data, tmp_path):
+    import csv
+    import gzip
+
+    from sim.agents.traces import read_agent_trace
+
+    src = shared_data / "traces/weka_claude_code/requests_nohash.csv.gz"
+    with gzip.open(src, "rt", newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = [row for row in reader if row["trace_id"] == "trace_0282"]
+    sample = tmp_path / "session.csv"
+    with open(sample, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (prog,), _, _ = read_agent_trace(sample, 131072)
+    forks = [s for s in prog.steps if isinstance(s, Fork)]
+    agents = Counter(row["agent"] for row in rows)
+    assert sum(len(f.branches) for f in forks) == len(agents) - 1  # every sub-agent, once
+    assert prog.llm_calls == len(rows)
+    widest = max(forks, key=lambda f: len(f.branches))
+    assert len(widest.branches) >= 2
+    overlapped = _run_programs([prog], model="llama-3.1-70b", tp=8, num_gpus=8)
+    sequential = _run_programs([AgentProgram(0, _flatten(prog.steps))], model="llama-3.1-70b", tp=8, num_gpus=8)
+    for r in (overlapped, sequential):
+        assert r.summary["num_finished"] == len(rows)
+    assert overlapped.jobs["jct_s"][0] < sequential.jobs["jct_s"][0]
+    spans = sorted(zip(overlapped.requests["arrival_s"], overlapped.requests["finish_s"]))
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # some calls were in flight together
+    spans = sorted(zip(sequential.requests["arrival_s"], sequential.requests["finish_s"]))
+    assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:]))

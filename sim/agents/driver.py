@@ -9,18 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import simpy
 
-from sim.agents.program import AgentProgram, LLMCall, ToolCall
-from sim.agents.spec import AgentSpec, retention
+from sim.agents.program import AgentProgram, Fork, LLMCall, ToolCall, count_calls
+from sim.agents.retention import PauseHistory, retention
+from sim.agents.spec import AgentSpec
 from sim.serving.request import REJECTED, Request
 
-_KEY_STRIDE = 1 << 32  # a job's context units get keys pid * stride + unit: apart from traces' ids and other jobs
-# Continuum-style retention: hold a paused job's KV for the 90th percentile of the tool pauses seen so far, unless
-# the cache is already half in use (pinning more would start preempting running requests).
-CONTINUUM_QUANTILE = 0.9
-CONTINUUM_PIN_LIMIT = 0.5
+_KEY_STRIDE = 1 << 48  # a job's context units get keys pid * stride + unit: apart from traces' ids and other jobs
+# Continuum-style pins never hold more than this share of a replica's KV blocks: running requests keep room to grow
+# (past it, pins would start preempting them, which costs more than any re-prefill they save).
+CONTINUUM_PIN_LIMIT = 0.8
+_QUEUE_EMA = 0.05  # weight of the latest call in the running mean of queueing delay
+_CHAIN_STRIDE = 1 << 36  # each sub-agent chain of a job: a key range apart from the others' (traces' ids stay below)
+
+
+class _Job:
+    """What one job's chains add up while it runs."""
+
+    __slots__ = ("start", "turns", "tool_s", "reprefill", "failed", "chains")
+
+    def __init__(self, start: float) -> None:
+        self.start, self.turns, self.tool_s, self.reprefill, self.failed, self.chains = start, 0, 0.0, 0, False, 0
 
 
 class AgentDriver:
@@ -33,7 +43,10 @@ class AgentDriver:
         self.requests: list[Request] = []
         self.jobs: list[dict] = []
         self.on_job_done: Callable[[], None] | None = None
-        self.tool_seen: list[float] = []  # tool pauses observed so far (Continuum's TTL comes from them)
+        self.pauses = PauseHistory()  # tool pauses observed so far (Continuum's TTL comes from them)
+        self.queue_s = 0.0  # running mean of the calls' queueing delay (what a held job's next call may skip)
+        self.pinned_blocks: dict[int, int] = {}  # replica index -> blocks its pins hold now
+        self._prefill_memo: dict[tuple[int, int], float] = {}
         self.pinned_block_s = 0.0
         self.pins = 0
         self.names: list[str] = []  # trace replay: each job's session name
@@ -59,18 +72,39 @@ class AgentDriver:
         yield from self._run(prog)
 
     def _run(self, prog: AgentProgram):  # noqa: ANN202
+        start = self.env.now
+        job = _Job(start)
+        context = yield from self._chain(job, prog, prog.steps, (prog.pid + 1) * _KEY_STRIDE)
+        self.jobs.append({"program": prog.pid, "start_s": start, "finish_s": self.env.now,
+                          "jct_s": self.env.now - start, "turns": job.turns, "final_context_tokens": context,
+                          "tool_s": job.tool_s, "reprefill_tokens": job.reprefill, "failed": job.failed})
+        if self.on_job_done:
+            self.on_job_done()
+
+    def _chain(self, job: _Job, prog: AgentProgram, steps: tuple, base: int):  # noqa: ANN202  (generator)
+        """Run one context's steps in order (the job's main agent, or a sub-agent); returns its final context."""
         env = self.env
-        start = env.now
-        context, turn, tool_s, failed, reprefill = 0, 0, 0.0, False, 0
-        base = (prog.pid + 1) * _KEY_STRIDE
-        calls = prog.llm_calls
+        context = 0
+        calls = count_calls(steps)
+        done_calls = 0
         pin: list | None = None
-        for step in prog.steps:
+        host_ready = 0.0  # when this context's host copy (offload policy) is complete
+        for step in steps:
+            if job.failed:
+                break
             if isinstance(step, ToolCall):
                 t0 = env.now
                 yield env.all_of([env.timeout(d) for d in step.durations])  # the join waits for the slowest
-                tool_s += env.now - t0
-                self.tool_seen.append(env.now - t0)
+                job.tool_s += env.now - t0
+                self.pauses.add(env.now - t0)
+                continue
+            if isinstance(step, Fork):
+                subs = []
+                for branch in step.branches:
+                    job.chains += 1
+                    subs.append(env.process(self._chain(job, prog, branch,
+                                                        base - base % _KEY_STRIDE + job.chains * _CHAIN_STRIDE)))
+                yield env.all_of(subs)
                 continue
             assert isinstance(step, LLMCall)
             if step.prompt_tokens is not None:  # replayed from a trace: its own lengths and block ids
@@ -83,48 +117,102 @@ class AgentDriver:
                 unit = self.unit
                 keys = tuple(range(base, base + total // unit)) if unit else None
             r = Request(len(self.requests), env.now, prompt, step.output_tokens, keys, unit)
-            r.program, r.turn, r.priority = prog.pid, turn, start
+            r.program, r.turn, r.priority = prog.pid, job.turns, job.start
             r.done = env.event()
             self.requests.append(r)
-            self.fleet.submit(r)
+            if self.policy == "offload" and keys:
+                yield from self._reload_and_submit(r, host_ready)
+            else:
+                self.fleet.submit(r)
             yield r.done
             self._unpin(pin)
             pin = None
             if r.state == REJECTED:
-                failed = True
+                job.failed = True
                 break
-            reprefill += max(0, context - r.prefix_hit_tokens)  # earlier context computed again
+            self.queue_s += _QUEUE_EMA * (r.first_scheduled - r.arrival - self.queue_s)
+            job.reprefill += max(0, context - r.prefix_hit_tokens)  # earlier context computed again
             context = total
-            turn += 1
-            if keys and turn < calls:
-                pin = self._pin(r, keys)
-        self.jobs.append({"program": prog.pid, "start_s": start, "finish_s": env.now, "jct_s": env.now - start,
-                          "turns": turn, "final_context_tokens": context, "tool_s": tool_s,
-                          "reprefill_tokens": reprefill, "failed": failed})
+            job.turns += 1
+            done_calls += 1
+            if keys and done_calls < calls:
+                if self.policy == "offload":
+                    host_ready = self._offload(r, keys)
+                else:
+                    pin = self._pin(r, keys)
         self._unpin(pin)
-        if self.on_job_done:
-            self.on_job_done()
+        return context
 
     # ---- KV retention while a job waits on its tools ---------------------------------------------------------
     def _pin(self, r: Request, keys: tuple[int, ...]) -> list | None:
-        if self.policy in ("evict", "none"):
+        if self.policy in ("evict", "none", "offload"):
             return None
         ttl = self.fixed_ttl
         replica = self.fleet.replicas[r.replica]
         kv = replica.kv
+        pinned = self.pinned_blocks.get(replica.index, 0)
         if self.policy == "continuum":
-            if not self.tool_seen:
-                return None  # nothing observed yet to size a TTL from
-            ttl = float(np.quantile(self.tool_seen[-500:], CONTINUUM_QUANTILE))
-            if kv.used >= CONTINUUM_PIN_LIMIT * kv.num_blocks:
-                return None  # pinning more would crowd out running requests
+            blocks = len(keys) * r.prefix_unit_tokens // kv.block_size
+            if pinned + blocks > CONTINUUM_PIN_LIMIT * kv.num_blocks:
+                return None
+            ttl = self.pauses.best_ttl(self._saving(replica, len(keys) * r.prefix_unit_tokens),
+                                       self._hold_rate(replica, blocks, pinned))
+            if ttl <= 0:
+                return None
+            ttl *= 1 + 1e-9  # a pause exactly as long as the TTL still finds its KV
         held, blocks = kv.pin(keys)
         if not held:
             return None
         self.pins += 1
+        self.pinned_blocks[replica.index] = pinned + blocks
         pin = [replica, held, blocks, self.env.now, True]
         self.env.process(self._expire(pin, ttl))
         return pin
+
+    def _saving(self, replica, tokens: int) -> float:  # noqa: ANN001
+        """Job-seconds a held context saves: its re-prefill delays the call itself and every request whose steps it
+        joins (chunked prefill shares steps with the running decodes); under program-level scheduling, where a held
+        job's call is admitted without waiting for memory, the call also skips the queueing delay calls now see."""
+        key = (replica.index, tokens)
+        t = self._prefill_memo.get(key)
+        if t is None:
+            step = replica.cfg.max_num_batched_tokens
+            t = sum(replica.cost.step_time([(min(step, tokens - done), done)], 0, 0)
+                    for done in range(0, tokens, step))
+            self._prefill_memo[key] = t
+        return t * (1 + len(replica.running)) + (self.queue_s if replica.cfg.scheduling == "program" else 0.0)
+
+    @staticmethod
+    def _hold_rate(replica, blocks: int, pinned: int) -> float:  # noqa: ANN001
+        """Other jobs' seconds lost per second the blocks are held. When memory binds (calls wait), the blocks would
+        otherwise hold about blocks / (blocks per running request) running requests; with memory to spare, holding
+        costs in proportion to how full the cache is."""
+        kv = replica.kv
+        pressure = 1.0 if replica.waiting else kv.used / kv.num_blocks
+        running = len(replica.running)
+        per_request = (kv.used - pinned) / running if running and kv.used > pinned else blocks
+        return pressure * blocks / max(per_request, 1.0)
+
+    # ---- CPU offloading ---------------------------------------------------------------------------------------
+    def _offload(self, r: Request, keys: tuple[int, ...]) -> float:
+        """Copy the finished call's context to its replica's host memory; returns when the copy is complete."""
+        replica = self.fleet.replicas[r.replica]
+        written = replica.host.store(keys, r.prefix_unit_tokens // replica.kv.block_size)
+        return self.env.now + written * replica.host.s_per_block
+
+    def _reload_and_submit(self, r: Request, host_ready: float):  # noqa: ANN202  (generator)
+        """Route the call; if the host holds more of its context than the GPU still caches, load the difference over
+        PCIe (after the offload copy completes) before the call joins the queue."""
+        replica = self.fleet.router.pick(r, self.fleet.replicas)
+        keys, unit = r.prefix_keys, r.prefix_unit_tokens
+        max_units = min(len(keys), (r.prompt - 1) // unit)
+        on_host = replica.host.match(keys, max_units)
+        on_gpu = replica.kv.match(keys, max_units)
+        if on_host > on_gpu:
+            r.host_units, r.host_paid = on_host, on_host - on_gpu
+            load = (on_host - on_gpu) * (unit // replica.kv.block_size) * replica.host.s_per_block
+            yield self.env.timeout(max(0.0, host_ready - self.env.now) + load)
+        replica.enqueue(r)
 
     def _expire(self, pin: list, ttl: float):  # noqa: ANN202  (SimPy process)
         yield self.env.timeout(ttl)
@@ -136,5 +224,6 @@ class AgentDriver:
         replica, held, blocks, since, _ = pin
         pin[4] = False
         replica.kv.release(0, held)
+        self.pinned_blocks[replica.index] -= blocks
         replica.memory_released()
         self.pinned_block_s += blocks * (self.env.now - since)

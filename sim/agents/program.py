@@ -32,11 +32,27 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class Fork:
+    """Sub-agents: chains of steps that run at the same time, each extending a context of its own; the job resumes
+    when the last chain finishes (a coding agent waiting on the sub-agents it spawned)."""
+
+    branches: tuple[tuple[LLMCall | ToolCall | Fork, ...], ...]
+
+
+Step = LLMCall | ToolCall | Fork
+
+
+def count_calls(steps: tuple[Step, ...]) -> int:
+    return sum(1 if isinstance(s, LLMCall) else count_calls(sum(s.branches, ())) if isinstance(s, Fork) else 0
+               for s in steps)
+
+
+@dataclass(frozen=True, slots=True)
 class AgentProgram:
     pid: int
-    steps: tuple[LLMCall | ToolCall, ...]
+    steps: tuple[Step, ...]
     arrival: float = 0.0  # open loop: when it starts; closed loop: ignored (an agent starts it when free)
 
     @property
     def llm_calls(self) -> int:
-        return sum(1 for s in self.steps if isinstance(s, LLMCall))
+        return count_calls(self.steps)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.agents.program import AgentProgram, LLMCall, ToolCall
+from sim.agents.retention import retention
 from sim.core.rng import stream
 from sim.errors import FleetsimError
 from sim.workload.arrivals import arrival_times
@@ -27,7 +28,8 @@ class AgentSpec:
     unit_tokens: int = 256  # granularity at which the job's context is hashed for prefix caching
     # What happens to a job's KV cache while it waits on a tool: evict (vLLM: freed into the prefix cache, reusable
     # until evicted), pin:SECONDS (held, not evictable, until the next call or the TTL), continuum (held for a TTL
-    # drawn from the tool durations seen so far, while pinned memory stays under half the cache), none (no reuse).
+    # chosen by cost and benefit from the pauses seen so far), offload (copied to host memory, reloaded over PCIe),
+    # none (no reuse). See sim/agents/retention.py.
     kv_policy: str = "evict"
     # Replay jobs from an agent trace (a WEKA session file or a folder of them) instead of generating them; with
     # neither agents nor rate set, every session starts at once.
@@ -92,22 +94,3 @@ def generate_programs(spec: AgentSpec, seed: int) -> list[AgentProgram]:
             steps.append(LLMCall(int(news[turn]), int(outs[turn])))
         out.append(AgentProgram(pid, tuple(steps), float(starts[pid])))
     return out
-
-
-POLICIES = ("evict", "pin:SECONDS", "continuum", "none")
-
-
-def retention(policy: str) -> tuple[str, float]:
-    """Parse a KV retention policy into (kind, fixed TTL seconds)."""
-    kind, _, arg = str(policy).partition(":")
-    if kind == "pin":
-        try:
-            ttl = float(arg)
-        except ValueError:
-            ttl = -1.0
-        if ttl < 0:
-            raise FleetsimError(f"agents.kv_policy: pin needs a TTL in seconds, e.g. pin:30; got '{policy}'")
-        return kind, ttl
-    if kind in ("evict", "continuum", "none") and not arg:
-        return kind, 0.0
-    raise FleetsimError(f"agents.kv_policy: expected one of {', '.join(POLICIES)}, got '{policy}'")

@@ -2,8 +2,8 @@
 
 - WEKA session JSON (below), or a folder of them;
 - WEKA per-request CSV (`requests_nohash.csv[.gz]`): one row per LLM call of many sessions (trace_id, agent, idx,
-  t_s, in_tokens, out_tokens, think_time_s); calls of one session's main agent and of each sub-agent extend their
-  own contexts;
+  t_s, in_tokens, out_tokens, think_time_s, api_time_s); the main agent and each sub-agent extend their own
+  contexts, and sub-agents run alongside each other while the main agent waits for them (see `_session_steps`);
 - TensorRT-LLM scaffolding traces (JSON with `events`): assistant messages are LLM calls (prompt_tokens,
   completion_tokens), `tool_call` events pause the job (`duration_ms`; calls on different `branch_path`s between
   two LLM calls run in parallel);
@@ -15,7 +15,7 @@ WEKA coding-agent sessions (callanjfox/kv-cache-tester, Apache-2.0; copied in sh
 one JSON file per session, `requests[]` with `t` (s since the session started), `in` and `out` tokens, `hash_ids`
 (one id per `block_size` tokens of the prompt, local to the session) and `think_time` (the gap before the request:
 tool execution plus client time). Each session becomes one job: its requests in order, each preceded by a pause of
-its think time. Sub-agent requests are replayed in the same sequence (they are not overlapped with the parent's).
+its think time. (These 25 sessions carry no sub-agents; the CSV's do.)
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import gzip
 import json
 from pathlib import Path
 
-from sim.agents.program import AgentProgram, LLMCall, ToolCall
+from sim.agents.program import AgentProgram, Fork, LLMCall, ToolCall
 from sim.errors import FleetsimError
 
 
@@ -100,7 +100,7 @@ def _context_call(prompt: int, out: int, context: int) -> LLMCall:
 
 def read_weka_csv(path: Path, clip: _Clipper) -> tuple[list[AgentProgram], list[str]]:
     opener = gzip.open if path.suffix == ".gz" else open
-    sessions: dict[str, list[tuple[float, int, str, int, int, float]]] = {}
+    sessions: dict[str, list[tuple[float, int, str, int, int, float, float]]] = {}
     need = ("trace_id", "agent", "idx", "t_s", "in_tokens", "out_tokens", "think_time_s")
     with opener(path, "rt", newline="") as fh:
         reader = csv.DictReader(fh)
@@ -110,9 +110,10 @@ def read_weka_csv(path: Path, clip: _Clipper) -> tuple[list[AgentProgram], list[
         for line, row in enumerate(reader, 2):
             try:
                 rec = (float(row["t_s"]), int(row["idx"]), row["agent"], int(row["in_tokens"]),
-                       int(row["out_tokens"]), float(row["think_time_s"] or 0.0))
+                       int(row["out_tokens"]), float(row["think_time_s"] or 0.0), float(row.get("api_time_s") or 0.0))
             except (TypeError, ValueError):
-                bad = next(c for c in need[2:] if not _number(row.get(c)))
+                bad = next(c for c in (*need[2:], "api_time_s")
+                           if not _number(row.get(c)) and (c in need or row.get(c) not in (None, "")))
                 raise FleetsimError(f"{path}:{line}: field '{bad}' must be a number, got {row.get(bad)!r}") from None
             if rec[3] < 1 or rec[4] < 0:
                 raise FleetsimError(f"{path}:{line}: in_tokens must be >= 1 and out_tokens >= 0")
@@ -122,16 +123,60 @@ def read_weka_csv(path: Path, clip: _Clipper) -> tuple[list[AgentProgram], list[
             sessions.setdefault(row["trace_id"], []).append(rec)
     programs, names = [], []
     for pid, (name, rows) in enumerate(sorted(sessions.items())):
-        contexts: dict[str, int] = {}
-        steps: list[LLMCall | ToolCall] = []
-        for _, _, agent, prompt, out, think in sorted(rows):
+        programs.append(AgentProgram(pid, _session_steps(rows, clip)))
+        names.append(name)
+    return programs, names
+
+
+def _session_steps(rows: list[tuple], clip: _Clipper) -> tuple:
+    """One session's main agent as a chain, with its sub-agents forked off where they ran.
+
+    A sub-agent's `t_s` counts from its own start, so where it ran is inferred: sub-agents, in the order they were
+    spawned, go into the first wait of the main agent (think time before one of its calls) long enough to hold
+    their traced span; sub-agents sharing a wait run in parallel (Claude Code starts the Task calls of one message
+    together). The main agent then waits out what is left of that think time after the slowest sub-agent."""
+    agents: dict[str, list[tuple]] = {}
+    for rec in sorted(rows, key=lambda r: (r[1], r[0])):
+        agents.setdefault(rec[2], []).append(rec)
+    main_name = "main" if "main" in agents else min(agents)
+    main = agents.pop(main_name)
+    contexts = {main_name: 0, **{a: i + 1 for i, a in enumerate(sorted(agents))}}
+
+    def chain(agent: str, recs: list[tuple]) -> list:
+        steps: list = []
+        for _, _, _, prompt, out, think, _ in recs:
             if think > 0 and steps:
                 steps.append(ToolCall((think,)))
             prompt, out = clip(prompt, out)
-            steps.append(_context_call(prompt, out, contexts.setdefault(agent, len(contexts))))
-        programs.append(AgentProgram(pid, tuple(steps)))
-        names.append(name)
-    return programs, names
+            steps.append(_context_call(prompt, out, contexts[agent]))
+        return steps
+
+    waits: dict[int, list[str]] = {}
+    g = 1
+    for agent in sorted(agents):
+        recs = agents[agent]
+        while g < len(main) and main[g][5] < _span(recs):
+            g += 1
+        waits.setdefault(g, []).append(agent)
+    steps: list = []
+    for j, (_, _, _, prompt, out, think, _) in enumerate(main):
+        if j and (think > 0 or j in waits):
+            rest = think
+            if j in waits:
+                steps.append(Fork(tuple(tuple(chain(a, agents[a])) for a in waits[j])))
+                rest = think - max(_span(agents[a]) for a in waits[j])
+            if rest > 0:
+                steps.append(ToolCall((rest,)))
+        prompt, out = clip(prompt, out)
+        steps.append(_context_call(prompt, out, 0))
+    if len(main) in waits:  # sub-agents that fit no wait run after the main agent's last call
+        steps.append(Fork(tuple(tuple(chain(a, agents[a])) for a in waits[len(main)])))
+    return tuple(steps)
+
+
+def _span(recs: list[tuple]) -> float:
+    """Seconds from a sub-agent's first call to the end of its last (server time included)."""
+    return recs[-1][0] - recs[0][0] + recs[-1][6]
 
 
 def _number(value: object) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 
 from sim.cost.iteration import IterationCost
-from sim.agents.spec import retention
+from sim.agents.retention import retention
 from sim.errors import FleetsimError
 from sim.hardware.catalog import load_fabric, load_gpu, load_node
 from sim.hardware.cluster import Cluster

@@ -28,6 +28,9 @@ class EngineConfig:
     # Queue order: fcfs (by request arrival) or program (by the arrival of the agent job a call belongs to, so a
     # job's later calls go ahead of newer jobs' first ones, as Continuum schedules).
     scheduling: str = "fcfs"
+    # Host memory per GPU for KV copies when agent jobs offload (kv_policy offload); default: half the node's host
+    # memory, shared by its GPUs.
+    kv_offload_gb: float | None = None
 
     def __post_init__(self) -> None:
         if self.scheduling not in SCHEDULING:
@@ -47,6 +50,9 @@ class EngineConfig:
                 not isinstance(self.num_gpu_blocks_override, int) or self.num_gpu_blocks_override < 1):
             raise FleetsimError(f"engine.num_gpu_blocks_override: expected a positive integer, "
                                 f"got {self.num_gpu_blocks_override!r}")
+        if self.kv_offload_gb is not None and not (isinstance(self.kv_offload_gb, (int, float))
+                                                   and self.kv_offload_gb > 0):
+            raise FleetsimError(f"engine.kv_offload_gb: expected a positive number of GB, got {self.kv_offload_gb!r}")
         if self.step_overhead_s < 0:
             raise FleetsimError(f"engine.step_overhead_s: expected >= 0, got {self.step_overhead_s!r}")
         if self.chunked_prefill and self.max_num_batched_tokens < self.max_num_seqs:

@@ -25,6 +25,7 @@ import simpy
 
 from sim.cost.iteration import IterationCost
 from sim.serving.engine_config import EngineConfig
+from sim.serving.host_cache import HostKVCache
 from sim.serving.kv_cache import KVCache
 from sim.serving.request import DECODE, FINISHED, PREFILL, REJECTED, WAITING, Request
 
@@ -62,6 +63,8 @@ class Replica:
         self.preemptions = 0
         self._decode_blocks_step = -1  # the decode step whose block allocations are done
         self._idle: simpy.Event | None = None
+        self.host: HostKVCache | None = None  # CPU offloading target, when the agents' policy offloads
+        self._load_s = 0.0  # host-to-GPU loads the step being planned waits for
         self._segment = False  # inside a multi-step fast-forward segment (interruptible)
         self._interrupted = False
         self.process = env.process(self._run())
@@ -155,7 +158,8 @@ class Replica:
                     if n == r.prompt + r.generated - r.computed:
                         logits += 1
                         finishes = finishes or r.generated + 1 >= r.target
-                t = self.cost.step_time(shapes, n_dec, kv_sum, num_logits=logits)
+                t = self.cost.step_time(shapes, n_dec, kv_sum, num_logits=logits) + self._load_s
+                self._load_s = 0.0
                 end = self.clock + t
                 if not (chain and end < env.peek() and not finishes):
                     self.events += 1
@@ -290,6 +294,11 @@ class Replica:
                     hit_cached_blocks += r.private_blocks
                     held += r.private_blocks
                     start += private * self.B
+            loaded = 0
+            if unit_blocks and r.host_units > hits and not private:
+                # Units past the GPU's hits come back from the host copy: no compute, fresh blocks.
+                loaded = min(r.host_units, max_units) - hits
+                start += loaded * r.prefix_unit_tokens
             if r.kv_ready:
                 # KV computed elsewhere (a prefill pool) arrives with the request: no compute, fresh blocks.
                 start = max(start, min(r.kv_ready, r.prompt + r.generated - 1))
@@ -313,6 +322,10 @@ class Replica:
             r.keys_held = keys
             r.held_blocks = held
             r.private_blocks = 0
+            if loaded > 0:
+                self._load_s += max(0, loaded - r.host_paid) * unit_blocks * self.host.s_per_block
+                self.host.loaded_blocks += loaded * unit_blocks
+                r.host_paid = 0
             if kv.prefix_caching and not r.kv_ready:
                 r.prefix_hit_tokens += start
                 r.lookup_tokens += r.num_tokens

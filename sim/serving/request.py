@@ -13,7 +13,7 @@ class Request:
     __slots__ = (
         "rid", "arrival", "prompt", "output", "prefix_keys", "prefix_unit_tokens",
         "replica", "state", "computed", "generated", "blocks", "keys_held", "held_blocks", "units_seen", "seq",
-        "private_blocks", "private_units", "lookup_tokens", "target", "kv_ready", "program", "turn", "priority",
+        "private_blocks", "private_units", "lookup_tokens", "target", "kv_ready", "host_units", "host_paid", "program", "turn", "priority",
         "base", "gbase", "finish_step", "decode_since", "emit_runs",
         "first_scheduled", "first_token_time", "finish_time", "preemptions", "prefix_hit_tokens", "done",
     )
@@ -40,6 +40,10 @@ class Request:
         self.lookup_tokens = 0  # tokens looked up in the prefix cache at admissions
         self.target = output  # output tokens to reach on the current replica (1 in a prefill-only pool)
         self.kv_ready = 0  # prompt tokens whose KV arrives with the request (from a prefill pool)
+        # CPU offloading: leading prefix units a host copy can supply at admission, and how many of them the caller
+        # has already waited to load (the rest are loaded within the admitting step).
+        self.host_units = 0
+        self.host_paid = 0
         self.program = -1  # the agent job it belongs to, and its turn there (-1: not an agent's)
         self.turn = -1
         self.priority = arrival  # program scheduling: the job's arrival (smaller goes first)
