@@ -131,7 +131,7 @@ def run(
     ep: Annotated[Optional[int], typer.Option(help="MoE: expert-parallel degree (1, or tp x attn-dp).")] = None,
     attn_dp: Annotated[Optional[int], typer.Option(help="MoE: attention data-parallel ranks per replica (with --ep).")] = None,
     replicas: Annotated[Optional[int], typer.Option(help="Data-parallel replicas (default: num_gpus / (tp x pp)).")] = None,
-    router: Annotated[Optional[str], typer.Option(help="round-robin, least-tokens or prefix-aware.")] = None,
+    router: Annotated[Optional[str], typer.Option(help="round-robin, least-tokens or prefix-aware (default: prefix-aware for agent jobs, else round-robin).")] = None,
     prefill_replicas: Annotated[Optional[int], typer.Option(help="Disaggregation: replicas of the prefill pool.")] = None,
     prefill_tp: Annotated[Optional[int], typer.Option(help="Disaggregation: TP of each prefill replica.")] = None,
     decode_replicas: Annotated[Optional[int], typer.Option(help="Disaggregation: replicas of the decode pool.")] = None,

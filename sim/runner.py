@@ -85,11 +85,14 @@ def build(scenario: Scenario) -> Simulation:
     node, fabric = load_node(scenario.node), load_fabric(scenario.fabric)
     env = simpy.Environment()
     dis = scenario.disagg
+    router = scenario.router
+    if router == "auto":
+        router = "prefix-aware" if scenario.agents is not None else "round-robin"
     if dis is None:
         num_gpus, replicas = scenario.resolved_gpus()
         plan = Plan(tp=scenario.tp, pp=scenario.pp, replicas=replicas, tp_nodes=scenario.tp_nodes, ep=scenario.ep,
                     attn_dp=scenario.attn_dp)
-        pool = _Pool(env, model, load_gpu(scenario.gpu), node, fabric, num_gpus, plan, eng, scenario.router)
+        pool = _Pool(env, model, load_gpu(scenario.gpu), node, fabric, num_gpus, plan, eng, router)
         fleet, pools = pool.fleet, [pool]
     else:
         if scenario.pp != 1:
@@ -100,9 +103,9 @@ def build(scenario: Scenario) -> Simulation:
         p_plan = Plan(tp=dis.prefill_tp, replicas=dis.prefill_replicas)
         d_plan = Plan(tp=dis.decode_tp, replicas=dis.decode_replicas)
         prefill = _Pool(env, model, load_gpu(dis.prefill_gpu or scenario.gpu), node, fabric,
-                        p_plan.num_gpus, p_plan, eng, scenario.router, first_index=0, final=False)
+                        p_plan.num_gpus, p_plan, eng, router, first_index=0, final=False)
         decode = _Pool(env, model, load_gpu(dis.decode_gpu or scenario.gpu), node, fabric,
-                       d_plan.num_gpus, d_plan, eng, scenario.router, first_index=len(prefill.fleet.replicas))
+                       d_plan.num_gpus, d_plan, eng, router, first_index=len(prefill.fleet.replicas))
         # Each prefill GPU sends its KV shard over its own NIC to the decode GPUs (pools on different nodes).
         lanes = min(dis.prefill_tp, dis.decode_tp)
         bw = fabric.gbps_per_gpu * 1e9 * lanes

@@ -66,7 +66,7 @@ class Scenario:
     attn_dp: int = 1  # MoE: attention data-parallel ranks per replica, sharing one expert-parallel group
     node: str = "hgx-8gpu"
     fabric: str = "ib-ndr-400"
-    router: str = "round-robin"
+    router: str = "auto"  # auto: prefix-aware for agent jobs (their calls must find their context), else round-robin
     seed: int = 0
     engine: EngineConfig = field(default_factory=EngineConfig)
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)

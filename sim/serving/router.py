@@ -74,4 +74,4 @@ def make_router(name: str):  # noqa: ANN201
     try:
         return ROUTERS[name]()
     except KeyError:
-        raise FleetsimError(f"router: unknown policy '{name}'; expected one of {', '.join(ROUTERS)}") from None
+        raise FleetsimError(f"router: unknown policy '{name}'; expected one of auto, {', '.join(ROUTERS)}") from None
