@@ -14,7 +14,7 @@ and a fixed CPU/launch overhead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -67,6 +67,9 @@ class IterationCost:
         if self.ffn_tp > 1:
             self.ffn_comm = allreduce_model(cluster, self.calib, calib_link, self.ffn_tp,
                                             plan.tp_nodes or None if self.ffn_tp == tp else None)
+        # Expert-parallel load balance: tokens -> (busiest GPU's load over the mean, extra seconds per layer);
+        # None is uniform routing (see sim/moe/balance.py).
+        self.moe_balance: Callable[[float], tuple[float, float]] | None = None
         self._token_cache: dict[tuple[int, int], float] = {}
         self._decode_cache: dict[int, tuple[float, float, float]] = {}
         self._attn_coeffs()
@@ -164,7 +167,6 @@ class IterationCost:
         e, k, f = moe.num_experts, moe.top_k, moe.expert_intermediate_size
         t_rank = tokens * share
         router = self._gemm(t_rank, h, e, 2.0)
-        overhead = self.calib.gemm["overhead_s"]
         if self.ep > 1:
             # Each GPU holds e/ep whole experts and receives its share of the token copies.
             local = e / self.ep
@@ -173,7 +175,14 @@ class IterationCost:
             width = f
             # Dispatch in FP8 and combine in BF16 (DeepEP's formats), each GPU sending its 1/ep of the copies.
             copies = tokens * k / self.ep
-            comm = self.alltoall(copies * h * 1.0) + self.alltoall(copies * h * ACT_BYTES)
+            extra = 0.0
+            if self.moe_balance is not None:
+                # Skewed routing: the layer waits for the busiest GPU, which computes and receives
+                # `imbalance` times the mean; a balancing policy may add its own cost (weights it moves).
+                imbalance, extra = self.moe_balance(tokens)
+                copies *= imbalance
+                per_expert *= imbalance
+            comm = self.alltoall(copies * h * 1.0) + self.alltoall(copies * h * ACT_BYTES) + extra
         else:
             # Expected number of distinct experts hit by the tokens choosing k of e uniformly; each split by the
             # FFN's TP degree (over every attention rank's tokens when attention is data-parallel).
@@ -182,16 +191,27 @@ class IterationCost:
             per_expert = ft * k / active
             width = f / self.ffn_tp
             comm = 0.0
-        up = self._gemm(per_expert, h, 2 * width, self.ebytes) - overhead
-        down = self._gemm(per_expert, width, h, self.ebytes) - overhead
-        # The grouped GEMM runs `active` expert problems in one kernel: sum their times, one launch overhead.
-        experts = active * (up + down) + 2 * overhead
-        experts += self._elementwise(active * per_expert * ACT_BYTES * 3 * width)
+        experts = self.expert_time(per_expert * active, active, width)
         shared = 0.0
         if moe.shared_experts:
             fs = f * moe.shared_experts
             shared = self._gemm(t_rank, h, 2 * fs / tp, self.wbytes) + self._gemm(t_rank, fs / tp, h, self.wbytes)
         return router + experts + shared + comm
+
+    def expert_time(self, copies: float, active: float, width: float | None = None) -> float:
+        """One GPU's grouped GEMM over `copies` token copies spread across `active` experts (of intermediate size
+        `width`, default the whole expert): each expert's problem is as efficient as its token count allows."""
+        if copies <= 0 or active <= 0:
+            return 0.0
+        h = self.model.hidden_size
+        width = self.model.moe.expert_intermediate_size if width is None else width
+        overhead = self.calib.gemm["overhead_s"]
+        per_expert = copies / active
+        up = self._gemm(per_expert, h, 2 * width, self.ebytes) - overhead
+        down = self._gemm(per_expert, width, h, self.ebytes) - overhead
+        # The grouped GEMM runs `active` expert problems in one kernel: sum their times, one launch overhead.
+        return (active * (up + down) + 2 * overhead
+                + self._elementwise(active * per_expert * ACT_BYTES * 3 * width))
 
     # ---- attention -----------------------------------------------------------------------------------------------
     def _prefill_attention(self, chunks: Sequence[tuple[int, int]], share: float = 1.0) -> float:

@@ -1,0 +1,130 @@
+"""Expert-parallel load balance of one model on one plan, under a routing and a placement/balancing policy.
+
+Batches of a given size are sampled from the routing; each policy turns a batch's expert loads into per-GPU loads.
+Reported per policy: imbalance (busiest GPU's copies over the mean, per layer), MoE layer time (the busiest GPU's
+grouped GEMM, the all-to-alls sized by the busiest receiver, plus weights moved), bytes moved, peak memory per GPU
+(expert weights held plus the activations of the copies received).
+
+Policies: ep (contiguous), eplb:R[:hierarchical] (R redundant experts, placed from the loads of `window` earlier
+batches), llep[:ALPHA:M:LAMBDA], exflow (affinity-aware placement; see sim/moe/exflow.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.cost.iteration import ACT_BYTES, IterationCost
+from sim.errors import FleetsimError
+from sim.moe import exflow, llep, placement
+from sim.moe.routing import Routing
+
+POLICIES = ("ep", "eplb:R", "eplb:R:hierarchical", "llep", "llep:ALPHA:M:LAMBDA", "exflow")
+
+
+@dataclass(frozen=True)
+class Policy:
+    kind: str  # ep, eplb, llep, exflow
+    redundant: int = 0
+    hierarchical: bool = False
+    llep: llep.LLEPConfig | None = None
+
+    @property
+    def label(self) -> str:
+        if self.kind == "eplb":
+            return f"eplb:{self.redundant}" + (":hierarchical" if self.hierarchical else "")
+        if self.kind == "llep" and self.llep != llep.LLEPConfig():
+            c = self.llep
+            return f"llep:{c.alpha:g}:{c.min_chunk}:{c.threshold:g}"
+        return self.kind
+
+
+def parse_policy(spec: str) -> Policy:
+    kind, *args = str(spec).split(":")
+    try:
+        if kind in ("ep", "exflow") and not args:
+            return Policy(kind)
+        if kind == "eplb" and args and (len(args) == 1 or args[1:] == ["hierarchical"]) and int(args[0]) >= 0:
+            return Policy("eplb", int(args[0]), len(args) == 2)
+        if kind == "llep" and len(args) in (0, 3):
+            cfg = llep.LLEPConfig(float(args[0]), int(args[1]), float(args[2])) if args else llep.LLEPConfig()
+            return Policy("llep", llep=cfg)
+    except ValueError:
+        pass
+    raise FleetsimError(f"moe policy: expected one of {', '.join(POLICIES)}, got '{spec}'")
+
+
+def expert_bytes(cost: IterationCost) -> float:
+    """Weights of one routed expert (gate, up and down projections)."""
+    m = cost.model
+    return 3 * m.hidden_size * m.moe.expert_intermediate_size * cost.ebytes
+
+
+class Balancer:
+    """A policy applied to a model's MoE layers on `gpus` expert-parallel GPUs."""
+
+    def __init__(self, policy: Policy, routing: Routing, cost: IterationCost, gpus: int, tokens_hint: int = 4096,
+                 window: int = 16, seed: int = 0, gpus_per_node: int = 8) -> None:
+        self.policy, self.routing, self.cost, self.gpus = policy, routing, cost, gpus
+        layers, experts = routing.probs.shape
+        if experts % gpus:
+            raise FleetsimError(f"ep={gpus} does not divide the {experts} experts")
+        self.home = np.arange(experts) // (experts // gpus)
+        if policy.kind == "eplb":
+            # Placed from what the previous `window` batches routed, as EPLB rebalances from observed loads.
+            rng = np.random.default_rng([seed, 1])
+            seen = sum(routing.sample(tokens_hint, rng) for _ in range(window))
+            self.placement = placement.eplb(seen, gpus, policy.redundant,
+                                            gpus_per_node if policy.hierarchical else None)
+        elif policy.kind == "exflow":
+            self.placement = exflow.place(routing, gpus)
+        else:
+            self.placement = placement.contiguous(layers, experts, gpus)
+
+    def batch(self, counts: np.ndarray) -> dict:
+        """One sampled batch ([layers, experts] copies) through every MoE layer."""
+        cost, h = self.cost, self.cost.model.hidden_size
+        if self.policy.kind == "llep":
+            loads = np.empty((counts.shape[0], self.gpus))
+            received = np.zeros((counts.shape[0], self.gpus))
+            acted = 0
+            for layer, c in enumerate(counts):
+                loads[layer], received[layer], on = llep.assign(c, self.home, self.gpus, self.policy.llep)
+                acted += on
+        else:
+            loads = self.placement.gpu_loads(counts)
+            received = np.zeros_like(loads)
+            acted = 0
+        held = self.placement.experts_per_gpu()  # [layers, gpus]
+        times = []
+        ebytes = expert_bytes(cost)
+        link = cost.cluster.gpu.scale_up_gbps * 1e9
+        active = np.minimum(held + received, np.maximum(1.0, loads))  # experts with work on each GPU
+        for layer in range(loads.shape[0]):
+            busiest = loads[layer].max()
+            compute = max(cost.expert_time(float(c), float(a)) for c, a in zip(loads[layer], active[layer]))
+            comm = cost.alltoall(busiest * h * 1.0) + cost.alltoall(busiest * h * ACT_BYTES) if cost.alltoall else 0.0
+            times.append(compute + comm + received[layer].max() * ebytes / link)
+        mean = loads.mean(axis=1, keepdims=True)
+        imbalance = (loads.max(axis=1) / np.where(mean[:, 0] > 0, mean[:, 0], 1.0))
+        # Peak memory per GPU: the experts it hosts in every layer, plus the one layer at a time whose received
+        # copies (FP8 in, BF16 out) and gate/up activations, and any expert weights lent to it (freed after the
+        # layer, as LLEP does), are live.
+        f = cost.model.moe.expert_intermediate_size
+        transient = loads * (h * (1.0 + ACT_BYTES) + 2 * f * ACT_BYTES) + received * ebytes
+        peak = (held * ebytes).sum(axis=0) + transient.max(axis=0)
+        return {"imbalance": imbalance, "layer_time_s": np.array(times),
+                "moved_bytes": float(received.sum() * ebytes), "llep_active_layers": acted,
+                "peak_gpu_bytes": float(peak.max())}
+
+    def evaluate(self, tokens: int, batches: int = 8, seed: int = 0) -> dict:
+        rng = np.random.default_rng([seed, 2])
+        runs = [self.batch(self.routing.sample(tokens, rng)) for _ in range(batches)]
+        per_layer = np.mean([r["imbalance"] for r in runs], axis=0)
+        return {"policy": self.policy.label, "tokens": tokens, "imbalance": float(per_layer.mean()),
+                "imbalance_per_layer": per_layer.tolist(),
+                "layer_time_s": float(np.mean([r["layer_time_s"].mean() for r in runs])),
+                "moved_gb_per_batch": float(np.mean([r["moved_bytes"] for r in runs])) / 1e9,
+                "llep_active_share": float(np.mean([r["llep_active_layers"] for r in runs])) / len(per_layer),
+                "peak_gpu_gb": max(r["peak_gpu_bytes"] for r in runs) / 1e9}
