@@ -132,6 +132,8 @@ def run(
     attn_dp: Annotated[Optional[int], typer.Option(help="MoE: attention data-parallel ranks per replica (with --ep).")] = None,
     replicas: Annotated[Optional[int], typer.Option(help="Data-parallel replicas (default: num_gpus / (tp x pp)).")] = None,
     router: Annotated[Optional[str], typer.Option(help="round-robin, least-tokens or prefix-aware (default: prefix-aware for agent jobs, else round-robin).")] = None,
+    moe_routing: Annotated[Optional[str], typer.Option(help="MoE expert choice: uniform, zipf:S, dirichlet:ALPHA, hot:FRACTION:NUM_HOT[:packed], measured:PATH [+affinity:P].")] = None,
+    moe_policy: Annotated[Optional[str], typer.Option(help="MoE balancing under EP: ep, eplb:R[:hierarchical], llep[:ALPHA:M:LAMBDA], exflow.")] = None,
     prefill_replicas: Annotated[Optional[int], typer.Option(help="Disaggregation: replicas of the prefill pool.")] = None,
     prefill_tp: Annotated[Optional[int], typer.Option(help="Disaggregation: TP of each prefill replica.")] = None,
     decode_replicas: Annotated[Optional[int], typer.Option(help="Disaggregation: replicas of the decode pool.")] = None,
@@ -178,7 +180,7 @@ def run(
     overrides = {
         "model": model, "gpu": gpu, "num_gpus": num_gpus, "node": node, "fabric": fabric, "tp": tp, "pp": pp, "tp_nodes": tp_nodes, "ep": ep, "attn_dp": attn_dp,
         "replicas": replicas,
-        "router": router, "seed": seed,
+        "router": router, "seed": seed, "moe_routing": moe_routing, "moe_policy": moe_policy,
         "disagg.prefill_replicas": prefill_replicas, "disagg.prefill_tp": prefill_tp,
         "disagg.decode_replicas": decode_replicas, "disagg.decode_tp": decode_tp,
         "disagg.prefill_gpu": prefill_gpu, "disagg.decode_gpu": decode_gpu,

@@ -25,6 +25,8 @@ from sim.metrics.export import write_outputs
 from sim.metrics.records import request_table
 from sim.metrics.summary import job_summary, summarize
 from sim.model.catalog import load_model
+from sim.moe.balance import Balancer, parse_policy, step_balance
+from sim.moe.routing import parse as parse_routing
 from sim.parallel.memory import MemoryBudget, memory_budget
 from sim.parallel.plan import Plan
 from sim.scenario import Scenario
@@ -83,6 +85,8 @@ def build(scenario: Scenario) -> Simulation:
     model = load_model(scenario.model)
     eng = scenario.engine
     node, fabric = load_node(scenario.node), load_fabric(scenario.fabric)
+    if model.moe is None and (scenario.moe_routing != "uniform" or scenario.moe_policy != "ep"):
+        raise FleetsimError(f"moe_routing / moe_policy: {model.name} has no experts")
     env = simpy.Environment()
     dis = scenario.disagg
     router = scenario.router
@@ -92,7 +96,8 @@ def build(scenario: Scenario) -> Simulation:
         num_gpus, replicas = scenario.resolved_gpus()
         plan = Plan(tp=scenario.tp, pp=scenario.pp, replicas=replicas, tp_nodes=scenario.tp_nodes, ep=scenario.ep,
                     attn_dp=scenario.attn_dp)
-        pool = _Pool(env, model, load_gpu(scenario.gpu), node, fabric, num_gpus, plan, eng, router)
+        pool = _Pool(env, model, load_gpu(scenario.gpu), node, fabric, num_gpus, plan, eng, router,
+                     moe=(scenario.moe_routing, scenario.moe_policy) if model.moe else None)
         fleet, pools = pool.fleet, [pool]
     else:
         if scenario.pp != 1:
@@ -154,7 +159,8 @@ class _Pool:
     """Identical replicas of one plan on one GPU type, behind a router."""
 
     def __init__(self, env: simpy.Environment, model, gpu, node, fabric, num_gpus: int, plan: Plan,  # noqa: ANN001
-                 eng, router: str, first_index: int = 0, final: bool = True) -> None:  # noqa: ANN001
+                 eng, router: str, first_index: int = 0, final: bool = True,  # noqa: ANN001
+                 moe: tuple[str, str] | None = None) -> None:
         self.gpu = gpu
         cluster = Cluster(gpu, node, fabric, num_gpus)
         if plan.tp_nodes and plan.tp // plan.tp_nodes > cluster.node.gpus_per_node:
@@ -188,6 +194,12 @@ class _Pool:
         self.max_model_len = min(model.max_context, (blocks - int(eng.watermark * blocks)) * eng.block_size)
         self.fleet = Fleet(env, make_router(router), first_index=first_index, final=final)
         cost = IterationCost(model, cluster, plan, eng.step_overhead_s)
+        if moe is not None and (moe[0] != "uniform" or moe[1] != "ep"):
+            if plan.ep == 1:
+                raise FleetsimError("moe_routing / moe_policy: need expert parallelism (ep > 1)")
+            routing = parse_routing(moe[0], model.num_moe_layers, model.moe.num_experts, model.moe.top_k)
+            balancer = Balancer(parse_policy(moe[1]), routing, cost, plan.ep, gpus_per_node=node.gpus_per_node)
+            cost.moe_balance = step_balance(balancer)
         for _ in range(plan.replicas * plan.pp):
             self.fleet.add_replica(lambda i, cb: Replica(env, i, cost, KVCache(blocks, eng.block_size,
                                                                                eng.enable_prefix_caching),

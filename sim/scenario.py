@@ -64,6 +64,10 @@ class Scenario:
     tp_nodes: int = 0  # nodes a tensor-parallel group spans; 0 packs it into as few as fit
     ep: int = 1  # MoE: expert-parallel degree (1, or tp x attn_dp)
     attn_dp: int = 1  # MoE: attention data-parallel ranks per replica, sharing one expert-parallel group
+    # MoE under EP: which experts tokens choose (see sim/moe/routing.py) and how loads are balanced
+    # (ep, eplb:R[:hierarchical], llep[:ALPHA:M:LAMBDA], exflow; see sim/moe/balance.py).
+    moe_routing: str = "uniform"
+    moe_policy: str = "ep"
     node: str = "hgx-8gpu"
     fabric: str = "ib-ndr-400"
     router: str = "auto"  # auto: prefix-aware for agent jobs (their calls must find their context), else round-robin

@@ -99,3 +99,18 @@ def test_bad_moe_specs_get_one_clear_line():
         parse_policy("eplb:x")
     with pytest.raises(sim.FleetsimError, match="must be a multiple of ep=8"):
         Balancer(parse_policy("eplb:3"), R.uniform(24, 32, 4), _cost("gpt-oss-20b"), 8)
+
+
+def test_fleetsim_run_pays_for_skew_under_ep_and_llep_wins_it_back():
+    def run(**kw):
+        return sim.run(model="gpt-oss-120b", gpu="h100", tp=1, attn_dp=8, ep=8, num_gpus=8,
+                       **{"workload.num_requests": 300, "workload.rate": 40.0}, **kw).summary
+
+    uniform = run()
+    skewed = {p: run(moe_routing="hot:0.5:4:packed", moe_policy=p) for p in ("ep", "llep", "eplb:8")}
+    print({p: round(s["tpot_mean_s"] * 1e3, 2) for p, s in skewed.items()}, round(uniform["tpot_mean_s"] * 1e3, 2))
+    assert skewed["ep"]["tpot_mean_s"] > uniform["tpot_mean_s"]
+    assert skewed["llep"]["tpot_mean_s"] < skewed["ep"]["tpot_mean_s"]
+    assert skewed["eplb:8"]["tpot_mean_s"] < skewed["ep"]["tpot_mean_s"]
+    with pytest.raises(sim.FleetsimError, match="has no experts"):
+        sim.run(model="llama-3.1-8b", moe_policy="llep")

@@ -97,7 +97,7 @@ class Balancer:
             received = np.zeros_like(loads)
             acted = 0
         held = self.placement.experts_per_gpu()  # [layers, gpus]
-        times = []
+        times, lent = [], []
         ebytes = expert_bytes(cost)
         link = cost.cluster.gpu.scale_up_gbps * 1e9
         active = np.minimum(held + received, np.maximum(1.0, loads))  # experts with work on each GPU
@@ -105,7 +105,9 @@ class Balancer:
             busiest = loads[layer].max()
             compute = max(cost.expert_time(float(c), float(a)) for c, a in zip(loads[layer], active[layer]))
             comm = cost.alltoall(busiest * h * 1.0) + cost.alltoall(busiest * h * ACT_BYTES) if cost.alltoall else 0.0
-            times.append(compute + comm + received[layer].max() * ebytes / link)
+            lend = received[layer].max() * ebytes / link
+            lent.append(lend)
+            times.append(compute + comm + lend)
         mean = loads.mean(axis=1, keepdims=True)
         imbalance = (loads.max(axis=1) / np.where(mean[:, 0] > 0, mean[:, 0], 1.0))
         # Peak memory per GPU: the experts it hosts in every layer, plus the one layer at a time whose received
@@ -114,7 +116,7 @@ class Balancer:
         f = cost.model.moe.expert_intermediate_size
         transient = loads * (h * (1.0 + ACT_BYTES) + 2 * f * ACT_BYTES) + received * ebytes
         peak = (held * ebytes).sum(axis=0) + transient.max(axis=0)
-        return {"imbalance": imbalance, "layer_time_s": np.array(times),
+        return {"imbalance": imbalance, "layer_time_s": np.array(times), "lend_s": float(np.mean(lent)),
                 "moved_bytes": float(received.sum() * ebytes), "llep_active_layers": acted,
                 "peak_gpu_bytes": float(peak.max())}
 
@@ -125,6 +127,22 @@ class Balancer:
         return {"policy": self.policy.label, "tokens": tokens, "imbalance": float(per_layer.mean()),
                 "imbalance_per_layer": per_layer.tolist(),
                 "layer_time_s": float(np.mean([r["layer_time_s"].mean() for r in runs])),
+                "lend_s": float(np.mean([r["lend_s"] for r in runs])),
                 "moved_gb_per_batch": float(np.mean([r["moved_bytes"] for r in runs])) / 1e9,
                 "llep_active_share": float(np.mean([r["llep_active_layers"] for r in runs])) / len(per_layer),
                 "peak_gpu_gb": max(r["peak_gpu_bytes"] for r in runs) / 1e9}
+
+
+def step_balance(balancer: Balancer, batches: int = 4, seed: int = 0):  # noqa: ANN201
+    """The IterationCost hook: tokens in a step -> (busiest GPU's load over the mean, seconds per layer spent
+    lending weights), evaluated once per power-of-two batch size (the imbalance depends on the batch size)."""
+    memo: dict[int, tuple[float, float]] = {}
+
+    def balance(tokens: float) -> tuple[float, float]:
+        bucket = 1 << max(0, int(round(np.log2(max(tokens, 1.0)))))
+        if bucket not in memo:
+            r = balancer.evaluate(bucket, batches, seed)
+            memo[bucket] = (r["imbalance"], r["lend_s"])
+        return memo[bucket]
+
+    return balance
