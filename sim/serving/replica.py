@@ -325,7 +325,7 @@ class Replica:
             if loaded > 0:
                 self._load_s += max(0, loaded - r.host_paid) * unit_blocks * self.host.s_per_block
                 self.host.loaded_blocks += loaded * unit_blocks
-                r.host_paid = 0
+            r.host_paid = 0  # a later admission (after a preemption) pays for its own loads
             if kv.prefix_caching and not r.kv_ready:
                 r.prefix_hit_tokens += start
                 r.lookup_tokens += r.num_tokens
