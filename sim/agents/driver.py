@@ -27,10 +27,11 @@ _CHAIN_STRIDE = 1 << 36  # each sub-agent chain of a job: a key range apart from
 class _Job:
     """What one job's chains add up while it runs."""
 
-    __slots__ = ("start", "turns", "tool_s", "reprefill", "failed", "chains")
+    __slots__ = ("start", "base", "turns", "tool_s", "reprefill", "failed", "chains")
 
-    def __init__(self, start: float) -> None:
-        self.start, self.turns, self.tool_s, self.reprefill, self.failed, self.chains = start, 0, 0.0, 0, False, 0
+    def __init__(self, start: float, base: int) -> None:
+        self.start, self.base = start, base  # base: the first prefix key of the job's key range
+        self.turns, self.tool_s, self.reprefill, self.failed, self.chains = 0, 0.0, 0, False, 0
 
 
 class AgentDriver:
@@ -73,8 +74,8 @@ class AgentDriver:
 
     def _run(self, prog: AgentProgram):  # noqa: ANN202
         start = self.env.now
-        job = _Job(start)
-        context = yield from self._chain(job, prog, prog.steps, (prog.pid + 1) * _KEY_STRIDE)
+        job = _Job(start, (prog.pid + 1) * _KEY_STRIDE)
+        context = yield from self._chain(job, prog, prog.steps, job.base)
         self.jobs.append({"program": prog.pid, "start_s": start, "finish_s": self.env.now,
                           "jct_s": self.env.now - start, "turns": job.turns, "final_context_tokens": context,
                           "tool_s": job.tool_s, "reprefill_tokens": job.reprefill, "failed": job.failed})
@@ -102,8 +103,7 @@ class AgentDriver:
                 subs = []
                 for branch in step.branches:
                     job.chains += 1
-                    subs.append(env.process(self._chain(job, prog, branch,
-                                                        base - base % _KEY_STRIDE + job.chains * _CHAIN_STRIDE)))
+                    subs.append(env.process(self._chain(job, prog, branch, job.base + job.chains * _CHAIN_STRIDE)))
                 yield env.all_of(subs)
                 continue
             assert isinstance(step, LLMCall)

@@ -26,17 +26,13 @@ import json
 from pathlib import Path
 
 from sim.agents.program import AgentProgram, Fork, LLMCall, ToolCall
+from sim.core.json_file import read_json
 from sim.errors import FleetsimError
 
 
 def read_weka_session(path: Path, pid: int, max_tokens: int | None = None) -> tuple[AgentProgram, int]:
     """One session as a job, and how many of its requests were clipped to `max_tokens` (prompt + output)."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise FleetsimError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise FleetsimError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    doc = read_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("requests"), list):
         raise FleetsimError(f"{path}: expected a WEKA session (an object with a 'requests' list)")
     block = doc.get("block_size", 64)
@@ -188,7 +184,7 @@ def _number(value: object) -> bool:
 
 
 def read_trtllm(path: Path, pid: int, clip: _Clipper) -> AgentProgram:
-    doc = _load_json(path)
+    doc = read_json(path)
     events = doc.get("events") if isinstance(doc, dict) else None
     if not isinstance(events, list):
         raise FleetsimError(f"{path}: expected a TensorRT-LLM scaffolding trace (an object with an 'events' list)")
@@ -260,15 +256,6 @@ def read_jobs_jsonl(path: Path, clip: _Clipper) -> tuple[list[AgentProgram], lis
     return programs, names
 
 
-def _load_json(path: Path) -> object:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise FleetsimError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise FleetsimError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-
-
 def read_agent_trace(path: str | Path, max_tokens: int | None = None) -> tuple[list[AgentProgram], list[str], int]:
     """Jobs from an agent trace (any format above, by the file's shape): (jobs, job names, calls clipped)."""
     path = Path(path)
@@ -289,7 +276,7 @@ def read_agent_trace(path: str | Path, max_tokens: int | None = None) -> tuple[l
         return programs, names, clip.count
     programs, names = [], []
     for pid, f in enumerate(files):
-        doc = _load_json(f)
+        doc = read_json(f)
         if isinstance(doc, dict) and "events" in doc:
             programs.append(read_trtllm(f, pid, clip))
         else:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from sim.core.json_file import read_json
 from sim.core.paths import data_dir
 from sim.core.toml_card import cards_in, read_toml, resolve_name
 from sim.errors import FleetsimError
@@ -73,12 +73,7 @@ def _hf_dtype(cfg: dict[str, Any]) -> str:
 
 def from_hf_config(path: Path) -> ModelArch:
     """Map a Hugging Face config.json (Llama, Mistral/Mixtral, Qwen2/3(-MoE), DeepSeek-V2/V3, gpt-oss) to a card."""
-    try:
-        cfg = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FleetsimError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise FleetsimError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    cfg = read_json(path)
     need = ["num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size"]
     missing = [k for k in need if k not in cfg]
     if missing:

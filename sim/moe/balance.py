@@ -68,9 +68,9 @@ class Balancer:
                  window: int = 16, seed: int = 0, gpus_per_node: int = 8) -> None:
         self.policy, self.routing, self.cost, self.gpus = policy, routing, cost, gpus
         layers, experts = routing.probs.shape
-        if experts % gpus:
-            raise FleetsimError(f"ep={gpus} does not divide the {experts} experts")
-        self.home = np.arange(experts) // (experts // gpus)
+        standard = placement.contiguous(layers, experts, gpus)
+        self.home = standard.share[0].argmax(axis=1)  # each expert's own GPU under standard EP (LLEP's start)
+        self.placement = standard
         if policy.kind == "eplb":
             # Placed from what the previous `window` batches routed, as EPLB rebalances from observed loads.
             rng = np.random.default_rng([seed, 1])
@@ -79,8 +79,6 @@ class Balancer:
                                             gpus_per_node if policy.hierarchical else None)
         elif policy.kind == "exflow":
             self.placement = exflow.place(routing, gpus)
-        else:
-            self.placement = placement.contiguous(layers, experts, gpus)
 
     def batch(self, counts: np.ndarray) -> dict:
         """One sampled batch ([layers, experts] copies) through every MoE layer."""

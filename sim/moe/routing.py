@@ -9,12 +9,12 @@ goes at layer l+1 to the expert that `successor[l]` pairs with its expert at lay
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from sim.core.json_file import read_json
 from sim.errors import FleetsimError
 
 
@@ -97,12 +97,7 @@ def measured(path: str | Path, group: str | None = None) -> Routing:
     """Per-layer expert selection frequencies from the GPT-OSS expert-fingerprinting files (AmanPriyanshu/
     GPT-OSS-MoE-ExpertFingerprinting, Apache-2.0): `count_frequency` per expert sums to top-k per layer."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FleetsimError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise FleetsimError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    doc = read_json(path)
     if not isinstance(doc, dict) or not doc:
         raise FleetsimError(f"{path}: expected an object of groups with 'think_expert_analytics'")
     if group is None:  # the group with the most samples
