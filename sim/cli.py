@@ -81,6 +81,9 @@ def render_summary(s: dict[str, Any], title: str) -> None:
           if "num_jobs" in s else []),
         *([("KV offloaded / reloaded (GB per GPU)", f"{s['kv_offloaded_gb']:,.1f} / {s['kv_reloaded_gb']:,.1f}")]
           if "kv_offloaded_gb" in s else []),
+        *([("MoE imbalance (busiest GPU / mean, mean step)", _fmt(s["moe_imbalance"]))] if "moe_imbalance" in s else []),
+        *([("EPLB re-placements (GB copied)", f"{s['moe_rebalances']:,} ({s['moe_rebalance_gb']:,.1f})")]
+          if "moe_rebalances" in s else []),
         ("simulated in (s)", _fmt(s["sim_wall_s"])),
     ]
     for k, v in rows:
@@ -132,8 +135,8 @@ def run(
     attn_dp: Annotated[Optional[int], typer.Option(help="MoE: attention data-parallel ranks per replica (with --ep).")] = None,
     replicas: Annotated[Optional[int], typer.Option(help="Data-parallel replicas (default: num_gpus / (tp x pp)).")] = None,
     router: Annotated[Optional[str], typer.Option(help="round-robin, least-tokens or prefix-aware (default: prefix-aware for agent jobs, else round-robin).")] = None,
-    moe_routing: Annotated[Optional[str], typer.Option(help="MoE expert choice: uniform, zipf:S, dirichlet:ALPHA, hot:FRACTION:NUM_HOT[:packed], measured:PATH [+affinity:P].")] = None,
-    moe_policy: Annotated[Optional[str], typer.Option(help="MoE balancing under EP: ep, eplb:R[:hierarchical], llep[:ALPHA:M:LAMBDA], exflow.")] = None,
+    moe_routing: Annotated[Optional[str], typer.Option(help="MoE expert choice: uniform, zipf:S, dirichlet:ALPHA, hot:FRACTION:NUM_HOT[:packed], measured[:PATH] (default: shipped gpt-oss-20b loads) [+affinity:P].")] = None,
+    moe_policy: Annotated[Optional[str], typer.Option(help="MoE balancing under EP: ep, eplb:R[:hierarchical][:K] (re-placed every K steps), llep[:ALPHA:M:LAMBDA], exflow.")] = None,
     prefill_replicas: Annotated[Optional[int], typer.Option(help="Disaggregation: replicas of the prefill pool.")] = None,
     prefill_tp: Annotated[Optional[int], typer.Option(help="Disaggregation: TP of each prefill replica.")] = None,
     decode_replicas: Annotated[Optional[int], typer.Option(help="Disaggregation: replicas of the decode pool.")] = None,
@@ -334,6 +337,9 @@ def search(
     turns: Annotated[Optional[int], typer.Option(help="LLM calls per agent job.")] = None,
     tool_time: Annotated[Optional[str], typer.Option(help="Agent tool-call seconds: fixed:S, uniform:A:B, lognormal:MEDIAN:SIGMA.")] = None,
     kv_policies: Annotated[Optional[str], typer.Option(help="Agent jobs: KV retention policies to sweep, e.g. evict,pin:30,continuum,offload.")] = None,
+    ep_list: Annotated[Optional[str], typer.Option("--ep", help="MoE: expert-parallel degrees to keep, e.g. 1,8 (1: experts split by TP; default: all).")] = None,
+    moe_routing: Annotated[Optional[str], typer.Option(help="MoE expert choice: uniform, zipf:S, dirichlet:ALPHA, hot:FRACTION:NUM_HOT[:packed], measured[:PATH] (default: shipped gpt-oss-20b loads) [+affinity:P].")] = None,
+    moe_policies: Annotated[Optional[str], typer.Option(help="MoE: balancing policies to try on every EP plan, e.g. ep,eplb:8,llep.")] = None,
     slo_jct: Annotated[Optional[float], typer.Option(help="Agent jobs: p90 JCT target (capacity mode: most agents within it).")] = None,
     second_gpu: Annotated[Optional[str], typer.Option(help="A second GPU type: plans put prefill on one type, decode on the other.")] = None,
     second_num_gpus: Annotated[int, typer.Option(help="GPUs of the second type.")] = 0,
@@ -360,6 +366,7 @@ def search(
         "workload.num_requests": num_requests, "workload.duration_s": duration,
         "slo.ttft_s": slo_ttft, "slo.tpot_s": slo_tpot, "slo.jct_s": slo_jct,
         "agents.agents": agents, "agents.programs": jobs, "agents.turns": turns, "agents.tool_time": tool_time,
+        "moe_routing": moe_routing,
     }
     if num_requests is not None and duration is None:
         overrides["workload.duration_s"] = float("inf")
@@ -372,7 +379,9 @@ def search(
                             max_num_seqs=_int_list(seqs_list, "--max-num-seqs"),
                             max_num_batched_tokens=_int_list(tokens_list, "--max-batched-tokens"), disagg=disagg,
                             second_gpu=second_gpu, second_num_gpus=second_num_gpus,
-                            kv_policies=tuple(p for p in kv_policies.split(",") if p) if kv_policies else None)
+                            kv_policies=tuple(p for p in kv_policies.split(",") if p) if kv_policies else None,
+                            ep=_int_list(ep_list, "--ep"),
+                            moe_policies=tuple(p for p in moe_policies.split(",") if p) if moe_policies else None)
         where = out_dir or Path("fleetsim-search") / scenario_key(base, {"space": repr(space), "objective": objective,
                                                                          "capacity": capacity})[:12]
         result = run_search(base, space=space, objective=objective, executor=executor, workers=workers,

@@ -79,6 +79,7 @@ class Simulation:
     gpu_name: str = ""
     agents: AgentDriver | None = None  # agent jobs instead of a request table
     programs: list[AgentProgram] = field(default_factory=list)
+    balancer: Balancer | None = None  # MoE expert balance under EP, when routing or policy is not the default
 
 
 def build(scenario: Scenario) -> Simulation:
@@ -137,13 +138,14 @@ def build(scenario: Scenario) -> Simulation:
         else:
             programs = generate_programs(spec, scenario.seed)
         return Simulation(env, fleet, driver.requests, pools[-1].mem, max_model_len, model.name, gpu_names,
-                          driver, programs)
+                          driver, programs, pools[0].balancer)
     table, unit = build_requests(scenario.workload, scenario.seed, max_model_len)
     if unit and unit % eng.block_size:
         raise FleetsimError(f"engine.block_size ({eng.block_size}) must divide the trace's prefix block "
                             f"({unit} tokens) for prefix caching")
     requests = _requests_from(table, unit if eng.enable_prefix_caching else 0)
-    return Simulation(env, fleet, requests, pools[-1].mem, max_model_len, model.name, gpu_names)
+    return Simulation(env, fleet, requests, pools[-1].mem, max_model_len, model.name, gpu_names,
+                      balancer=pools[0].balancer)
 
 
 def _attach_host_caches(pool: _Pool, node, eng, pp: int) -> None:  # noqa: ANN001
@@ -177,10 +179,14 @@ class _Pool:
             raise FleetsimError(f"ep={plan.ep}: {model.name} has no experts (expert parallelism is for MoE models)")
         if plan.ep > 1 and model.moe.num_experts % plan.ep:
             raise FleetsimError(f"ep={plan.ep} does not divide {model.name}'s {model.moe.num_experts} experts")
+        policy = parse_policy(moe[1]) if moe is not None else None
+        if policy is not None and policy.kind != "ep" and plan.ep == 1:
+            raise FleetsimError(f"moe_policy {policy.label}: needs expert parallelism (ep > 1)")
         # Activations are per GPU: sized by one attention rank's step (the engine knobs are per rank, as in vLLM).
         self.mem = memory_budget(model, gpu, plan, gpu_memory_utilization=eng.gpu_memory_utilization,
                                  block_size=eng.block_size, max_batched_tokens=eng.max_num_batched_tokens,
-                                 max_num_seqs=eng.max_num_seqs, blocks_override=eng.num_gpu_blocks_override)
+                                 max_num_seqs=eng.max_num_seqs, blocks_override=eng.num_gpu_blocks_override,
+                                 redundant_experts=policy.redundant if policy is not None else 0)
         if plan.attn_dp > 1:
             # One scheduler stands for the attention ranks (balanced): its limits are the ranks' together.
             eng = dataclasses.replace(eng, max_num_seqs=eng.max_num_seqs * plan.attn_dp,
@@ -194,12 +200,14 @@ class _Pool:
         self.max_model_len = min(model.max_context, (blocks - int(eng.watermark * blocks)) * eng.block_size)
         self.fleet = Fleet(env, make_router(router), first_index=first_index, final=final)
         cost = IterationCost(model, cluster, plan, eng.step_overhead_s)
-        if moe is not None and (moe[0] != "uniform" or moe[1] != "ep"):
-            if plan.ep == 1:
-                raise FleetsimError("moe_routing / moe_policy: need expert parallelism (ep > 1)")
+        self.balancer: Balancer | None = None
+        if moe is not None:
+            # Parsed even where it has no effect, so a bad routing spec fails the same way on every plan.
             routing = parse_routing(moe[0], model.num_moe_layers, model.moe.num_experts, model.moe.top_k)
-            balancer = Balancer(parse_policy(moe[1]), routing, cost, plan.ep, gpus_per_node=node.gpus_per_node)
-            cost.moe_balance = step_balance(balancer)
+            # Without EP every GPU holds a TP slice of every expert: a skewed routing loads them all alike.
+            if plan.ep > 1 and (moe[0] != "uniform" or policy.kind != "ep"):
+                self.balancer = Balancer(policy, routing, cost, plan.ep, gpus_per_node=node.gpus_per_node)
+                cost.moe_balance = step_balance(self.balancer)
         for _ in range(plan.replicas * plan.pp):
             self.fleet.add_replica(lambda i, cb: Replica(env, i, cost, KVCache(blocks, eng.block_size,
                                                                                eng.enable_prefix_caching),
@@ -291,6 +299,15 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
             "replicas": len(reps) // scenario.pp, "engines": len(reps), "model": sim.model_name,
             "gpu": sim.gpu_name, "num_gpus": _gpus_used(scenario, len(reps))}
     summary["sim_wall_s"] = wall_s
+    bal = sim.balancer
+    if bal is not None:
+        r = bal.evaluate(_mean_step_tokens(sim, reps))
+        summary["moe_imbalance"] = r["imbalance"]  # at the run's mean step size
+        if bal.policy.every:
+            # Every replica (one EP group, its pipeline engines together) re-places every `every` of its steps.
+            rebalances = sum(rep.steps for rep in reps) // scenario.pp // bal.policy.every
+            summary["moe_rebalances"] = rebalances
+            summary["moe_rebalance_gb"] = rebalances * bal.rebalance_bytes / 1e9  # copied, all GPUs together
     jobs = None
     if sim.agents is not None:
         jobs = pl.DataFrame(sim.agents.jobs).sort("program") if sim.agents.jobs else pl.DataFrame()
@@ -306,6 +323,13 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
             summary["kv_offloaded_gb"] = sum(h.written_blocks for h in hosts) * block_bytes / 1e9  # per GPU
             summary["kv_reloaded_gb"] = sum(h.loaded_blocks for h in hosts) * block_bytes / 1e9
     return Result(scenario, df, summary, timeline, sim.memory, info, jobs)
+
+
+def _mean_step_tokens(sim: Simulation, reps: list[Replica]) -> int:
+    """Tokens per engine step over the run: prompt tokens (cached prefixes included) and output tokens."""
+    steps = sum(rep.steps for rep in reps)
+    tokens = sum(r.prompt + r.output for r in sim.requests)
+    return max(1, round(tokens / steps)) if steps else 1
 
 
 def _gpus_used(scenario: Scenario, engines: int) -> int:

@@ -114,3 +114,19 @@ def test_fleetsim_run_pays_for_skew_under_ep_and_llep_wins_it_back():
     assert skewed["eplb:8"]["tpot_mean_s"] < skewed["ep"]["tpot_mean_s"]
     with pytest.raises(sim.FleetsimError, match="has no experts"):
         sim.run(model="llama-3.1-8b", moe_policy="llep")
+
+
+def test_eplb_rebalancing_every_k_steps_copies_weights_and_costs_time():
+    def run(policy):
+        return sim.run(model="gpt-oss-20b", gpu="h100", tp=1, attn_dp=8, ep=8, num_gpus=8, moe_routing="measured",
+                       moe_policy=policy, **{"workload.num_requests": 300, "workload.rate": 20.0})
+
+    once, often, rarely = run("eplb:8"), run("eplb:8:20"), run("eplb:8:400")
+    assert "moe_rebalances" not in once.summary
+    for r, k in ((often, 20), (rarely, 400)):
+        assert r.summary["moe_rebalances"] == r.info["engine_steps"] // k
+        assert r.summary["moe_rebalance_gb"] > 0
+    assert often.summary["moe_rebalance_gb"] > 10 * rarely.summary["moe_rebalance_gb"]
+    assert often.summary["tpot_mean_s"] > rarely.summary["tpot_mean_s"] >= once.summary["tpot_mean_s"]
+    assert parse_policy("eplb:8:hierarchical:100").every == 100
+    assert parse_policy("eplb:8:hierarchical:100").label == "eplb:8:hierarchical:100"

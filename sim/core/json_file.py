@@ -14,5 +14,9 @@ def read_json(path: str | Path) -> Any:  # noqa: ANN401  (whatever the document 
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise FleetsimError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise FleetsimError(f"{path}: is a folder, expected a JSON file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FleetsimError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
     except json.JSONDecodeError as exc:
         raise FleetsimError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None

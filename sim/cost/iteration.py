@@ -59,7 +59,7 @@ class IterationCost:
         self.ep = plan.ep if model.moe else 1
         self.alltoall = None
         if self.ep > 1:
-            self.alltoall = alltoall_model(cluster, self.calib, calib_link, self.ep)
+            self.alltoall = alltoall_model(cluster, self.calib, calib_link, self.ep, model.moe.top_k)
         # Without EP, data-parallel attention ranks gather their tokens for an FFN split over all tp x attn_dp
         # GPUs, then scatter them back: an all-gather and a reduce-scatter, the bytes of one all-reduce.
         self.ffn_tp = tp * plan.attn_dp if self.ep == 1 else tp

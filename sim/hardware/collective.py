@@ -107,13 +107,50 @@ def collective_model(kind: str, cluster: Cluster, calib: Calibration, calib_link
     return time
 
 
-def alltoall_model(cluster: Cluster, calib: Calibration, calib_link_gbps: float, n: int) -> Callable[[float], float]:
-    """All-to-all among n GPUs (expert parallelism): `time(bytes each GPU sends)`. Uses the calibrated GPU's
-    NCCL all-to-all profile, or its all-reduce fit (bus bandwidth, latency) where it has none."""
+def alltoall_model(cluster: Cluster, calib: Calibration, calib_link_gbps: float, n: int,
+                   top_k: int = 1) -> Callable[[float], float]:
+    """All-to-all among n GPUs (expert parallelism): `time(bytes of token copies each GPU sends)`.
+
+    Inside one node: the calibrated GPU's NCCL all-to-all profile, or its all-reduce fit where it has none. Across
+    nodes: DeepEP's two-hop dispatch (DeepSeek-AI, DeepEP, 2025): a token crosses the fabric once per destination
+    node, to the GPU of the same local rank, which forwards its copies over NVLink. The two hops overlap, so the
+    slower one sets the time: RDMA carries the remote share deduplicated per node over each GPU's own NIC; NVLink
+    carries the local copies plus the forwarded ones."""
+    nodes = -(-n // cluster.node.gpus_per_node)
+    if nodes > 1:
+        return _two_hop(cluster, calib, calib_link_gbps, n, nodes, top_k)
     if (calib.nccl or {}).get("alltoall"):
         return collective_model("alltoall", cluster, calib, calib_link_gbps, n)  # bytes: each GPU's whole buffer
     ring = allreduce_model(cluster, calib, calib_link_gbps, n)
     return lambda nbytes: ring.time(nbytes / 2.0)  # an all-reduce moves 2(n-1)/n of its message, a2a (n-1)/n
+
+
+def node_dedup(nodes: int, top_k: int) -> float:
+    """Bytes a token sends across the fabric per copy bound to a remote node, when each destination node gets the
+    token once: expected distinct remote nodes among k uniform choices over copies to remote nodes."""
+    if nodes <= 1:
+        return 1.0
+    distinct_remote = (nodes - 1) * (1.0 - (1.0 - 1.0 / nodes) ** top_k)
+    return distinct_remote / (top_k * (nodes - 1) / nodes)
+
+
+def _two_hop(cluster: Cluster, calib: Calibration, calib_link_gbps: float, n: int, nodes: int,
+             top_k: int) -> Callable[[float], float]:
+    local = n // nodes
+    table = (calib.nccl or {}).get("alltoall") or calib.allreduce
+    intra = _intra_node(calib, table, max(local, 2), "busbw_gbps")
+    nvlink = AlphaBeta(intra.alpha_s, intra.bw_bytes_per_s * cluster.scale_up_gbps / calib_link_gbps)
+    rdma = AlphaBeta(cluster.fabric.latency_us * 1e-6, cluster.fabric.gbps_per_gpu * 1e9)
+    remote = (nodes - 1) / nodes  # share of a GPU's copies bound to other nodes
+    dedup = node_dedup(nodes, top_k)
+    forwarded = (local - 1) / local  # of the copies arriving over RDMA, those for the receiver's node peers
+
+    def time(nbytes: float) -> float:
+        fabric = rdma.time(nbytes * remote * dedup)
+        scale_up = nvlink.time(nbytes * ((local - 1) / n + remote * forwarded)) if local > 1 else 0.0
+        return max(fabric, scale_up)
+
+    return time
 
 
 # Data each GPU moves relative to the message, for ring and pairwise algorithms (NCCL-tests' bus bandwidth).

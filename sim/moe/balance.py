@@ -5,8 +5,9 @@ Reported per policy: imbalance (busiest GPU's copies over the mean, per layer), 
 grouped GEMM, the all-to-alls sized by the busiest receiver, plus weights moved), bytes moved, peak memory per GPU
 (expert weights held plus the activations of the copies received).
 
-Policies: ep (contiguous), eplb:R[:hierarchical] (R redundant experts, placed from the loads of `window` earlier
-batches), llep[:ALPHA:M:LAMBDA], exflow (affinity-aware placement; see sim/moe/exflow.py).
+Policies: ep (contiguous), eplb:R[:hierarchical][:K] (R redundant experts, placed from the loads of `window` earlier
+batches, and re-placed every K steps from the latest window: the weights that change GPU are copied meanwhile),
+llep[:ALPHA:M:LAMBDA], exflow (affinity-aware placement; see sim/moe/exflow.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sim.errors import FleetsimError
 from sim.moe import exflow, llep, placement
 from sim.moe.routing import Routing
 
-POLICIES = ("ep", "eplb:R", "eplb:R:hierarchical", "llep", "llep:ALPHA:M:LAMBDA", "exflow")
+POLICIES = ("ep", "eplb:R[:hierarchical][:K]", "llep", "llep:ALPHA:M:LAMBDA", "exflow")
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,13 @@ class Policy:
     redundant: int = 0
     hierarchical: bool = False
     llep: llep.LLEPConfig | None = None
+    every: int = 0  # EPLB: steps between re-placements (0: placed once)
 
     @property
     def label(self) -> str:
         if self.kind == "eplb":
-            return f"eplb:{self.redundant}" + (":hierarchical" if self.hierarchical else "")
+            return (f"eplb:{self.redundant}" + (":hierarchical" if self.hierarchical else "")
+                    + (f":{self.every}" if self.every else ""))
         if self.kind == "llep" and self.llep != llep.LLEPConfig():
             c = self.llep
             return f"llep:{c.alpha:g}:{c.min_chunk}:{c.threshold:g}"
@@ -45,8 +48,13 @@ def parse_policy(spec: str) -> Policy:
     try:
         if kind in ("ep", "exflow") and not args:
             return Policy(kind)
-        if kind == "eplb" and args and (len(args) == 1 or args[1:] == ["hierarchical"]) and int(args[0]) >= 0:
-            return Policy("eplb", int(args[0]), len(args) == 2)
+        if kind == "eplb" and args and int(args[0]) >= 0:
+            hierarchical = len(args) > 1 and args[1] == "hierarchical"
+            rest = args[1 + hierarchical:]
+            if not rest:
+                return Policy("eplb", int(args[0]), hierarchical)
+            if len(rest) == 1 and int(rest[0]) > 0:
+                return Policy("eplb", int(args[0]), hierarchical, every=int(rest[0]))
         if kind == "llep" and len(args) in (0, 3):
             cfg = llep.LLEPConfig(float(args[0]), int(args[1]), float(args[2])) if args else llep.LLEPConfig()
             return Policy("llep", llep=cfg)
@@ -71,12 +79,33 @@ class Balancer:
         standard = placement.contiguous(layers, experts, gpus)
         self.home = standard.share[0].argmax(axis=1)  # each expert's own GPU under standard EP (LLEP's start)
         self.placement = standard
+        self.rebalance_bytes = 0.0  # EPLB re-placement: weights copied, all GPUs together
+        self.rebalance_s = 0.0  # ... and the time to copy them (the busiest receiver's bytes over its link)
         if policy.kind == "eplb":
             # Placed from what the previous `window` batches routed, as EPLB rebalances from observed loads.
             rng = np.random.default_rng([seed, 1])
-            seen = sum(routing.sample(tokens_hint, rng) for _ in range(window))
-            self.placement = placement.eplb(seen, gpus, policy.redundant,
-                                            gpus_per_node if policy.hierarchical else None)
+            nodes = gpus_per_node if policy.hierarchical else None
+
+            def observed() -> placement.Placement:
+                seen = sum(routing.sample(tokens_hint, rng) for _ in range(window))
+                return placement.eplb(seen, gpus, policy.redundant, nodes)
+
+            self.placement = observed()
+            if policy.every:
+                # A re-placement from a fresh window moves whatever its sampled loads reorder (the routing is
+                # stationary here, so this is the churn EPLB pays for following noise); averaged over a few.
+                ebytes = expert_bytes(cost)
+                link = (cost.cluster.gpu.scale_up_gbps if gpus <= gpus_per_node
+                        else cost.cluster.fabric.gbps_per_gpu) * 1e9
+                prev, totals, slowest = self.placement, [], []
+                for _ in range(3):
+                    nxt = observed()
+                    new = ((nxt.share > 0) & ~(prev.share > 0)).sum(axis=1).sum(axis=0) * ebytes  # per GPU
+                    totals.append(new.sum())
+                    slowest.append(new.max() / link)
+                    prev = nxt
+                self.rebalance_bytes = float(np.mean(totals))
+                self.rebalance_s = float(np.mean(slowest))
         elif policy.kind == "exflow":
             self.placement = exflow.place(routing, gpus)
 
@@ -122,7 +151,10 @@ class Balancer:
         rng = np.random.default_rng([seed, 2])
         runs = [self.batch(self.routing.sample(tokens, rng)) for _ in range(batches)]
         per_layer = np.mean([r["imbalance"] for r in runs], axis=0)
+        every = self.policy.every
         return {"policy": self.policy.label, "tokens": tokens, "imbalance": float(per_layer.mean()),
+                "rebalance_gb": self.rebalance_bytes / 1e9, "rebalance_s": self.rebalance_s,
+                "rebalance_s_per_step": self.rebalance_s / every if every else 0.0,
                 "imbalance_per_layer": per_layer.tolist(),
                 "layer_time_s": float(np.mean([r["layer_time_s"].mean() for r in runs])),
                 "lend_s": float(np.mean([r["lend_s"] for r in runs])),
@@ -132,15 +164,20 @@ class Balancer:
 
 
 def step_balance(balancer: Balancer, batches: int = 4, seed: int = 0):  # noqa: ANN201
-    """The IterationCost hook: tokens in a step -> (busiest GPU's load over the mean, seconds per layer spent
-    lending weights), evaluated once per power-of-two batch size (the imbalance depends on the batch size)."""
+    """The IterationCost hook: tokens in a step -> (busiest GPU's load over the mean, extra seconds per MoE layer:
+    weights lent, and EPLB's periodic re-placement spread over the steps between two), evaluated once per
+    power-of-two batch size (the imbalance depends on the batch size).
+
+    The imbalance is the expectation over sampled batches of that size (the mean of the per-batch maxima, not the
+    max of mean loads), so a run's mean step time is right; the step-to-step spread around it is not simulated."""
     memo: dict[int, tuple[float, float]] = {}
+    layers = balancer.routing.probs.shape[0]
 
     def balance(tokens: float) -> tuple[float, float]:
         bucket = 1 << max(0, int(round(np.log2(max(tokens, 1.0)))))
         if bucket not in memo:
             r = balancer.evaluate(bucket, batches, seed)
-            memo[bucket] = (r["imbalance"], r["lend_s"])
+            memo[bucket] = (r["imbalance"], r["lend_s"] + r["rebalance_s_per_step"] / layers)
         return memo[bucket]
 
     return balance

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.core.json_file import read_json
+from sim.core.paths import data_dir
 from sim.errors import FleetsimError
 
 
@@ -115,8 +116,11 @@ def measured(path: str | Path, group: str | None = None) -> Routing:
     return Routing(freq / freq.sum(1, keepdims=True), top_k, name=f"measured:{path.stem}")
 
 
+SHIPPED_ROUTING = "gpt_oss_20b_routing.json"
+
+
 def parse(spec: str, layers: int, experts: int, top_k: int, seed: int = 0) -> Routing:
-    """uniform | zipf:S | dirichlet:ALPHA | hot:FRACTION:NUM_HOT[:packed] | measured:PATH, optionally +affinity:P."""
+    """uniform | zipf:S | dirichlet:ALPHA | hot:FRACTION:NUM_HOT[:packed] | measured[:PATH], optionally +affinity:P."""
     spec = str(spec)
     base, _, aff = spec.partition("+affinity:")
     kind, _, arg = base.partition(":")
@@ -133,7 +137,8 @@ def parse(spec: str, layers: int, experts: int, top_k: int, seed: int = 0) -> Ro
                 raise ValueError
             r = hot(layers, experts, top_k, float(frac), int(num), seed, packed=bool(rest))
         elif kind == "measured":
-            r = measured(arg)
+            # Bare `measured`: the shipped gpt-oss-20b frequencies (traces/README.md gives their provenance).
+            r = measured(arg or data_dir("traces") / SHIPPED_ROUTING)
             if r.experts != experts:
                 raise FleetsimError(f"moe routing {spec}: the file has {r.experts} experts, the model {experts}")
             if r.layers != layers:  # repeat or cut the measured layers to the model's depth
@@ -143,4 +148,4 @@ def parse(spec: str, layers: int, experts: int, top_k: int, seed: int = 0) -> Ro
         return with_affinity(r, float(aff), seed) if aff else r
     except (ValueError, TypeError):
         raise FleetsimError(f"moe routing: expected uniform, zipf:S, dirichlet:ALPHA, hot:FRACTION:NUM_HOT[:packed] or "
-                            f"measured:PATH (optionally +affinity:P), got '{spec}'") from None
+                            f"measured[:PATH] (optionally +affinity:P), got '{spec}'") from None

@@ -57,9 +57,11 @@ def activation_reserve(model: ModelArch, plan: Plan, max_batched_tokens: int, ma
 
 
 def memory_budget(model: ModelArch, gpu: GPUSpec, plan: Plan, *, gpu_memory_utilization: float, block_size: int,
-                  max_batched_tokens: int, max_num_seqs: int, blocks_override: int | None = None) -> MemoryBudget:
+                  max_batched_tokens: int, max_num_seqs: int, blocks_override: int | None = None,
+                  redundant_experts: int = 0) -> MemoryBudget:
+    """`redundant_experts`: extra replicas of routed experts per MoE layer (EPLB), spread over the EP GPUs."""
     usable = gpu.hbm_bytes * gpu_memory_utilization
-    weights = weight_bytes_per_gpu(model, plan)
+    weights = weight_bytes_per_gpu(model, plan, redundant_experts)
     act = activation_reserve(model, plan, max_batched_tokens, max_num_seqs)
     kv = usable - weights - act
     per_token = kv_bytes_per_token_per_gpu(model, plan)
@@ -67,7 +69,8 @@ def memory_budget(model: ModelArch, gpu: GPUSpec, plan: Plan, *, gpu_memory_util
         raise FleetsimError(
             f"plan {plan.label()} does not fit: {model.name} needs {weights / 1e9:.1f} GB of weights per GPU but "
             f"{gpu.name} offers {usable / 1e9:.1f} GB at gpu_memory_utilization={gpu_memory_utilization}; "
-            f"short by {(weights - usable) / 1e9:.1f} GB (raise tp or pp, or use a larger GPU)")
+            f"short by {(weights - usable) / 1e9:.1f} GB (raise tp or pp, or use a larger GPU"
+            + (f", or fewer than {redundant_experts} redundant experts)" if redundant_experts else ")"))
     if kv < per_token * block_size:
         raise FleetsimError(
             f"plan {plan.label()} does not fit: after {weights / 1e9:.1f} GB of weights and {act / 1e9:.1f} GB of "
@@ -76,15 +79,20 @@ def memory_budget(model: ModelArch, gpu: GPUSpec, plan: Plan, *, gpu_memory_util
     return MemoryBudget(usable, weights, act, kv, per_token, block_size, blocks_override, plan.attn_dp)
 
 
-def weight_bytes_per_gpu(model: ModelArch, plan: Plan) -> float:
+def weight_bytes_per_gpu(model: ModelArch, plan: Plan, redundant_experts: int = 0) -> float:
     """Attention and dense weights split by TP (replicated over attention-DP ranks), routed experts split by EP
-    (or by TP without EP), layers by PP."""
+    (or by TP without EP), layers by PP. Redundant experts (EPLB) add slots on the EP GPUs: the busiest GPU holds
+    ceil((E + R) / ep) experts per MoE layer."""
+    if redundant_experts and (model.moe is None or plan.ep == 1):
+        raise FleetsimError("redundant experts need a MoE model under expert parallelism (ep > 1)")
     if plan.attn_dp == 1 and plan.ep == 1:
         return model.weight_bytes / (plan.tp * plan.pp)
     wb = dtype_bytes(model.weight_dtype)
     experts = model.routed_expert_params_total * dtype_bytes(model.expert_weight_dtype or model.weight_dtype)
     if plan.ep > 1:
-        return ((model.weight_bytes - experts) / plan.tp + experts / plan.ep) / plan.pp
+        e = model.moe.num_experts
+        slots = -(-(e + redundant_experts) // plan.ep)
+        return ((model.weight_bytes - experts) / plan.tp + experts / e * slots) / plan.pp
     # FFN (dense MLPs, routed and shared experts) split over tp x attn_dp; attention and embeddings over tp.
     ffn = experts + model.num_dense_layers * model.dense_mlp_params * wb
     if model.moe is not None:

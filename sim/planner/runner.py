@@ -205,6 +205,8 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
         num_gpus += space.second_num_gpus
     else:
         candidates = enumerate_candidates(model, gpu, node, num_gpus, space, **mem_args)
+    if (space.moe_policies or (space.ep and max(space.ep) > 1)) and model.moe is None:
+        raise FleetsimError(f"--ep / --moe-policies: {model.name} has no experts")
     if space.kv_policies:
         if base.agents is None:
             raise FleetsimError("kv_policies: sweeping KV retention needs an agent workload ([agents] or --agents)")
@@ -287,6 +289,8 @@ def scenario_for(base: Scenario, cand: Candidate, num_gpus: int) -> Scenario:
     knobs = {"engine.max_num_seqs": cand.max_num_seqs, "engine.max_num_batched_tokens": cand.max_num_batched_tokens}
     if cand.kv_policy:
         knobs["agents.kv_policy"] = cand.kv_policy
+    if cand.moe_policy:
+        knobs["moe_policy"] = cand.moe_policy
     if cand.prefill is not None:
         spec = DisaggSpec(prefill_replicas=cand.prefill.replicas, prefill_tp=cand.prefill.tp,
                           decode_replicas=cand.plan.replicas, decode_tp=cand.plan.tp,
@@ -304,7 +308,7 @@ def candidate_from_row(row: dict[str, Any]) -> Candidate:
     prefill = Plan(tp=row["prefill_tp"], replicas=row["prefill_replicas"]) if row.get("prefill_tp") else None
     return Candidate(plan, row["max_num_seqs"], row["max_num_batched_tokens"], prefill=prefill,
                      prefill_gpu=row.get("prefill_gpu") or "", decode_gpu=row.get("decode_gpu") or "",
-                     kv_policy=row.get("kv_policy") or "")
+                     kv_policy=row.get("kv_policy") or "", moe_policy=row.get("moe_policy") or "")
 
 
 def _head(cand: Candidate, num_gpus: int) -> dict[str, Any]:
@@ -313,7 +317,7 @@ def _head(cand: Candidate, num_gpus: int) -> dict[str, Any]:
             "num_gpus": num_gpus,
             "max_num_seqs": cand.max_num_seqs, "max_num_batched_tokens": cand.max_num_batched_tokens,
             "prefill_replicas": None, "prefill_tp": None, "prefill_gpu": None, "decode_gpu": None,
-            "kv_policy": cand.kv_policy or None}
+            "kv_policy": cand.kv_policy or None, "moe_policy": cand.moe_policy or None}
     if cand.prefill is not None:
         head["prefill_replicas"], head["prefill_tp"] = cand.prefill.replicas, cand.prefill.tp
         head["prefill_gpu"], head["decode_gpu"] = cand.prefill_gpu or None, cand.decode_gpu or None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sim.errors import FleetsimError
 from sim.hardware.specs import GPUSpec, NodeSpec
 from sim.model.arch import ModelArch
+from sim.moe.balance import parse_policy
 from sim.parallel.memory import memory_budget
 from sim.parallel.plan import Plan
 
@@ -30,11 +31,16 @@ class SearchSpace:
     second_gpu: str | None = None
     second_num_gpus: int = 0
     kv_policies: tuple[str, ...] | None = None  # agent jobs: KV retention policies to try with every plan
+    ep: tuple[int, ...] | None = None  # MoE: expert-parallel degrees to keep (1: experts split by TP); None: all
+    moe_policies: tuple[str, ...] | None = None  # MoE: balancing policies to try on every EP plan (sim/moe/balance)
+
     def __post_init__(self) -> None:
         if self.second_gpu and (not isinstance(self.second_num_gpus, int) or self.second_num_gpus < 1):
             raise FleetsimError(f"search space: second_num_gpus must be a positive integer with second_gpu, "
                                 f"got {self.second_num_gpus!r}")
-        for name in ("tp", "pp", "attn_dp", "max_num_seqs", "max_num_batched_tokens"):
+        for policy in self.moe_policies or ():
+            parse_policy(policy)
+        for name in ("tp", "pp", "attn_dp", "ep", "max_num_seqs", "max_num_batched_tokens"):
             values = getattr(self, name)
             if values is not None and (not values or any(not isinstance(v, int) or v < 1 for v in values)):
                 raise FleetsimError(f"search space: {name} must be a list of positive integers, got {values!r}")
@@ -50,10 +56,12 @@ class Candidate:
     prefill_gpu: str = ""  # GPU types of the pools when they differ
     decode_gpu: str = ""
     kv_policy: str = ""  # agent jobs: the KV retention policy tried ("" keeps the scenario's)
+    moe_policy: str = ""  # EP plans: the expert balancing policy tried ("" keeps the scenario's)
 
     @property
     def label(self) -> str:
         kv = f" kv={self.kv_policy}" if self.kv_policy else ""
+        kv += f" moe={self.moe_policy}" if self.moe_policy else ""
         if self.prefill is not None:
             at_p = f"@{self.prefill_gpu}" if self.prefill_gpu else ""
             at_d = f"@{self.decode_gpu}" if self.decode_gpu else ""
@@ -92,6 +100,8 @@ def enumerate_candidates(model: ModelArch, gpu: GPUSpec, node: NodeSpec, num_gpu
     if model.moe is not None:
         # ... or with the experts spread whole over them: EP within the TP group, or DP attention ranks + EP.
         layouts += [(tp, pp, a, tp * a) for tp in tps for pp in pps for a in dps if tp * a > 1]
+    if space.ep is not None:
+        layouts = [layout for layout in layouts if layout[3] in space.ep]
     out: list[Candidate] = []
     for tp, pp, dp, ep in layouts:
         if num_gpus % (tp * pp * dp):
@@ -102,8 +112,13 @@ def enumerate_candidates(model: ModelArch, gpu: GPUSpec, node: NodeSpec, num_gpu
             static = f"PP{pp} does not divide the {model.num_layers} layers"
         if not static and ep > 1 and model.moe.num_experts % ep:
             static = f"EP{ep} does not divide the {model.moe.num_experts} experts"
-        out += _with_knobs(space, static, [(gpu, plan)], mem,
-                           lambda seqs, tokens, reason, plan=plan: Candidate(plan, seqs, tokens, reason))
+        # A balancing policy acts on expert-parallel GPUs only; plans without EP run the plain split.
+        policies = (space.moe_policies or ("",)) if ep > 1 else (("ep",) if space.moe_policies else ("",))
+        for policy in policies:
+            redundant = parse_policy(policy).redundant if policy else 0
+            out += _with_knobs(space, static, [(gpu, plan)], (*mem, redundant),
+                               lambda seqs, tokens, reason, plan=plan, policy=policy:
+                               Candidate(plan, seqs, tokens, reason, moe_policy=policy))
     if space.disagg:
         splits = [(gpu, n_p, gpu, num_gpus - n_p) for n_p in range(1, num_gpus)]
         out += _disaggregated(splits, tps, space, node, mem, name_gpus=False)
@@ -138,7 +153,8 @@ def _disaggregated(splits: list[tuple[GPUSpec, int, GPUSpec, int]], tps: list[in
 def _with_knobs(space: SearchSpace, static: str, pools: list[tuple[GPUSpec, Plan]], mem: tuple,
                 make: Callable[[int, int, str], Candidate]) -> list[Candidate]:
     """One candidate per engine-knob setting, each with the first reason it cannot run (or none)."""
-    model, util, block_size, max_request_tokens = mem
+    model, util, block_size, max_request_tokens, *rest = mem
+    redundant = rest[0] if rest else 0
     out = []
     for seqs in space.max_num_seqs:
         for tokens in space.max_num_batched_tokens:
@@ -147,16 +163,16 @@ def _with_knobs(space: SearchSpace, static: str, pools: list[tuple[GPUSpec, Plan
                 reason = f"max_num_batched_tokens {tokens} < max_num_seqs {seqs}"
             for gpu, plan in pools:
                 reason = reason or _memory_problem(model, gpu, plan, util, block_size, tokens, seqs,
-                                                   max_request_tokens)
+                                                   max_request_tokens, redundant)
             out.append(make(seqs, tokens, reason))
     return out
 
 
 def _memory_problem(model: ModelArch, gpu: GPUSpec, plan: Plan, util: float, block_size: int, tokens: int,
-                    seqs: int, max_request_tokens: int) -> str:
+                    seqs: int, max_request_tokens: int, redundant_experts: int = 0) -> str:
     try:
         mem = memory_budget(model, gpu, plan, gpu_memory_utilization=util, block_size=block_size,
-                            max_batched_tokens=tokens, max_num_seqs=seqs)
+                            max_batched_tokens=tokens, max_num_seqs=seqs, redundant_experts=redundant_experts)
     except FleetsimError as exc:
         return str(exc)
     need = min(max_request_tokens, model.max_context)
