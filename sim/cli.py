@@ -21,6 +21,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions
 catalog_app = typer.Typer(add_completion=False, invoke_without_command=True,
                           help="List the shipped model and hardware cards, or show one.")
 app.add_typer(catalog_app, name="catalog")
+trace_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Look into a trace before replaying it.")
+app.add_typer(trace_app, name="trace")
 err = Console(stderr=True)
 # Piped or redirected output gets room for the wide tables instead of rich's default 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 150)
@@ -84,6 +86,8 @@ def render_summary(s: dict[str, Any], title: str) -> None:
         *([("MoE imbalance (busiest GPU / mean, mean step)", _fmt(s["moe_imbalance"]))] if "moe_imbalance" in s else []),
         *([("EPLB re-placements (GB copied)", f"{s['moe_rebalances']:,} ({s['moe_rebalance_gb']:,.1f})")]
           if "moe_rebalances" in s else []),
+        *([("requests clipped (--max-tokens, or the model's context)", f"{s['requests_clipped']:,}")]
+          if s.get("requests_clipped") and "num_jobs" not in s else []),
         ("simulated in (s)", _fmt(s["sim_wall_s"])),
     ]
     for k, v in rows:
@@ -144,12 +148,19 @@ def run(
     prefill_gpu: Annotated[Optional[str], typer.Option(help="Disaggregation: GPU of the prefill pool (default --gpu).")] = None,
     decode_gpu: Annotated[Optional[str], typer.Option(help="Disaggregation: GPU of the decode pool (default --gpu).")] = None,
     trace: Annotated[Optional[str], typer.Option(help="Shipped trace (azure-conv, azure-code, mooncake-conv) or a path.")] = None,
-    format: Annotated[Optional[str], typer.Option("--format", help="Trace format: auto, azure, mooncake.")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="Trace format: auto (sniffed), azure, burstgpt, mooncake, splitwise, vidur, vllm-bench, openai.")] = None,
     arrival: Annotated[Optional[str], typer.Option(help="trace (replay timestamps), poisson or gamma.")] = None,
     rate: Annotated[Optional[float], typer.Option(help="Arrival rate in req/s (rescales a replayed trace).")] = None,
     cv: Annotated[Optional[float], typer.Option(help="Gamma arrivals: coefficient of variation (burstiness).")] = None,
     num_requests: Annotated[Optional[int], typer.Option(help="At most this many requests.")] = None,
     duration: Annotated[Optional[float], typer.Option(help="Window of arrivals in seconds.")] = None,
+    start: Annotated[Optional[float], typer.Option(help="Replayed trace: skip the requests of its first SECONDS (the window starts there).")] = None,
+    rate_scale: Annotated[Optional[float], typer.Option(help="Replayed trace: compress inter-arrival gaps by K (K x the rate; < 1 stretches).")] = None,
+    sample: Annotated[Optional[float], typer.Option(help="Replayed trace: keep this fraction of its requests, at random (seeded).")] = None,
+    model_filter: Annotated[Optional[str], typer.Option(help="Replayed trace: keep the requests of this model (traces with a model column).")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Replayed trace: clip prompt + output to this many tokens (the clipped rows are counted).")] = None,
+    skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="Skip malformed trace rows (counted, a sample shown) instead of stopping.")] = False,
+    compare: Annotated[bool, typer.Option("--compare", help="Trace with measured latencies: report predicted vs measured per metric and a per-request scatter.")] = False,
     input_len: Annotated[Optional[str], typer.Option(help="Generated prompts: fixed:N, uniform:A:B, lognormal:MEDIAN:SIGMA, empirical.")] = None,
     output_len: Annotated[Optional[str], typer.Option(help="Generated outputs, same forms as --input-len.")] = None,
     policy: Annotated[Optional[str], typer.Option(help="Batching: continuous or static.")] = None,
@@ -190,6 +201,9 @@ def run(
         "workload.trace": trace, "workload.format": format, "workload.arrival": arrival, "workload.rate": rate,
         "workload.cv": cv, "workload.num_requests": num_requests, "workload.duration_s": duration,
         "workload.input_len": input_len, "workload.output_len": output_len,
+        "workload.start_s": start, "workload.rate_scale": rate_scale, "workload.sample": sample,
+        "workload.model_filter": model_filter, "workload.max_tokens": max_tokens,
+        "workload.skip_bad_rows": skip_bad_rows or None,
         "engine.policy": policy, "engine.max_num_seqs": max_num_seqs,
         "engine.max_num_batched_tokens": max_batched_tokens, "engine.chunked_prefill": chunked_prefill,
         "engine.enable_prefix_caching": prefix_caching, "engine.block_size": block_size,
@@ -213,15 +227,32 @@ def run(
             # Replay every session at once unless told how many agents run them.
             scenario = dataclasses.replace(scenario, agents=dataclasses.replace(scenario.agents, agents=None))
         result = sim.run(scenario, progress=progress if progress.enabled else None)
+        tables, pages = {}, {}
+        if compare:
+            from sim.report.compare import errors, paired, scatter_html
+
+            if result.trace is None:
+                raise FleetsimError("--compare: needs a request trace with measured latencies (not agent jobs or "
+                                    "generated traffic)")
+            pairs = paired(result.requests, result.trace)
+            tables = {"compare": errors(pairs), "compare_requests": pairs}
+            pages = {"compare": scatter_html(pairs, f"predicted vs measured: {scenario.workload.trace}")}
+            if out_dir is None:
+                out_dir = Path("fleetsim-replay") / Path(str(scenario.workload.trace)).stem
         if out_dir is not None:
-            written = result.write(out_dir)
+            written = result.write(out_dir, tables, pages)
     except FleetsimError as exc:
         progress.close()
         fail(str(exc))
         return
     progress.close()
+    for note in result.info.get("trace_notes", []):
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if as_json:
-        sys.stdout.write(json.dumps(clean_json(result.summary)) + "\n")
+        doc = dict(result.summary)
+        if compare:
+            doc["compare"] = tables["compare"].to_dicts()
+        sys.stdout.write(json.dumps(clean_json(doc)) + "\n")
         return
     info = result.info
     if scenario.disagg is not None:
@@ -252,8 +283,21 @@ def run(
         if result.summary.get("requests_clipped"):
             out.print(f"{result.summary['requests_clipped']:,} requests were longer than the model's context and "
                       f"were clipped to it", highlight=False)
+    if compare:
+        render_compare(tables["compare"])
     if out_dir is not None:
         out.print(f"\nwrote {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
+
+
+def render_compare(errs) -> None:  # noqa: ANN001
+    t = Table(title="\npredicted vs measured", title_justify="left", show_edge=False)
+    for col in ("metric", "statistic", "measured ms", "predicted ms", "error", "requests"):
+        t.add_column(col, justify="left" if col in ("metric", "statistic") else "right")
+    for r in errs.iter_rows(named=True):
+        err_txt = "-" if r["error"] is None else f"{r['error'] * 100:+.1f}%"
+        t.add_row(r["metric"].upper(), r["statistic"], f"{r['measured_s'] * 1e3:,.1f}",
+                  f"{r['predicted_s'] * 1e3:,.1f}", err_txt, f"{r['requests']:,}")
+    out.print(t)
 
 
 def _int_list(text: str | None, flag: str) -> tuple[int, ...] | None:
@@ -414,26 +458,108 @@ def search(
               soft_wrap=True)
 
 
-@app.command()
-def replay(
-    ctx: typer.Context,
-    trace_path: Annotated[Path, typer.Argument(help="An agent trace: WEKA session JSON (or a folder), WEKA CSV, TensorRT-LLM scaffolding JSON, or fleetsim JSONL.")],
-    model: Annotated[Optional[str], typer.Option(help="Model card name or alias, or a path.")] = None,
-    gpu: Annotated[Optional[str], typer.Option(help="GPU card name or alias.")] = None,
-    num_gpus: Annotated[Optional[int], typer.Option(help="GPUs in the cluster.")] = None,
-    tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel degree per replica.")] = None,
-    router: Annotated[str, typer.Option(help="round-robin, least-tokens or prefix-aware.")] = "prefix-aware",
-    agents: Annotated[Optional[int], typer.Option(help="Sessions running at once (default: all).")] = None,
-    kv_policy: Annotated[Optional[str], typer.Option(help="A paused job's KV: evict, pin:SECONDS, continuum, offload, none.")] = None,
-    scheduling: Annotated[Optional[str], typer.Option(help="Queue order: fcfs or program.")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write requests, jobs and summary here.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
+def replay(trace_file: Path, **flags: Any) -> None:
+    """Replay a production trace against a plan: request logs (Azure, BurstGPT, Mooncake, Splitwise/Vidur, vLLM
+    benchmark results, OpenAI-style logs) as timed requests, agent traces as jobs of calls and tool pauses. Every
+    `fleetsim run` flag applies; --compare reports predicted vs measured latencies where the trace has them."""
+    from sim.workload.traces import resolve
+
+    try:
+        _, fmt = resolve(trace_file, flags.get("format") or "auto")
+    except FleetsimError as exc:
+        fail(str(exc))
+        return
+    if fmt == "agent":
+        for flag in ("compare", "skip_bad_rows"):
+            if flags.get(flag):
+                fail(f"--{flag.replace('_', '-')}: applies to request traces, and {trace_file} is an agent trace")
+                return
+        flags.update(agent_trace=trace_file, format=None)
+    else:
+        flags["trace"] = str(trace_file)
+        if flags.get("duration") is None and flags.get("num_requests") is None:
+            flags["duration"] = float("inf")  # the whole trace unless a window is asked for
+    run(scenario_file=None, **flags, show_jobs=not flags.get("as_json"))
+
+
+def _replay_signature() -> None:
+    """`replay` takes the trace as its argument and every option of `run` (one definition of each flag)."""
+    import inspect
+    import typing
+
+    hints = typing.get_type_hints(run, include_extras=True)
+    shared = [p.replace(annotation=hints[name]) for name, p in inspect.signature(run).parameters.items()
+              if name not in ("scenario_file", "trace", "agent_trace", "show_jobs")]
+    arg = inspect.Parameter("trace_file", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                            annotation=Annotated[Path, typer.Argument(
+                                help="The trace file (or a folder of agent sessions); its format is sniffed from the "
+                                     "content unless --format is given.")])
+    replay.__signature__ = inspect.Signature([arg, *shared])
+    replay.__annotations__ = {p.name: p.annotation for p in (arg, *shared)}
+
+
+_replay_signature()
+app.command()(replay)
+
+
+@trace_app.command("inspect")
+def trace_inspect(
+    trace_file: Annotated[Path, typer.Argument(help="The trace file; its format is sniffed unless --format is given.")],
+    format: Annotated[str, typer.Option("--format", help="auto, azure, burstgpt, mooncake, splitwise, vidur, vllm-bench, openai, agent.")] = "auto",
+    skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="Skip malformed rows (counted) instead of stopping.")] = False,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write inspect.html (figures), inspect.json and trace.parquet here (default: fleetsim-inspect/<file name>).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as one JSON object on stdout.")] = False,
 ) -> None:
-    """Replay agent sessions (each a job of LLM calls and pauses) and report each session's completion time."""
-    ctx.invoke(run, scenario_file=None, model=model, gpu=gpu, num_gpus=num_gpus, tp=tp, router=router,
-               agents=agents, kv_policy=kv_policy, scheduling=scheduling, agent_trace=trace_path, out_dir=out_dir,
-               as_json=as_json,
-               show_jobs=not as_json)
+    """What a trace holds: rows, time span, rate over time, length distributions, prefix sharing, sessions, models and
+    measured latencies, with plotly figures in HTML."""
+    from sim.metrics.export import clean_json, write_outputs
+    from sim.report.trace_inspect import figure_html, inspect_trace
+    from sim.workload.traces import read_trace
+
+    try:
+        trace = read_trace(trace_file, format, skip_bad_rows)
+        stats = inspect_trace(trace)
+        where = out_dir or Path("fleetsim-inspect") / trace_file.name.split(".")[0]
+        written = write_outputs(where, {"trace": trace.table.drop("line", strict=False)}, {"inspect": stats},
+                                {"inspect": figure_html(trace, f"{trace_file.name} ({trace.fmt})")})
+    except FleetsimError as exc:
+        fail(str(exc))
+        return
+    for note in trace.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    if as_json:
+        sys.stdout.write(json.dumps(clean_json(stats)) + "\n")
+        return
+    render_inspect(trace_file, stats)
+    out.print(f"\nwrote {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
+
+
+def render_inspect(path: Path, s: dict) -> None:
+    t = Table(title=f"{path} ({s['format']})", title_justify="left", show_edge=False, show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    mean = "-" if s["mean_rate_rps"] is None else f"{s['mean_rate_rps']:,.2f}"
+    rows = [("requests", f"{s['rows']:,}"), ("time span (s)", f"{s['span_s']:,.1f}"),
+            ("rate, mean / peak (req/s)", f"{mean} / {s['peak_rate_rps']:,.2f} (in {s['rate_bin_s']:,.0f} s bins)")]
+    if s["sessions"] is not None:
+        rows.append(("sessions", f"{s['sessions']:,}"))
+    if s["prefix_sharing"] is not None:
+        rows.append((f"prefix sharing ({s['prefix_block_tokens']}-token blocks seen before)",
+                     f"{s['prefix_sharing']:.1%}"))
+    if s["models"]:
+        rows.append(("models (requests)", ", ".join(f"{m} ({n:,})" for m, n in s["models"].items())))
+    for t_row in rows:
+        t.add_row(*t_row)
+    out.print(t)
+    d = Table(title="\ndistributions", title_justify="left", show_edge=False)
+    for col in ("", "mean", "p50", "p90", "p99", "max"):
+        d.add_column(col, justify="left" if not col else "right")
+    for name, dist, scale, fmt in (("input tokens", s["input_tokens"], 1, ",.0f"),
+                                   ("output tokens", s["output_tokens"], 1, ",.0f"),
+                                   *[(f"measured {m.removesuffix('_s').upper()} (ms)", v, 1e3, ",.1f")
+                                     for m, v in s["measured"].items()]):
+        d.add_row(name, *[format(dist[k] * scale, fmt) for k in ("mean", "p50", "p90", "p99", "max")])
+    out.print(d)
 
 
 @catalog_app.callback()

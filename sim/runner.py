@@ -37,7 +37,7 @@ from sim.serving.kv_cache import KVCache
 from sim.serving.replica import Replica
 from sim.serving.request import Request
 from sim.serving.router import make_router
-from sim.workload.spec import build_requests
+from sim.workload.spec import Prepared, prepare
 
 Progress = Callable[[int, int], None]  # (finished, total)
 
@@ -53,17 +53,20 @@ class Result:
     memory: MemoryBudget
     info: dict[str, Any] = field(default_factory=dict)
     jobs: pl.DataFrame | None = None  # agent workloads: one row per job (JCT, turns, re-prefilled tokens)
+    trace: pl.DataFrame | None = None  # the request table simulated (row i = request i), measured latencies included
 
-    def write(self, out_dir: str | Path) -> list[Path]:
+    def write(self, out_dir: str | Path, tables: dict[str, pl.DataFrame] | None = None,
+              pages: dict[str, str] | None = None) -> list[Path]:
+        """The run's tables and summary, plus any extra `tables` and HTML `pages`, written all or nothing."""
         doc = {"summary": self.summary, "run": self.info, "scenario": asdict(self.scenario),
                "memory_per_gpu": {"weights_gb": self.memory.weight_bytes / 1e9,
                                   "activations_gb": self.memory.activation_bytes / 1e9,
                                   "kv_cache_gb": self.memory.kv_bytes / 1e9,
                                   "kv_blocks": self.memory.num_blocks}}
-        tables = {"requests": self.requests, "kv_timeline": self.kv_timeline}
+        tables = {"requests": self.requests, "kv_timeline": self.kv_timeline, **(tables or {})}
         if self.jobs is not None:
             tables["jobs"] = self.jobs
-        return write_outputs(Path(out_dir), tables, {"summary": doc})
+        return write_outputs(Path(out_dir), tables, {"summary": doc}, pages)
 
 
 @dataclass
@@ -80,6 +83,7 @@ class Simulation:
     agents: AgentDriver | None = None  # agent jobs instead of a request table
     programs: list[AgentProgram] = field(default_factory=list)
     balancer: Balancer | None = None  # MoE expert balance under EP, when routing or policy is not the default
+    workload: Prepared | None = None  # the request table simulated (request i is its row i), with its load notes
 
 
 def build(scenario: Scenario) -> Simulation:
@@ -139,13 +143,14 @@ def build(scenario: Scenario) -> Simulation:
             programs = generate_programs(spec, scenario.seed)
         return Simulation(env, fleet, driver.requests, pools[-1].mem, max_model_len, model.name, gpu_names,
                           driver, programs, pools[0].balancer)
-    table, unit = build_requests(scenario.workload, scenario.seed, max_model_len)
+    work = prepare(scenario.workload, scenario.seed, max_model_len)
+    unit = work.block_tokens
     if unit and unit % eng.block_size:
         raise FleetsimError(f"engine.block_size ({eng.block_size}) must divide the trace's prefix block "
                             f"({unit} tokens) for prefix caching")
-    requests = _requests_from(table, unit if eng.enable_prefix_caching else 0)
+    requests = _requests_from(work.table, unit if eng.enable_prefix_caching else 0)
     return Simulation(env, fleet, requests, pools[-1].mem, max_model_len, model.name, gpu_names,
-                      balancer=pools[0].balancer)
+                      balancer=pools[0].balancer, workload=work)
 
 
 def _attach_host_caches(pool: _Pool, node, eng, pp: int) -> None:  # noqa: ANN001
@@ -299,6 +304,11 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
             "replicas": len(reps) // scenario.pp, "engines": len(reps), "model": sim.model_name,
             "gpu": sim.gpu_name, "num_gpus": _gpus_used(scenario, len(reps))}
     summary["sim_wall_s"] = wall_s
+    if sim.workload is not None:
+        if sim.workload.clipped:
+            summary["requests_clipped"] = sim.workload.clipped
+        if sim.workload.notes:
+            info["trace_notes"] = sim.workload.notes
     bal = sim.balancer
     if bal is not None:
         r = bal.evaluate(_mean_step_tokens(sim, reps))
@@ -322,7 +332,8 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
         if hosts:
             summary["kv_offloaded_gb"] = sum(h.written_blocks for h in hosts) * block_bytes / 1e9  # per GPU
             summary["kv_reloaded_gb"] = sum(h.loaded_blocks for h in hosts) * block_bytes / 1e9
-    return Result(scenario, df, summary, timeline, sim.memory, info, jobs)
+    return Result(scenario, df, summary, timeline, sim.memory, info, jobs,
+                  sim.workload.table if sim.workload is not None else None)
 
 
 def _mean_step_tokens(sim: Simulation, reps: list[Replica]) -> int:

@@ -5,17 +5,15 @@ import pytest
 
 from sim.core.rng import stream
 from sim.errors import FleetsimError
-from sim.workload.arrivals import arrival_times
-from sim.workload.azure import read_azure
-from sim.workload.lengths import sample
-from sim.workload.mooncake import read_mooncake
+from sim.core.arrivals import arrival_times
+from sim.core.lengths import sample
 from sim.workload.spec import WorkloadSpec, build_requests
-from sim.workload.traces import load_trace
+from sim.workload.traces import load_trace, read_trace
 
 
 def test_azure_readers_on_the_real_traces(shared_data):
-    conv = read_azure(shared_data / "traces/azure_llm_2023/AzureLLMInferenceTrace_conv.csv")
-    code = read_azure(shared_data / "traces/azure_llm_2023/AzureLLMInferenceTrace_code.csv")
+    conv = read_trace(shared_data / "traces/azure_llm_2023/AzureLLMInferenceTrace_conv.csv").table
+    code = read_trace(shared_data / "traces/azure_llm_2023/AzureLLMInferenceTrace_code.csv").table
     assert conv.height == 19366 and code.height == 8819
     assert conv["arrival_s"][0] == 0.0 and 3400 < conv["arrival_s"].max() < 3600  # one hour
     assert conv["input_tokens"].min() >= 1 and conv["output_tokens"].min() >= 1
@@ -23,12 +21,13 @@ def test_azure_readers_on_the_real_traces(shared_data):
 
 def test_shipped_traces_equal_the_originals(shared_data):
     shipped, _ = load_trace("azure-conv")
-    original = read_azure(shared_data / "traces/azure_llm_2023/AzureLLMInferenceTrace_conv.csv")
-    assert shipped.equals(original.sort("arrival_s", maintain_order=True))
+    original = read_trace(shared_data / "traces/azure_llm_2023/AzureLLMInferenceTrace_conv.csv")
+    assert shipped.equals(original.table)
+    assert original.fmt == "azure" and original.notes == []
 
 
 def test_mooncake_reader_keeps_prefix_hashes(shared_data):
-    df = read_mooncake(shared_data / "traces/mooncake_fast25/conversation_trace.jsonl")
+    df = read_trace(shared_data / "traces/mooncake_fast25/conversation_trace.jsonl").table
     assert df.height == 12031
     lens = df["prefix_hashes"].list.len().to_numpy()
     # one hash per 512-token block of the prompt

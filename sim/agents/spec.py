@@ -10,8 +10,8 @@ from sim.agents.program import AgentProgram, LLMCall, ToolCall
 from sim.agents.retention import retention
 from sim.core.rng import stream
 from sim.errors import FleetsimError
-from sim.workload.arrivals import arrival_times
-from sim.workload.lengths import parse, sample
+from sim.core.arrivals import arrival_times
+from sim.core.lengths import parse, sample
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,10 @@ def clean_json(value: Any) -> Any:
     return value
 
 
-def write_outputs(out_dir: Path, tables: dict[str, pl.DataFrame], documents: dict[str, Any]) -> list[Path]:
-    """Write `name.parquet` per table and `name.json` per document into out_dir; nothing is left half-written."""
+def write_outputs(out_dir: Path, tables: dict[str, pl.DataFrame], documents: dict[str, Any],
+                  pages: dict[str, str] | None = None) -> list[Path]:
+    """Write `name.parquet` per table, `name.json` per document and `name.html` per page into out_dir; nothing is
+    left half-written."""
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -38,6 +40,8 @@ def write_outputs(out_dir: Path, tables: dict[str, pl.DataFrame], documents: dic
             df.write_parquet(staging / f"{name}.parquet")
         for name, doc in documents.items():
             (staging / f"{name}.json").write_text(json.dumps(clean_json(doc), indent=2) + "\n")
+        for name, page in (pages or {}).items():
+            (staging / f"{name}.html").write_text(page)
         for item in sorted(staging.iterdir()):
             target = out_dir / item.name
             item.replace(target)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from sim.core.rng import stream
 from sim.errors import FleetsimError
-from sim.workload.arrivals import arrival_times
-from sim.workload.lengths import parse, sample
+from sim.core.arrivals import arrival_times
+from sim.core.lengths import parse, sample
 from sim.workload.table import validate, window
-from sim.workload.traces import load_trace
+from sim.workload.traces import read_trace
+from sim.workload.transform import Transform, apply
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,14 @@ class WorkloadSpec:
     duration_s: float | None = 600.0  # window of the trace (or horizon of generated arrivals)
     input_len: str = "empirical"  # used when arrivals are generated: fixed:N, uniform:A:B, lognormal:M:S, empirical
     output_len: str = "empirical"
+    # Replayed traces (sim/workload/transform.py): where the window starts, rate scaling, sampling, a model filter,
+    # a length cap, and whether malformed rows are skipped (counted) instead of failing the run.
+    start_s: float = 0.0
+    rate_scale: float = 1.0
+    sample: float = 1.0
+    model_filter: str | None = None
+    max_tokens: int | None = None
+    skip_bad_rows: bool = False
 
     def __post_init__(self) -> None:
         if self.rate is not None and not (isinstance(self.rate, (int, float)) and self.rate > 0):
@@ -36,6 +45,10 @@ class WorkloadSpec:
             raise FleetsimError(f"workload.duration_s: expected a positive number of seconds, got {self.duration_s!r}")
         parse(self.input_len, "workload.input_len")
         parse(self.output_len, "workload.output_len")
+        self.transform(None)  # checks the replay fields
+
+    def transform(self, duration_s: float | None) -> Transform:
+        return Transform(self.start_s, duration_s, self.rate_scale, self.sample, self.model_filter, self.max_tokens)
 
     @property
     def arrival_kind(self) -> str:
@@ -44,8 +57,18 @@ class WorkloadSpec:
     def describe(self) -> str:
         """One line for a report title."""
         if self.arrival_kind == "trace":
-            scaled = f" rescaled to {self.rate:g} req/s" if self.rate else ""
-            return f"trace {self.trace}{scaled}"
+            parts = [f"trace {self.trace}"]
+            if self.model_filter:
+                parts.append(f"model {self.model_filter}")
+            if self.start_s:
+                parts.append(f"from {self.start_s:g} s")
+            if self.sample < 1:
+                parts.append(f"{self.sample:g} sampled")
+            if self.rate_scale != 1:
+                parts.append(f"x{self.rate_scale:g} rate")
+            if self.rate:
+                parts.append(f"rescaled to {self.rate:g} req/s")
+            return ", ".join(parts)
         lengths = []
         for what, spec in (("prompts", self.input_len), ("outputs", self.output_len)):
             lengths.append(f"{what} {'from ' + str(self.trace) if spec == 'empirical' else spec}")
@@ -53,19 +76,41 @@ class WorkloadSpec:
         return f"{self.arrival_kind}{burst} arrivals at {self.rate or 1.0:g} req/s, {', '.join(lengths)}"
 
 
+@dataclass
+class Prepared:
+    """The request table to simulate, its prefix block size (0: no prefix hashes), what reading and transforming
+    the trace did (notes), and how many rows the length cap clipped."""
+
+    table: pl.DataFrame
+    block_tokens: int = 0
+    notes: list[str] = field(default_factory=list)
+    clipped: int = 0
+    measured: list[str] = field(default_factory=list)  # measured latency columns the trace carries
+
+
 def build_requests(spec: WorkloadSpec, seed: int, max_len: int | None = None) -> tuple[pl.DataFrame, int]:
     """The request table to simulate and its prefix block size (0 when the trace carries no prefix hashes)."""
+    p = prepare(spec, seed, max_len)
+    return p.table, p.block_tokens
+
+
+def prepare(spec: WorkloadSpec, seed: int, max_len: int | None = None) -> Prepared:
     kind = spec.arrival_kind
-    trace, block = (load_trace(spec.trace, spec.format) if spec.trace else (None, 0))
+    loaded = read_trace(spec.trace, spec.format, spec.skip_bad_rows) if spec.trace else None
+    trace = loaded.table if loaded is not None else None
     if kind == "trace":
-        if trace is None:
+        if loaded is None:
             raise FleetsimError("workload.arrival = 'trace' needs workload.trace")
-        df = trace
+        if loaded.fmt == "agent":
+            raise FleetsimError(f"{spec.trace}: an agent trace; replay it as agent jobs (`fleetsim replay FILE` or "
+                                f"--agent-trace)")
+        df, clipped = apply(trace, spec.transform(spec.duration_s), seed)
         if spec.rate is not None:
             span = df["arrival_s"].max()
             if df.height > 1 and span > 0:
                 df = df.with_columns(pl.col("arrival_s") * ((df.height - 1) / span / spec.rate))
-        return window(df, spec.duration_s, spec.num_requests), block
+        df = window(df, None, spec.num_requests)
+        return Prepared(df, loaded.block_tokens, loaded.notes, clipped, loaded.measured)
     rate = spec.rate or 1.0
     if spec.num_requests is not None:
         n = spec.num_requests
@@ -85,4 +130,4 @@ def build_requests(spec: WorkloadSpec, seed: int, max_len: int | None = None) ->
     df = validate(df, "generated workload")
     if spec.num_requests is None:
         df = window(df, spec.duration_s, None)
-    return df, 0
+    return Prepared(df)

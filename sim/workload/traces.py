@@ -1,52 +1,67 @@
-"""Trace lookup: shipped traces by name, files by path, format by extension or content."""
+"""Trace lookup and reading: shipped traces by name, files by path, the format sniffed from the content (or
+given), every reader producing the canonical table (sim/workload/table.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 
 from sim.core.paths import data_dir
 from sim.errors import FleetsimError
+from sim.workload.agent_table import read_agent_table
 from sim.workload.azure import read_azure
+from sim.workload.badrows import BadRows
+from sim.workload.burstgpt import read_burstgpt
 from sim.workload.mooncake import BLOCK_TOKENS, read_mooncake
-from sim.workload.table import validate
+from sim.workload.openai_log import read_openai_log
+from sim.workload.sniff import sniff
+from sim.workload.splitwise import read_splitwise, read_vidur
+from sim.workload.table import TraceTable, finish
+from sim.workload.vllm_bench import read_vllm_bench
 
 SHIPPED = {
     "azure-conv": ("azure_conv_2023.csv", "azure"),
     "azure-code": ("azure_code_2023.csv", "azure"),
     "mooncake-conv": ("mooncake_conv_sample.jsonl", "mooncake"),
 }
-READERS = {"azure": read_azure, "mooncake": read_mooncake}
+Reader = Callable[[Path, BadRows, list[str]], pl.DataFrame]
+READERS: dict[str, Reader] = {
+    "azure": read_azure, "burstgpt": read_burstgpt, "mooncake": read_mooncake, "splitwise": read_splitwise,
+    "vidur": read_vidur, "vllm-bench": read_vllm_bench, "openai": read_openai_log, "agent": read_agent_table,
+}
+FORMATS = tuple(READERS)
 PREFIX_BLOCK_TOKENS = {"mooncake": BLOCK_TOKENS}
 
 
-def sniff(path: Path) -> str:
-    with open(path, errors="replace") as fh:
-        head = fh.readline().strip()
-    if head.startswith("{"):
-        return "mooncake"
-    if head.upper().startswith("TIMESTAMP"):
-        return "azure"
-    raise FleetsimError(f"{path}: unknown trace format (first line {head[:60]!r}); pass --format "
-                        f"({', '.join(READERS)})")
+def resolve(name_or_path: str | Path, fmt: str = "auto") -> tuple[Path, str]:
+    """The file of a shipped trace name or a path, and its format."""
+    if fmt != "auto" and fmt not in READERS:
+        raise FleetsimError(f"trace format '{fmt}' is unknown; expected one of auto, {', '.join(FORMATS)}")
+    if str(name_or_path) in SHIPPED:
+        file, shipped_fmt = SHIPPED[str(name_or_path)]
+        return data_dir("traces") / file, shipped_fmt
+    path = Path(name_or_path)
+    if not path.exists():
+        raise FleetsimError(f"trace '{name_or_path}': no such file, and not a shipped trace ({', '.join(SHIPPED)})")
+    if path.is_file() and path.stat().st_size == 0:
+        raise FleetsimError(f"{path}: empty file")
+    return path, sniff(path, FORMATS) if fmt == "auto" else fmt
+
+
+def read_trace(name_or_path: str | Path, fmt: str = "auto", skip_bad_rows: bool = False) -> TraceTable:
+    """A trace as the canonical request table, with its format, prefix block size and load notes."""
+    path, fmt = resolve(name_or_path, fmt)
+    bad = BadRows(str(path), skip=skip_bad_rows)
+    notes: list[str] = []
+    df = finish(READERS[fmt](path, bad, notes), str(path), bad, notes)
+    if bad.count:
+        notes.append(bad.note())
+    return TraceTable(df, fmt, PREFIX_BLOCK_TOKENS.get(fmt, 0), notes)
 
 
 def load_trace(name_or_path: str, fmt: str = "auto") -> tuple[pl.DataFrame, int]:
     """The canonical request table of a trace and its prefix block size in tokens (0: no prefix hashes)."""
-    if fmt != "auto" and fmt not in READERS:
-        raise FleetsimError(f"trace format '{fmt}' is unknown; expected one of auto, {', '.join(READERS)}")
-    if name_or_path in SHIPPED:
-        file, fmt = SHIPPED[name_or_path]
-        path = data_dir("traces") / file
-    else:
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise FleetsimError(f"trace '{name_or_path}': no such file, and not a shipped trace "
-                                f"({', '.join(SHIPPED)})")
-        if path.stat().st_size == 0:
-            raise FleetsimError(f"{path}: empty file")
-        if fmt == "auto":
-            fmt = sniff(path)
-    df = validate(READERS[fmt](path), str(path))
-    return df, PREFIX_BLOCK_TOKENS.get(fmt, 0)
+    t = read_trace(name_or_path, fmt)
+    return t.table, t.block_tokens
