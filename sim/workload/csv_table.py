@@ -61,7 +61,16 @@ def read_columns(path: Path, columns: list[Column], bad: BadRows, separator: str
     try:
         df = lazy.collect(engine="streaming")
     except pl.exceptions.PolarsError as exc:
-        raise FleetsimError(f"{path}: not a readable CSV: {str(exc).splitlines()[0]}") from None
+        if "more fields" not in str(exc):
+            raise FleetsimError(f"{path}: not a readable CSV: {str(exc).splitlines()[0]}") from None
+        # Rows with more fields than the header: name them (the error path only, so a Python pass is fine).
+        ragged = _ragged_lines(path, len(header), separator)
+        for line, fields in ragged[:SAMPLES]:
+            bad.problem(line, len(header) + 1, f"{fields} fields where the header has {len(header)}")
+        bad.count += max(0, len(ragged) - SAMPLES)
+        scan = pl.scan_csv(path, infer_schema=False, separator=separator, truncate_ragged_lines=True)
+        lazy = scan.with_row_index("line", offset=2).select("line", *[_parse(c) for c in present])
+        df = lazy.collect(engine="streaming").filter(~pl.col("line").is_in([line for line, _ in ragged]))
     if df.height == 0:
         raise FleetsimError(f"{path}: no rows after the header")
     checked = [c for c in present if c.kind != "str"]
@@ -73,6 +82,17 @@ def read_columns(path: Path, columns: list[Column], bad: BadRows, separator: str
         if df.height == 0:
             raise FleetsimError(f"{path}: no readable rows ({bad.note()})")
     return df.with_columns(pl.col("line").cast(pl.Int64))
+
+
+def _ragged_lines(path: Path, width: int, separator: str) -> list[tuple[int, int]]:
+    """(line, fields) of each line with more fields than the header (no quoted separators in these formats)."""
+    out = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, text in enumerate(fh, 1):
+            fields = text.count(separator) + 1
+            if lineno > 1 and fields > width:
+                out.append((lineno, fields))
+    return out
 
 
 def _report(scan: pl.LazyFrame, rows: pl.DataFrame, checked: list[Column], header: list[str], bad: BadRows) -> None:

@@ -85,7 +85,6 @@ class Prepared:
     block_tokens: int = 0
     notes: list[str] = field(default_factory=list)
     clipped: int = 0
-    measured: list[str] = field(default_factory=list)  # measured latency columns the trace carries
 
 
 def build_requests(spec: WorkloadSpec, seed: int, max_len: int | None = None) -> tuple[pl.DataFrame, int]:
@@ -110,7 +109,7 @@ def prepare(spec: WorkloadSpec, seed: int, max_len: int | None = None) -> Prepar
             if df.height > 1 and span > 0:
                 df = df.with_columns(pl.col("arrival_s") * ((df.height - 1) / span / spec.rate))
         df = window(df, None, spec.num_requests)
-        return Prepared(df, loaded.block_tokens, loaded.notes, clipped, loaded.measured)
+        return Prepared(df, loaded.block_tokens, loaded.notes, clipped)
     rate = spec.rate or 1.0
     if spec.num_requests is not None:
         n = spec.num_requests
