@@ -21,14 +21,18 @@ class Transform:
     max_tokens: int | None = None  # clip prompt + output to this many tokens
 
     def __post_init__(self) -> None:
-        for name, ok in (("start_s", self.start_s >= 0), ("rate_scale", self.rate_scale > 0),
-                         ("sample", 0 < self.sample <= 1),
-                         ("duration_s", self.duration_s is None or self.duration_s > 0),
-                         ("max_tokens", self.max_tokens is None or self.max_tokens >= 2)):
-            if not ok:
+        num = (int, float)
+        checks = (("start_s", lambda v: isinstance(v, num) and v >= 0), ("rate_scale", lambda v: isinstance(v, num)
+                  and v > 0), ("sample", lambda v: isinstance(v, num) and 0 < v <= 1),
+                  ("duration_s", lambda v: v is None or (isinstance(v, num) and v > 0)),
+                  ("max_tokens", lambda v: v is None or (isinstance(v, int) and v >= 2)),
+                  ("model", lambda v: v is None or isinstance(v, str)))
+        for name, ok in checks:
+            if isinstance(getattr(self, name), bool) or not ok(getattr(self, name)):
                 expected = {"sample": "a fraction in (0, 1]", "max_tokens": "an integer >= 2",
-                            "start_s": "seconds >= 0"}.get(name, "a positive number")
-                raise FleetsimError(f"workload.{name}: expected {expected}, got {getattr(self, name)!r}")
+                            "start_s": "seconds >= 0", "model": "a model name"}.get(name, "a positive number")
+                field_name = {"model": "model_filter"}.get(name, name)
+                raise FleetsimError(f"workload.{field_name}: expected {expected}, got {getattr(self, name)!r}")
 
 
 def filter_model(df: pl.DataFrame, model: str) -> pl.DataFrame:
