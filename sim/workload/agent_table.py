@@ -36,5 +36,6 @@ def read_agent_table(path: Path, bad: BadRows, notes: list[str]) -> pl.DataFrame
         _walk(program.steps, 0.0, 0, rows, names[program.pid] if program.pid < len(names) else str(program.pid))
     notes.append("agent trace: arrival_s counts only each session's tool pauses (the calls' own time is not "
                  "recorded); `fleetsim replay` runs the sessions as agent jobs")
+    # All sessions start at 0 here, so file order is not time order; sorted now, as that is no finding about the file.
     return pl.DataFrame(rows, schema={"arrival_s": pl.Float64, "input_tokens": pl.Int64, "output_tokens": pl.Int64,
-                                      "session_id": pl.String}, orient="row")
+                                      "session_id": pl.String}, orient="row").sort("arrival_s", maintain_order=True)
