@@ -23,9 +23,17 @@ catalog_app = typer.Typer(add_completion=False, invoke_without_command=True,
 app.add_typer(catalog_app, name="catalog")
 trace_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Look into a trace before replaying it.")
 app.add_typer(trace_app, name="trace")
+# An option of both `run` and `search`, declared once.
+MoeRoutingOption = Annotated[Optional[str], typer.Option(help="MoE expert choice: uniform, zipf:S, dirichlet:ALPHA, hot:FRACTION:NUM_HOT[:packed], measured[:PATH] (default: shipped gpt-oss-20b loads) [+affinity:P].")]
 err = Console(stderr=True)
 # Piped or redirected output gets room for the wide tables instead of rich's default 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 150)
+
+
+def _notes(notes: list[str]) -> None:
+    """What reading a trace did (rows dropped, rows sorted), on stderr."""
+    for note in notes:
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
 def fail(message: str) -> None:
@@ -139,7 +147,7 @@ def run(
     attn_dp: Annotated[Optional[int], typer.Option(help="MoE: attention data-parallel ranks per replica (with --ep).")] = None,
     replicas: Annotated[Optional[int], typer.Option(help="Data-parallel replicas (default: num_gpus / (tp x pp)).")] = None,
     router: Annotated[Optional[str], typer.Option(help="round-robin, least-tokens or prefix-aware (default: prefix-aware for agent jobs, else round-robin).")] = None,
-    moe_routing: Annotated[Optional[str], typer.Option(help="MoE expert choice: uniform, zipf:S, dirichlet:ALPHA, hot:FRACTION:NUM_HOT[:packed], measured[:PATH] (default: shipped gpt-oss-20b loads) [+affinity:P].")] = None,
+    moe_routing: MoeRoutingOption = None,
     moe_policy: Annotated[Optional[str], typer.Option(help="MoE balancing under EP: ep, eplb:R[:hierarchical][:K] (re-placed every K steps), llep[:ALPHA:M:LAMBDA], exflow.")] = None,
     prefill_replicas: Annotated[Optional[int], typer.Option(help="Disaggregation: replicas of the prefill pool.")] = None,
     prefill_tp: Annotated[Optional[int], typer.Option(help="Disaggregation: TP of each prefill replica.")] = None,
@@ -246,8 +254,7 @@ def run(
         fail(str(exc))
         return
     progress.close()
-    for note in result.info.get("trace_notes", []):
-        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    _notes(result.info.get("trace_notes", []))
     if as_json:
         doc = dict(result.summary)
         if compare:
@@ -298,6 +305,10 @@ def render_compare(errs) -> None:  # noqa: ANN001
         t.add_row(r["metric"].upper(), r["statistic"], f"{r['measured_s'] * 1e3:,.1f}",
                   f"{r['predicted_s'] * 1e3:,.1f}", err_txt, f"{r['requests']:,}")
     out.print(t)
+
+
+def _str_list(text: str | None) -> tuple[str, ...] | None:
+    return tuple(v for v in text.split(",") if v) if text else None
 
 
 def _int_list(text: str | None, flag: str) -> tuple[int, ...] | None:
@@ -382,7 +393,7 @@ def search(
     tool_time: Annotated[Optional[str], typer.Option(help="Agent tool-call seconds: fixed:S, uniform:A:B, lognormal:MEDIAN:SIGMA.")] = None,
     kv_policies: Annotated[Optional[str], typer.Option(help="Agent jobs: KV retention policies to sweep, e.g. evict,pin:30,continuum,offload.")] = None,
     ep_list: Annotated[Optional[str], typer.Option("--ep", help="MoE: expert-parallel degrees to keep, e.g. 1,8 (1: experts split by TP; default: all).")] = None,
-    moe_routing: Annotated[Optional[str], typer.Option(help="MoE expert choice: uniform, zipf:S, dirichlet:ALPHA, hot:FRACTION:NUM_HOT[:packed], measured[:PATH] (default: shipped gpt-oss-20b loads) [+affinity:P].")] = None,
+    moe_routing: MoeRoutingOption = None,
     moe_policies: Annotated[Optional[str], typer.Option(help="MoE: balancing policies to try on every EP plan, e.g. ep,eplb:8,llep.")] = None,
     slo_jct: Annotated[Optional[float], typer.Option(help="Agent jobs: p90 JCT target (capacity mode: most agents within it).")] = None,
     second_gpu: Annotated[Optional[str], typer.Option(help="A second GPU type: plans put prefill on one type, decode on the other.")] = None,
@@ -423,9 +434,8 @@ def search(
                             max_num_seqs=_int_list(seqs_list, "--max-num-seqs"),
                             max_num_batched_tokens=_int_list(tokens_list, "--max-batched-tokens"), disagg=disagg,
                             second_gpu=second_gpu, second_num_gpus=second_num_gpus,
-                            kv_policies=tuple(p for p in kv_policies.split(",") if p) if kv_policies else None,
-                            ep=_int_list(ep_list, "--ep"),
-                            moe_policies=tuple(p for p in moe_policies.split(",") if p) if moe_policies else None)
+                            kv_policies=_str_list(kv_policies), ep=_int_list(ep_list, "--ep"),
+                            moe_policies=_str_list(moe_policies))
         where = out_dir or Path("fleetsim-search") / scenario_key(base, {"space": repr(space), "objective": objective,
                                                                          "capacity": capacity})[:12]
         result = run_search(base, space=space, objective=objective, executor=executor, workers=workers,
@@ -525,8 +535,7 @@ def trace_inspect(
     except FleetsimError as exc:
         fail(str(exc))
         return
-    for note in trace.notes:
-        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    _notes(trace.notes)
     if as_json:
         sys.stdout.write(json.dumps(clean_json(stats)) + "\n")
         return

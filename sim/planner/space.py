@@ -116,9 +116,9 @@ def enumerate_candidates(model: ModelArch, gpu: GPUSpec, node: NodeSpec, num_gpu
         policies = (space.moe_policies or ("",)) if ep > 1 else (("ep",) if space.moe_policies else ("",))
         for policy in policies:
             redundant = parse_policy(policy).redundant if policy else 0
-            out += _with_knobs(space, static, [(gpu, plan)], (*mem, redundant),
+            out += _with_knobs(space, static, [(gpu, plan)], mem,
                                lambda seqs, tokens, reason, plan=plan, policy=policy:
-                               Candidate(plan, seqs, tokens, reason, moe_policy=policy))
+                               Candidate(plan, seqs, tokens, reason, moe_policy=policy), redundant)
     if space.disagg:
         splits = [(gpu, n_p, gpu, num_gpus - n_p) for n_p in range(1, num_gpus)]
         out += _disaggregated(splits, tps, space, node, mem, name_gpus=False)
@@ -151,10 +151,9 @@ def _disaggregated(splits: list[tuple[GPUSpec, int, GPUSpec, int]], tps: list[in
 
 
 def _with_knobs(space: SearchSpace, static: str, pools: list[tuple[GPUSpec, Plan]], mem: tuple,
-                make: Callable[[int, int, str], Candidate]) -> list[Candidate]:
+                make: Callable[[int, int, str], Candidate], redundant_experts: int = 0) -> list[Candidate]:
     """One candidate per engine-knob setting, each with the first reason it cannot run (or none)."""
-    model, util, block_size, max_request_tokens, *rest = mem
-    redundant = rest[0] if rest else 0
+    model, util, block_size, max_request_tokens = mem
     out = []
     for seqs in space.max_num_seqs:
         for tokens in space.max_num_batched_tokens:
@@ -163,7 +162,7 @@ def _with_knobs(space: SearchSpace, static: str, pools: list[tuple[GPUSpec, Plan
                 reason = f"max_num_batched_tokens {tokens} < max_num_seqs {seqs}"
             for gpu, plan in pools:
                 reason = reason or _memory_problem(model, gpu, plan, util, block_size, tokens, seqs,
-                                                   max_request_tokens, redundant)
+                                                   max_request_tokens, redundant_experts)
             out.append(make(seqs, tokens, reason))
     return out
 
