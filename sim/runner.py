@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import polars as pl
 import simpy
 
 from sim.agents.driver import AgentDriver
-from sim.agents.program import AgentProgram
+from sim.agents.program import AgentProgram, longest_call
 from sim.agents.spec import generate_programs
 from sim.agents.traces import read_agent_trace
 from sim.cost.iteration import IterationCost
@@ -25,15 +25,14 @@ from sim.metrics.export import write_outputs
 from sim.metrics.records import request_table
 from sim.metrics.summary import job_summary, summarize
 from sim.model.catalog import load_model
-from sim.moe.balance import Balancer, parse_policy, step_balance
+from sim.moe.balance import Balancer, Profile, parse_policy
 from sim.moe.routing import parse as parse_routing
-from sim.parallel.memory import MemoryBudget, memory_budget
+from sim.parallel.feasibility import EngineLimits, fit_pool
+from sim.parallel.memory import MemoryBudget
 from sim.parallel.plan import Plan
 from sim.scenario import Scenario
 from sim.serving.disagg import DisaggFleet
 from sim.serving.fleet import Fleet
-from sim.serving.host_cache import HostKVCache
-from sim.serving.kv_cache import KVCache
 from sim.serving.replica import Replica
 from sim.serving.request import Request
 from sim.serving.router import make_router
@@ -82,11 +81,18 @@ class Simulation:
     gpu_name: str = ""
     agents: AgentDriver | None = None  # agent jobs instead of a request table
     programs: list[AgentProgram] = field(default_factory=list)
-    balancer: Balancer | None = None  # MoE expert balance under EP, when routing or policy is not the default
     workload: Prepared | None = None  # the request table simulated (request i is its row i), with its load notes
+    pools: list[_Pool] = field(default_factory=list)  # colocated: one; disaggregated: prefill, decode
 
 
-def build(scenario: Scenario) -> Simulation:
+# Plan fields that a disaggregated scenario sets per pool ([disagg] prefill_* and decode_*) instead.
+_POOL_FIELDS = {"tp": 1, "pp": 1, "attn_dp": 1, "ep": 1, "tp_nodes": 0, "replicas": None, "moe_policy": "ep"}
+
+
+def build(scenario: Scenario, programs: Sequence[AgentProgram] | None = None) -> Simulation:
+    """Assemble a scenario's simulation. `programs`: agent jobs to run instead of the scenario's own (the scenario's
+    [agents] section still sets the loop, KV policy and unit size; the plan must hold these jobs' longest call)."""
+    programs_override = programs
     model = load_model(scenario.model)
     eng = scenario.engine
     node, fabric = load_node(scenario.node), load_fabric(scenario.fabric)
@@ -97,27 +103,39 @@ def build(scenario: Scenario) -> Simulation:
     router = scenario.router
     if router == "auto":
         router = "prefix-aware" if scenario.agents is not None else "round-robin"
+    make_router(router)  # an unknown name fails before anything is built
+    # The workload comes first: a plan must hold its longest request (as vLLM must hold max_model_len).
+    if scenario.agents is not None and scenario.agents.unit_tokens % eng.block_size:
+        raise FleetsimError(f"agents.unit_tokens ({scenario.agents.unit_tokens}) must be a multiple of "
+                            f"engine.block_size ({eng.block_size})")
+    load = load_workload(scenario, model)
+    work, programs, longest_prompt, longest = load.work, load.programs, load.longest_prompt, load.longest
+    if programs_override is not None:
+        longest_prompt, longest = longest_call(list(programs_override))
+    moe = (scenario.moe_routing, scenario.moe_policy)
     if dis is None:
         num_gpus, replicas = scenario.resolved_gpus()
         plan = Plan(tp=scenario.tp, pp=scenario.pp, replicas=replicas, tp_nodes=scenario.tp_nodes, ep=scenario.ep,
                     attn_dp=scenario.attn_dp)
-        pool = _Pool(env, model, load_gpu(scenario.gpu), node, fabric, num_gpus, plan, eng, router,
-                     moe=(scenario.moe_routing, scenario.moe_policy) if model.moe else None)
+        pool = _Pool(env, model, load_gpu(scenario.gpu), node, fabric, plan, eng, router, moe, longest)
         fleet, pools = pool.fleet, [pool]
     else:
-        if scenario.pp != 1:
-            raise FleetsimError("disaggregated prefill/decode pools do not support pipeline parallelism (pp=1)")
-        total = dis.prefill_replicas * dis.prefill_tp + dis.decode_replicas * dis.decode_tp
-        if scenario.num_gpus is not None and scenario.num_gpus != total:
-            raise FleetsimError(f"num_gpus = {scenario.num_gpus} but the prefill and decode pools use {total}")
-        p_plan = Plan(tp=dis.prefill_tp, replicas=dis.prefill_replicas)
-        d_plan = Plan(tp=dis.decode_tp, replicas=dis.decode_replicas)
-        prefill = _Pool(env, model, load_gpu(dis.prefill_gpu or scenario.gpu), node, fabric,
-                        p_plan.num_gpus, p_plan, eng, router, first_index=0, final=False)
-        decode = _Pool(env, model, load_gpu(dis.decode_gpu or scenario.gpu), node, fabric,
-                       d_plan.num_gpus, d_plan, eng, router, first_index=len(prefill.fleet.replicas))
-        # Each prefill GPU sends its KV shard over its own NIC to the decode GPUs (pools on different nodes).
-        lanes = min(dis.prefill_tp, dis.decode_tp)
+        for name, default in _POOL_FIELDS.items():
+            if getattr(scenario, name) != default:
+                raise FleetsimError(f"{name}: disaggregated pools take their plans from [disagg] (prefill_* and "
+                                    f"decode_*, e.g. --prefill-tp / --decode-tp), not from the top-level {name}")
+        if scenario.num_gpus is not None and scenario.num_gpus != dis.num_gpus:
+            raise FleetsimError(f"num_gpus = {scenario.num_gpus} but the prefill and decode pools use {dis.num_gpus}")
+        p_plan, d_plan = dis.plan("prefill"), dis.plan("decode")
+        # The prefill pool stops at each request's first token: it needs room for the longest prompt and one more.
+        prefill = _Pool(env, model, load_gpu(dis.prefill_gpu or scenario.gpu), node, fabric, p_plan, eng, router,
+                        (moe[0], dis.prefill_moe_policy), longest_prompt + 1, final=False, name="prefill")
+        decode = _Pool(env, model, load_gpu(dis.decode_gpu or scenario.gpu), node, fabric, d_plan, eng, router,
+                       (moe[0], dis.decode_moe_policy), longest, first_index=len(prefill.fleet.replicas),
+                       first_uid=prefill.engines, name="decode")
+        # Each prefill engine's GPUs send their KV shards over their own NICs to the decode engine's GPUs (pools
+        # on different nodes): as many parallel lanes as the smaller of the two engines has GPUs.
+        lanes = min(p_plan.tp * p_plan.pp, d_plan.tp * d_plan.pp)
         bw = fabric.gbps_per_gpu * 1e9 * lanes
         kv_per_token = model.kv_bytes_per_token
         latency = fabric.latency_us * 1e-6
@@ -127,96 +145,109 @@ def build(scenario: Scenario) -> Simulation:
     gpu_names = "+".join(dict.fromkeys(p.gpu.name for p in pools))
     if scenario.agents is not None:
         spec = scenario.agents
-        if spec.unit_tokens % eng.block_size:
-            raise FleetsimError(f"agents.unit_tokens ({spec.unit_tokens}) must be a multiple of engine.block_size "
-                                f"({eng.block_size})")
-        driver = AgentDriver(env, fleet, spec, spec.unit_tokens if eng.enable_prefix_caching else 0)
+        if programs_override is not None:
+            programs = list(programs_override)
+        driver = AgentDriver(env, fleet, spec, spec.unit_tokens if eng.enable_prefix_caching else 0,
+                             block_size=eng.block_size, program_scheduling=eng.scheduling == "program")
+        driver.names, driver.clipped = load.names, load.clipped
+        if dis is not None and driver.policy not in ("evict", "none"):
+            raise FleetsimError(f"agents.kv_policy {spec.kv_policy}: holds or offloads a job's KV where its call "
+                                f"ran, which needs colocated replicas (on split pools the next call's prefill runs "
+                                f"on another pool); use evict or none")
         if driver.policy == "offload":
-            if dis is not None:
-                raise FleetsimError("agents.kv_policy offload: needs colocated replicas (not disaggregated pools)")
             if not eng.enable_prefix_caching:
                 raise FleetsimError("agents.kv_policy offload: needs engine.enable_prefix_caching")
-            _attach_host_caches(pools[0], node, eng, scenario.pp)
-        if spec.trace:
-            programs, driver.names, driver.clipped = read_agent_trace(spec.trace, max_model_len)
-        else:
-            programs = generate_programs(spec, scenario.seed)
+            _attach_host_caches(pools[0], node, eng)
         return Simulation(env, fleet, driver.requests, pools[-1].mem, max_model_len, model.name, gpu_names,
-                          driver, programs, pools[0].balancer)
-    work = prepare(scenario.workload, scenario.seed, max_model_len)
+                          driver, programs, pools=pools)
     unit = work.block_tokens
     if unit and unit % eng.block_size:
         raise FleetsimError(f"engine.block_size ({eng.block_size}) must divide the trace's prefix block "
                             f"({unit} tokens) for prefix caching")
     requests = _requests_from(work.table, unit if eng.enable_prefix_caching else 0)
     return Simulation(env, fleet, requests, pools[-1].mem, max_model_len, model.name, gpu_names,
-                      balancer=pools[0].balancer, workload=work)
+                      workload=work, pools=pools)
 
 
-def _attach_host_caches(pool: _Pool, node, eng, pp: int) -> None:  # noqa: ANN001
+@dataclass
+class Workload:
+    """A scenario's traffic, ready to simulate: the request table or the agent jobs, and its extent."""
+
+    work: Prepared | None  # requests (None for agent jobs)
+    programs: list[AgentProgram]  # agent jobs (empty for requests)
+    names: list[str]  # agent trace: each job's session name
+    clipped: int  # agent trace: calls clipped to the model's context
+    shortest_prompt: int
+    longest_prompt: int
+    longest: int  # prompt + output of the longest request (or agent call)
+
+
+def load_workload(scenario: Scenario, model) -> Workload:  # noqa: ANN001
+    """Read or generate the scenario's traffic (lengths clipped to the model's context, never to a plan's KV room,
+    so that every plan serves the same work)."""
+    names: list[str] = []
+    clipped = 0
+    if scenario.agents is not None:
+        spec = scenario.agents
+        if spec.trace:
+            programs, names, clipped = read_agent_trace(spec.trace, model.max_context)
+        else:
+            programs = generate_programs(spec, scenario.seed)
+        longest_prompt, longest = longest_call(programs)
+        return Workload(None, programs, names, clipped, 1, longest_prompt, longest)
+    work = prepare(scenario.workload, scenario.seed, model.max_context)
+    t = work.table
+    if not t.height:
+        return Workload(work, [], names, 0, 1, 1, 1)
+    return Workload(work, [], names, 0, int(t["input_tokens"].min()), int(t["input_tokens"].max()),
+                    int((t["input_tokens"] + t["output_tokens"]).max()))
+
+
+def _attach_host_caches(pool: _Pool, node, eng) -> None:  # noqa: ANN001
     """Give each engine a host KV cache: per GPU, its share of the offload memory and its own PCIe link."""
     per_gpu_gb = eng.kv_offload_gb if eng.kv_offload_gb is not None else 0.5 * node.host_memory_gb / node.gpus_per_node
     block_bytes = pool.mem.kv_bytes_per_token * pool.mem.block_size  # on one GPU
-    capacity = int(per_gpu_gb * 1e9 / block_bytes) // pp  # pipeline virtual engines split it
+    capacity = int(per_gpu_gb * 1e9 / block_bytes) // pool.plan.pp  # pipeline micro-batches split it
     for replica in pool.fleet.replicas:
-        replica.host = HostKVCache(capacity, block_bytes, pool.gpu.pcie_gbps)
+        replica.attach_host_caches(capacity, block_bytes, pool.gpu.pcie_gbps)
 
 
 class _Pool:
-    """Identical replicas of one plan on one GPU type, behind a router."""
+    """Identical replicas of one plan on one GPU type, behind a router; checked by the one feasibility function
+    the search uses too (sim/parallel/feasibility.py)."""
 
-    def __init__(self, env: simpy.Environment, model, gpu, node, fabric, num_gpus: int, plan: Plan,  # noqa: ANN001
-                 eng, router: str, first_index: int = 0, final: bool = True,  # noqa: ANN001
-                 moe: tuple[str, str] | None = None) -> None:
-        self.gpu = gpu
-        cluster = Cluster(gpu, node, fabric, num_gpus)
-        if plan.tp_nodes and plan.tp // plan.tp_nodes > cluster.node.gpus_per_node:
-            raise FleetsimError(f"tp_nodes={plan.tp_nodes}: a TP{plan.tp} group needs {plan.tp // plan.tp_nodes} "
-                                f"GPUs per node but {cluster.node.name} has {cluster.node.gpus_per_node}")
-        if model.num_layers % plan.pp:
-            raise FleetsimError(f"pp={plan.pp} does not divide {model.name}'s {model.num_layers} layers")
-        if model.num_heads % plan.tp:
-            raise FleetsimError(f"tp={plan.tp} does not divide {model.name}'s {model.num_heads} attention heads")
-        if not model.mla and model.num_kv_heads % plan.tp and plan.tp % model.num_kv_heads:
-            raise FleetsimError(f"tp={plan.tp} neither divides nor is a multiple of {model.name}'s "
-                                f"{model.num_kv_heads} KV heads")
-        if plan.ep > 1 and model.moe is None:
-            raise FleetsimError(f"ep={plan.ep}: {model.name} has no experts (expert parallelism is for MoE models)")
-        if plan.ep > 1 and model.moe.num_experts % plan.ep:
-            raise FleetsimError(f"ep={plan.ep} does not divide {model.name}'s {model.moe.num_experts} experts")
-        policy = parse_policy(moe[1]) if moe is not None else None
-        if policy is not None and policy.kind != "ep" and plan.ep == 1:
-            raise FleetsimError(f"moe_policy {policy.label}: needs expert parallelism (ep > 1)")
-        # Activations are per GPU: sized by one attention rank's step (the engine knobs are per rank, as in vLLM).
-        self.mem = memory_budget(model, gpu, plan, gpu_memory_utilization=eng.gpu_memory_utilization,
-                                 block_size=eng.block_size, max_batched_tokens=eng.max_num_batched_tokens,
-                                 max_num_seqs=eng.max_num_seqs, blocks_override=eng.num_gpu_blocks_override,
-                                 redundant_experts=policy.redundant if policy is not None else 0)
-        if plan.attn_dp > 1:
-            # One scheduler stands for the attention ranks (balanced): its limits are the ranks' together.
-            eng = dataclasses.replace(eng, max_num_seqs=eng.max_num_seqs * plan.attn_dp,
-                                      max_num_batched_tokens=eng.max_num_batched_tokens * plan.attn_dp)
-        # Pipeline parallelism keeps one micro-batch per stage in flight: like vLLM, each replica runs `pp` virtual
-        # engines (schedulers), each with 1/pp of the KV blocks, whose steps traverse every stage.
-        blocks = self.mem.num_blocks // plan.pp
-        if blocks < 1:
-            raise FleetsimError(f"plan {plan.label()}: {self.mem.num_blocks} KV blocks cannot be shared by "
-                                f"{plan.pp} pipeline micro-batches")
-        self.max_model_len = min(model.max_context, (blocks - int(eng.watermark * blocks)) * eng.block_size)
-        self.fleet = Fleet(env, make_router(router), first_index=first_index, final=final)
-        cost = IterationCost(model, cluster, plan, eng.step_overhead_s)
+    def __init__(self, env: simpy.Environment, model, gpu, node, fabric, plan: Plan, eng,  # noqa: ANN001
+                 router: str, moe: tuple[str, str], longest: int, first_index: int = 0, first_uid: int = 0,
+                 final: bool = True, name: str = "") -> None:
+        self.gpu, self.plan, self.name = gpu, plan, name
+        limits = EngineLimits(eng.gpu_memory_utilization, eng.block_size, eng.max_num_batched_tokens,
+                              eng.max_num_seqs, eng.watermark, eng.num_gpu_blocks_override)
+        where = f"{name} pool: " if name else ""
+        try:
+            fit = fit_pool(model, gpu, node, plan, limits, moe_policy=moe[1], longest_request=longest)
+        except FleetsimError as exc:
+            raise FleetsimError(f"{where}{exc}") from None
+        self.mem = fit.memory
+        self.max_model_len = fit.max_model_len
+        self.blocks_per_engine = fit.blocks_per_engine
+        self.engines = plan.replicas * plan.attn_dp * plan.pp
+        cost = IterationCost(model, Cluster(gpu, node, fabric, plan.num_gpus), plan, eng.step_overhead_s)
         self.balancer: Balancer | None = None
-        if moe is not None:
+        if model.moe is not None:
             # Parsed even where it has no effect, so a bad routing spec fails the same way on every plan.
             routing = parse_routing(moe[0], model.num_moe_layers, model.moe.num_experts, model.moe.top_k)
-            # Without EP every GPU holds a TP slice of every expert: a skewed routing loads them all alike.
-            if plan.ep > 1 and (moe[0] != "uniform" or policy.kind != "ep"):
-                self.balancer = Balancer(policy, routing, cost, plan.ep, gpus_per_node=node.gpus_per_node)
-                cost.moe_balance = step_balance(self.balancer)
-        for _ in range(plan.replicas * plan.pp):
-            self.fleet.add_replica(lambda i, cb: Replica(env, i, cost, KVCache(blocks, eng.block_size,
-                                                                               eng.enable_prefix_caching),
-                                                         eng, self.max_model_len, cb))
+            if plan.ep > 1:
+                # Every EP plan samples its finite batches' imbalance, whatever the routing and policy. (Without EP
+                # every GPU holds a TP slice of every expert: any routing loads them all alike.)
+                self.balancer = Balancer(parse_policy(moe[1]), routing, cost, plan.ep,
+                                         gpus_per_node=node.gpus_per_node)
+                cost.expert_profile = Profile(self.balancer)
+        self.fleet = Fleet(env, make_router(router), first_index=first_index, final=final)
+        lanes = plan.attn_dp * plan.pp
+        for k in range(plan.replicas):
+            self.fleet.add_replica(lambda i, cb, k=k: Replica(env, i, cost, eng, self.max_model_len,
+                                                              self.blocks_per_engine, first_uid + k * lanes,
+                                                              plan.attn_dp, plan.pp, cb))
 
 
 def _requests_from(table: pl.DataFrame, unit: int) -> list[Request]:
@@ -273,19 +304,19 @@ def execute(sim: Simulation, progress: Progress | None = None, progress_every_s:
 
 def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
     reps = sim.fleet.replicas
-    ends = [r.decode_step_ends() for r in reps]
+    ends = [e for rep in reps for e in rep.decode_step_ends()]  # indexed by Request.lane
     df, itl = request_table(sim.requests, ends)
     times, used, rep_idx = [], [], []
     util_means, peaks = [], []
     for rep in reps:
         t = np.array(rep.kv_times)
-        u = np.array(rep.kv_used, dtype=float) / rep.kv.num_blocks
+        u = np.array(rep.kv_used, dtype=float) / rep.kv_blocks
         times.append(t)
         used.append(u)
         rep_idx.append(np.full(len(t), rep.index))
         if len(t) > 1:
             util_means.append(float(np.sum(u[:-1] * np.diff(t)) / (t[-1] - t[0])) if t[-1] > t[0] else float(u[0]))
-        peaks.append(rep.kv.peak_used / rep.kv.num_blocks)
+        peaks.append(rep.kv_peak_fraction())
     timeline = pl.DataFrame({
         "replica": np.concatenate(rep_idx) if rep_idx else [],
         "time_s": np.concatenate(times) if times else [],
@@ -300,24 +331,20 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
     info = {"wall_s": wall_s, "engine_events": events, "engine_steps": steps,
             "events_per_s": events / wall_s if wall_s > 0 else None,
             "steps_per_s": steps / wall_s if wall_s > 0 else None,
-            "kv_blocks_per_replica": sim.memory.num_blocks, "max_model_len": sim.max_model_len,
-            "replicas": len(reps) // scenario.pp, "engines": len(reps), "model": sim.model_name,
-            "gpu": sim.gpu_name, "num_gpus": _gpus_used(scenario, len(reps))}
+            "kv_blocks_per_engine": sim.pools[-1].blocks_per_engine if sim.pools else None,
+            "max_model_len": sim.max_model_len, "replicas": len(reps),
+            "engines": sum(len(rep.lanes) for rep in reps), "model": sim.model_name,
+            "gpu": sim.gpu_name, "num_gpus": sum(p.plan.num_gpus for p in sim.pools)}
     summary["sim_wall_s"] = wall_s
     if sim.workload is not None:
         if sim.workload.clipped:
             summary["requests_clipped"] = sim.workload.clipped
         if sim.workload.notes:
             info["trace_notes"] = sim.workload.notes
-    bal = sim.balancer
-    if bal is not None:
-        r = bal.evaluate(_mean_step_tokens(sim, reps))
-        summary["moe_imbalance"] = r["imbalance"]  # at the run's mean step size
-        if bal.policy.every:
-            # Every replica (one EP group, its pipeline engines together) re-places every `every` of its steps.
-            rebalances = sum(rep.steps for rep in reps) // scenario.pp // bal.policy.every
-            summary["moe_rebalances"] = rebalances
-            summary["moe_rebalance_gb"] = rebalances * bal.rebalance_bytes / 1e9  # copied, all GPUs together
+    for pool in sim.pools:
+        if pool.balancer is not None:
+            prefix = f"{pool.name}_" if len(sim.pools) > 1 else ""
+            summary.update({prefix + k: v for k, v in _moe_summary(pool).items()})
     jobs = None
     if sim.agents is not None:
         jobs = pl.DataFrame(sim.agents.jobs).sort("program") if sim.agents.jobs else pl.DataFrame()
@@ -328,7 +355,7 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
         block_bytes = sim.memory.kv_bytes_per_token * sim.memory.block_size
         summary["kv_pins"] = sim.agents.pins
         summary["pinned_gb_s"] = sim.agents.pinned_block_s * block_bytes / 1e9  # per GPU of the replicas
-        hosts = [r.host for r in reps if r.host is not None]
+        hosts = [h for r in reps for h in r.hosts]
         if hosts:
             summary["kv_offloaded_gb"] = sum(h.written_blocks for h in hosts) * block_bytes / 1e9  # per GPU
             summary["kv_reloaded_gb"] = sum(h.loaded_blocks for h in hosts) * block_bytes / 1e9
@@ -336,18 +363,28 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
                   sim.workload.table if sim.workload is not None else None)
 
 
-def _mean_step_tokens(sim: Simulation, reps: list[Replica]) -> int:
-    """Tokens per engine step over the run: prompt tokens (cached prefixes included) and output tokens."""
-    steps = sum(rep.steps for rep in reps)
-    tokens = sum(r.prompt + r.output for r in sim.requests)
-    return max(1, round(tokens / steps)) if steps else 1
-
-
-def _gpus_used(scenario: Scenario, engines: int) -> int:
-    d = scenario.disagg
-    if d is not None:
-        return d.prefill_replicas * d.prefill_tp + d.decode_replicas * d.decode_tp
-    return engines // scenario.pp * scenario.tp * scenario.pp * scenario.attn_dp
+def _moe_summary(pool: _Pool) -> dict[str, Any]:
+    """Expert parallelism over the run, weighted by the token copies each step sent through the MoE layers:
+    imbalance (busiest GPU's copies over the mean) under plain contiguous EP and under the pool's policy, bytes a
+    token's copies move across GPUs per MoE layer, and the share of the engines' busy time spent in the MoE
+    layers' routed experts and all-to-alls."""
+    bal, reps = pool.balancer, pool.fleet.replicas
+    profile = reps[0].cost.expert_profile
+    mean = sum(rep.moe_tokens for rep in reps) * bal.routing.top_k / bal.gpus
+    busy = sum(rep.busy_s for rep in reps)
+    out: dict[str, Any] = {
+        "moe_policy": bal.policy.label,
+        "moe_imbalance_before": sum(rep.moe_busiest_before for rep in reps) / mean if mean else None,
+        "moe_imbalance": sum(rep.moe_busiest for rep in reps) / mean if mean else None,
+        "moe_a2a_bytes_per_token": profile.a2a_bytes_per_token(),
+        "moe_time_share": sum(rep.moe_s for rep in reps) / busy if busy else None,
+    }
+    if bal.policy.every:
+        # Every replica (one EP group) re-places every `every` of its steps.
+        rebalances = sum(rep.steps for rep in reps) // bal.policy.every
+        out["moe_rebalances"] = rebalances
+        out["moe_rebalance_gb"] = rebalances * bal.rebalance_bytes / 1e9  # copied, all GPUs together
+    return out
 
 
 def run(scenario: Scenario | None = None, progress: Progress | None = None, **overrides: Any) -> Result:

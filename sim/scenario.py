@@ -13,6 +13,7 @@ from typing import Any
 from sim.agents.spec import AgentSpec
 from sim.core.toml_card import read_toml
 from sim.errors import FleetsimError
+from sim.parallel.plan import Plan
 from sim.serving.engine_config import EngineConfig
 from sim.workload.spec import WorkloadSpec
 
@@ -34,23 +35,50 @@ class SLO:
 
 @dataclass(frozen=True, slots=True)
 class DisaggSpec:
-    """Prefill/decode disaggregation: two pools, each of replicas x TP, optionally of different GPU types."""
+    """Prefill/decode disaggregation: two pools, each a plan of its own (replicas x TP x PP x attention-DP, EP for
+    MoE models, a balancing policy under EP) on a GPU type of its own."""
 
     prefill_replicas: int = 1
     prefill_tp: int = 1
+    prefill_pp: int = 1
+    prefill_attn_dp: int = 1
+    prefill_ep: int = 1
+    prefill_moe_policy: str = "ep"
     decode_replicas: int = 1
     decode_tp: int = 1
+    decode_pp: int = 1
+    decode_attn_dp: int = 1
+    decode_ep: int = 1
+    decode_moe_policy: str = "ep"
     prefill_gpu: str = ""  # default: the scenario's gpu
     decode_gpu: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("prefill_replicas", "prefill_tp", "decode_replicas", "decode_tp"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise FleetsimError(f"disagg.{name}: expected a positive integer, got {value!r}")
+        for pool in ("prefill", "decode"):
+            for name in ("replicas", "tp", "pp", "attn_dp", "ep"):
+                value = getattr(self, f"{pool}_{name}")
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise FleetsimError(f"disagg.{pool}_{name}: expected a positive integer, got {value!r}")
+            for name in ("moe_policy", "gpu"):
+                value = getattr(self, f"{pool}_{name}")
+                if not isinstance(value, str):
+                    raise FleetsimError(f"disagg.{pool}_{name}: expected a string, got {value!r}")
+            self.plan(pool)  # checks ep against tp x attn_dp
+
+    def plan(self, pool: str) -> Plan:
+        """The plan of the 'prefill' or 'decode' pool."""
+        get = lambda name: getattr(self, f"{pool}_{name}")  # noqa: E731
+        try:
+            return Plan(tp=get("tp"), pp=get("pp"), replicas=get("replicas"), ep=get("ep"), attn_dp=get("attn_dp"))
+        except FleetsimError as exc:
+            raise FleetsimError(f"disagg.{pool}: {exc}") from None
+
+    @property
+    def num_gpus(self) -> int:
+        return self.plan("prefill").num_gpus + self.plan("decode").num_gpus
 
     def label(self) -> str:
-        return f"P:{self.prefill_replicas}x(TP{self.prefill_tp})+D:{self.decode_replicas}x(TP{self.decode_tp})"
+        return f"P:{self.plan('prefill').label()}+D:{self.plan('decode').label()}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,11 @@ from sim.runner import Simulation, build, execute
 def synthetic(model: str = "llama-3.1-8b", gpu: str = "h100", *, rate: float = 1.0, n: int = 200,
               input_len: str = "lognormal:512:1.0", output_len: str = "lognormal:128:1.0", seed: int = 0,
               arrival: str = "poisson", tp: int = 1, replicas: int = 1, engine: EngineConfig | None = None,
-              router: str = "round-robin") -> Scenario:
+              router: str = "round-robin", max_tokens: int | None = None) -> Scenario:
     return Scenario(model=model, gpu=gpu, tp=tp, replicas=replicas, seed=seed, router=router,
                     engine=engine or EngineConfig(),
                     workload=WorkloadSpec(trace=None, arrival=arrival, rate=rate, num_requests=n, duration_s=None,
-                                          input_len=input_len, output_len=output_len))
+                                          input_len=input_len, output_len=output_len, max_tokens=max_tokens))
 
 
 def run_checked(scenario: Scenario) -> tuple[Simulation, Counter]:

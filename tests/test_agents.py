@@ -13,8 +13,7 @@ from sim.runner import build, collect, execute
 def _run_programs(programs, **overrides):
     scenario = sim.Scenario(model="llama-3.1-8b", gpu="h100", num_gpus=1,
                             agents=AgentSpec(programs=len(programs), agents=len(programs))).with_overrides(**overrides)
-    simulation = build(scenario)
-    simulation.programs = programs
+    simulation = build(scenario, programs)
     execute(simulation)
     return collect(scenario, simulation, 0.0)
 
@@ -53,7 +52,7 @@ def test_generated_agent_workload_finishes_every_call_once_and_is_seeded():
     execute(simulation)
     assert len(simulation.requests) == 30 * 6 and set(seen.values()) == {1}
     assert sorted(j["program"] for j in simulation.agents.jobs) == list(range(30))
-    for rep in simulation.fleet.replicas:
+    for rep in [lane for r in simulation.fleet.replicas for lane in r.lanes]:
         assert rep.kv.used == 0
     a, b = sim.run(scenario), sim.run(scenario)
     assert a.jobs.equals(b.jobs) and a.requests.drop("replica").equals(b.requests.drop("replica"))

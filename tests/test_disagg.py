@@ -43,7 +43,7 @@ def test_disaggregation_finishes_every_request_once_and_removes_prefill_interfer
     simulation, seen = run_checked(scenario)
     assert sorted(seen) == list(range(600)) and set(seen.values()) == {1}
     assert all(r.state == FINISHED and r.generated == r.output for r in simulation.requests)
-    for rep in simulation.fleet.replicas:
+    for rep in [lane for r in simulation.fleet.replicas for lane in r.lanes]:
         assert rep.kv.used == 0
     split = sim.run(scenario).summary
     print(f"\np99 ITL colocated {colocated['itl_p99_s'] * 1e3:.0f} ms vs disaggregated {split['itl_p99_s'] * 1e3:.0f} ms;"

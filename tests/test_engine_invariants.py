@@ -24,7 +24,8 @@ engines = st.builds(
        replicas=st.integers(1, 3), router=st.sampled_from(["round-robin", "least-tokens", "prefix-aware"]))
 def test_every_request_finishes_once_with_its_tokens_and_kv_is_conserved(engine, seed, rate, n, replicas, router):
     scenario = synthetic("llama-2-7b", "a100", rate=rate, n=n, seed=seed, replicas=replicas, engine=engine,
-                         router=router, input_len="lognormal:300:1.0", output_len="lognormal:60:1.0")
+                         router=router, input_len="lognormal:300:1.0", output_len="lognormal:60:1.0",
+                         max_tokens=2000)  # the smallest KV cache drawn holds 2,376 tokens
     sim, seen = run_checked(scenario)
     assert sorted(seen) == list(range(n)) and set(seen.values()) == {1}
     for r in sim.requests:
@@ -34,11 +35,10 @@ def test_every_request_finishes_once_with_its_tokens_and_kv_is_conserved(engine,
             assert r.arrival <= r.first_scheduled <= r.first_token_time
         else:
             assert r.prompt + r.output > sim.max_model_len  # only over-long requests are rejected
-    for rep in sim.fleet.replicas:
+    for rep in [lane for r in sim.fleet.replicas for lane in r.lanes]:
         kv = rep.kv
         kv.check()
         assert kv.peak_used <= kv.num_blocks
-        assert max(rep.kv_used, default=0) <= kv.num_blocks
         assert kv.used == 0 and not kv.active, "all KV blocks are free (or merely cached) at the end"
         assert not rep.running and not rep.waiting and rep.n_dec == 0
 
@@ -55,7 +55,7 @@ def test_invariants_hold_with_shared_prefixes_from_a_real_trace(engine, start, n
     engine = dataclasses.replace(engine, num_gpu_blocks_override=blocks, block_size=16)
     scenario = Scenario(model="llama-3.1-8b", gpu="h100", num_gpus=2, router="prefix-aware", engine=engine,
                         workload=WorkloadSpec(trace="mooncake-conv", rate=rate, num_requests=start + n,
-                                              duration_s=None))
+                                              duration_s=None, max_tokens=30_000))
     simulation = build(scenario)
     simulation.requests = simulation.requests[start:]
     execute(simulation)
@@ -63,7 +63,7 @@ def test_invariants_hold_with_shared_prefixes_from_a_real_trace(engine, start, n
         assert r.state == FINISHED or r.prompt + r.output > simulation.max_model_len
         if r.state == FINISHED:
             assert r.generated == r.output
-    for rep in simulation.fleet.replicas:
+    for rep in [lane for r in simulation.fleet.replicas for lane in r.lanes]:
         rep.kv.check()
         assert rep.kv.peak_used <= rep.kv.num_blocks
         assert rep.kv.used == 0 and not rep.kv.active

@@ -41,7 +41,7 @@ def test_fast_forward_equals_stepping_with_prefix_cache_under_pressure(router, g
                             engine=EngineConfig(fast_forward=ff, num_gpu_blocks_override=4000, max_num_seqs=64,
                                                 max_num_batched_tokens=2048),
                             workload=WorkloadSpec(trace="mooncake-conv", num_requests=250, duration_s=None,
-                                                  rate=0.5 * gpus))
+                                                  rate=0.5 * gpus, max_tokens=60_000))
         runs[ff] = sim.run(scenario)
     a, b = (runs[ff].requests.sort("request_id") for ff in (True, False))
     for col in ("ttft_s", "e2e_s", "itl_max_s", "prefix_hit_tokens", "preemptions"):
@@ -65,7 +65,8 @@ def test_fast_forward_equals_stepping_on_random_configurations(policy, chunked, 
                            max_num_batched_tokens=budget, num_gpu_blocks_override=blocks, fast_forward=ff,
                            block_size=8)
         scenario = synthetic("llama-2-7b", "a100", rate=rate, n=n, seed=seed, replicas=replicas, engine=eng,
-                             router="least-tokens", input_len="lognormal:200:1.0", output_len="lognormal:40:1.0")
+                             router="least-tokens", input_len="lognormal:200:1.0", output_len="lognormal:40:1.0",
+                             max_tokens=1100)  # the smallest KV cache drawn holds 1,192 tokens
         tables.append(sim.run(scenario).requests.sort("request_id"))
     a, b = tables
     assert a["status"].to_list() == b["status"].to_list()

@@ -15,13 +15,13 @@ def test_itl_table_matches_each_requests_emission_times_through_preemptions():
                          engine=EngineConfig(num_gpu_blocks_override=500, max_num_seqs=64))
     sim = build(scenario)
     execute(sim)
-    ends = [r.decode_step_ends() for r in sim.fleet.replicas]
+    ends = [e for r in sim.fleet.replicas for e in r.decode_step_ends()]  # indexed by Request.lane
     df, pooled = request_table(sim.requests, ends)
     assert sum(r.preemptions for r in sim.requests) > 0
     # Tokens are conserved: one inter-token gap per output token after the first.
     assert len(pooled) == sum(r.output - 1 for r in sim.requests)
     for r, p50, mx, ttft, e2e in zip(sim.requests, df["itl_p50_s"], df["itl_max_s"], df["ttft_s"], df["e2e_s"]):
-        t = emission_times(r, ends[r.replica])
+        t = emission_times(r, ends[r.lane])
         assert len(t) == r.output
         assert np.all(np.diff(t) > 0)
         assert t[0] - r.arrival == pytest.approx(ttft, rel=1e-12)

@@ -35,18 +35,30 @@ def test_expert_parallel_weights_split_experts_and_replicate_attention_over_dp_r
 def test_dp_attention_stops_replicating_mla_kv():
     """MLA's single latent cannot be split by TP, so TP8 caches every token on all 8 GPUs; DP attention does not."""
     tp8 = _budget(Plan(tp=8)).token_capacity
-    dp8 = _budget(Plan(tp=1, attn_dp=8, ep=8)).token_capacity
-    assert dp8 > 4 * tp8
+    dp8 = _budget(Plan(tp=1, attn_dp=8, ep=8)).token_capacity  # per attention rank: each caches its own sequences
+    assert 8 * dp8 > 4 * tp8
 
 
 def test_attention_work_is_the_busiest_ranks():
-    tp1, dp8 = _cost(Plan(tp=1, attn_dp=1, ep=1), "h200"), _cost(Plan(tp=1, attn_dp=8, ep=8))
-    lone = dp8.breakdown([], 1, 4000)["decode_attention_s"]
-    assert lone == pytest.approx(tp1.breakdown([], 1, 4000)["decode_attention_s"])  # one sequence: one rank works
-    eight = dp8.breakdown([], 8, 8 * 4000)["decode_attention_s"]
-    assert eight == pytest.approx(lone)  # eight sequences over eight ranks: each rank holds one
-    nine = dp8.breakdown([], 9, 9 * 4000)["decode_attention_s"]
-    assert nine == pytest.approx(tp1.breakdown([], 2, 2 * 4000)["decode_attention_s"])  # the busiest rank holds 2
+    """A DP8/EP8 step: the busiest attention rank's own work plus the MoE layers over every rank's tokens."""
+    from sim.cost.step_plan import RankBatch, StepPlan
+
+    dp8 = _cost(Plan(tp=1, attn_dp=8, ep=8))
+
+    def step(per_rank):
+        return StepPlan([[RankBatch([], n, n * 4000, n) for n in per_rank]])
+
+    lone, spread = step([1] + [0] * 7), step([1] * 8)
+    rank_side = dp8.plan_time(lone) - dp8.moe_time(lone) - dp8.step_overhead_s
+    # One sequence on each rank: the busiest rank holds one, as when only one rank works; only the MoE part grows.
+    assert dp8.plan_time(spread) - dp8.moe_time(spread) - dp8.step_overhead_s == pytest.approx(rank_side, rel=1e-12)
+    assert dp8.moe_time(spread) > dp8.moe_time(lone)
+    # A second sequence on one rank makes that rank the busiest: the step waits for it.
+    busier = step([2] + [1] * 7)
+    assert dp8.plan_time(busier) - dp8.moe_time(busier) > dp8.plan_time(spread) - dp8.moe_time(spread)
+    # Eight sequences on one rank cost that rank eight sequences' attention, not one.
+    piled = step([8] + [0] * 7)
+    assert dp8.plan_time(piled) > dp8.plan_time(spread)
 
 
 def test_plan_validation():
@@ -59,16 +71,22 @@ def test_plan_validation():
 
 
 def test_search_tries_expert_parallel_layouts_for_moe_models():
-    r = search(model="deepseek-v3", gpu="h200", num_gpus=8, workers=2,
-               space=SearchSpace(max_num_seqs=(256,), max_num_batched_tokens=(2048,)),
-               **{"workload.arrival": "poisson", "workload.rate": 8.0, "workload.num_requests": 300,
-                  "workload.duration_s": None})
-    ok = r.table.filter(pl.col("status") == "ok")
-    assert {"1x(TP8)", "1x(TP8,EP8)", "1x(TP1,DP8,EP8)", "1x(TP2,DP4,EP8)"} <= set(ok["plan"])
-    rank = dict(zip(ok["plan"], ok["rank"]))
-    assert rank["1x(TP1,DP8,EP8)"] < rank["1x(TP8)"]  # DeepSeek's own deployment style wins here
-    tpot = dict(zip(ok["plan"], ok["tpot_p90_s"]))
-    assert tpot["1x(TP1,DP8,EP8)"] < tpot["1x(TP8)"]
+    """DeepSeek-V3 on 8 x H200: at light load TP8 decodes faster (DP attention replicates the attention weights on
+    every rank, and a prefill on any rank stalls every rank's step); at heavy load DP8/EP8 serves the queue sooner
+    (TP8 keeps MLA's single KV latent on all 8 GPUs: an eighth of the KV capacity)."""
+    def searched(rate):
+        r = search(model="deepseek-v3", gpu="h200", num_gpus=8, workers=2,
+                   space=SearchSpace(tp=(1, 2, 8), attn_dp=(1, 4, 8), max_num_seqs=(256,),
+                                     max_num_batched_tokens=(2048,)),
+                   **{"workload.arrival": "poisson", "workload.rate": rate, "workload.num_requests": 300,
+                      "workload.duration_s": None})
+        ok = r.table.filter(pl.col("status") == "ok")
+        assert {"1x(TP8)", "1x(TP8,EP8)", "1x(TP1,DP8,EP8)", "1x(TP2,DP4,EP8)"} <= set(ok["plan"])
+        return {p: (tpot, ttft) for p, tpot, ttft in zip(ok["plan"], ok["tpot_p90_s"], ok["ttft_p90_s"])}
+
+    light, heavy = searched(8.0), searched(40.0)
+    assert light["1x(TP8)"][0] < light["1x(TP1,DP8,EP8)"][0]
+    assert heavy["1x(TP1,DP8,EP8)"][1] < heavy["1x(TP8)"][1]
     dense = search(model="llama-3.1-8b", gpu="h100", num_gpus=2, workers=1,
                    space=SearchSpace(max_num_seqs=(256,), max_num_batched_tokens=(2048,)),
                    **{"workload.num_requests": 40, "workload.duration_s": None})
@@ -108,17 +126,24 @@ def test_two_hop_all_to_all_across_nodes_sends_each_token_once_per_node():
 
 
 def test_search_sweeps_ep_degree_and_balancing_policy():
+    """gpt-oss-20b's measured routing loads plain EP's busiest GPU ~1.6x the mean. Balancing pays where steps are
+    big enough for the busiest GPU's compute to matter (long prompts); every EP plan reports its imbalance."""
     r = search(model="gpt-oss-20b", gpu="h100", num_gpus=8, workers=2, moe_routing="measured",
                space=SearchSpace(tp=(1, 8), attn_dp=(1, 8), ep=(1, 8), moe_policies=("ep", "eplb:8", "llep"),
                                  max_num_seqs=(256,), max_num_batched_tokens=(8192,)),
-               **{"workload.num_requests": 300, "workload.rate": 30.0, "workload.duration_s": None})
+               **{"workload.trace": None, "workload.arrival": "poisson", "workload.input_len": "fixed:8000",
+                  "workload.output_len": "fixed:16", "workload.num_requests": 300, "workload.rate": 40.0,
+                  "workload.duration_s": None})
     t = r.table.filter(pl.col("status") == "ok")
     ep_plans = t.filter(pl.col("ep") == 8)
     assert set(ep_plans["moe_policy"]) == {"ep", "eplb:8", "llep"}
     assert set(t.filter(pl.col("ep") == 1)["moe_policy"]) == {"ep"}  # policies need EP
-    tpot = {(p, m): v for p, m, v in zip(ep_plans["plan"], ep_plans["moe_policy"], ep_plans["tpot_p90_s"])}
-    dp8 = "1x(TP1,DP8,EP8) moe="
-    assert tpot[(dp8 + "eplb:8", "eplb:8")] < tpot[(dp8 + "ep", "ep")]  # measured skew costs plain EP
+    dp8 = {m: row for m, row in zip(ep_plans["moe_policy"], ep_plans.iter_rows(named=True))
+           if row["plan"].startswith("1x(TP1,DP8,EP8)")}
+    assert dp8["ep"]["moe_imbalance"] == pytest.approx(1.6, abs=0.1)
+    for policy in ("eplb:8", "llep"):
+        assert dp8[policy]["moe_imbalance"] < 1.1 < dp8[policy]["moe_imbalance_before"]
+        assert dp8[policy]["ttft_p90_s"] < dp8["ep"]["ttft_p90_s"]
     with pytest.raises(FleetsimError, match="has no experts"):
         search(model="llama-3.1-8b", num_gpus=2, space=SearchSpace(moe_policies=("llep",)))
     with pytest.raises(FleetsimError, match="moe policy: expected"):

@@ -35,10 +35,17 @@ class _Job:
 
 
 class AgentDriver:
-    """`unit_tokens` 0 turns prefix hashing off (the engine's prefix cache is disabled)."""
+    """`unit_tokens` 0 turns prefix hashing off (the engine's prefix cache is disabled). `program_scheduling`: the
+    engines order their queues by job (engine.scheduling = program).
 
-    def __init__(self, env: simpy.Environment, fleet, spec: AgentSpec, unit_tokens: int) -> None:  # noqa: ANN001
+    The driver acts on the serving side only through Fleet (submit, route, submit_to, replica) and Replica (pin,
+    unpin, offload, reload, engine_load, prefill_seconds) methods; it never reads their fields."""
+
+    def __init__(self, env: simpy.Environment, fleet, spec: AgentSpec, unit_tokens: int,  # noqa: ANN001
+                 block_size: int = 16, program_scheduling: bool = False) -> None:
         self.env, self.fleet, self.spec = env, fleet, spec
+        self.block_size = block_size
+        self.program_scheduling = program_scheduling
         self.policy, self.fixed_ttl = retention(spec.kv_policy)
         self.unit = 0 if self.policy == "none" else unit_tokens
         self.requests: list[Request] = []
@@ -46,7 +53,7 @@ class AgentDriver:
         self.on_job_done: Callable[[], None] | None = None
         self.pauses = PauseHistory()  # tool pauses observed so far (Continuum's TTL comes from them)
         self.queue_s = 0.0  # running mean of the calls' queueing delay (what a held job's next call may skip)
-        self.pinned_blocks: dict[int, int] = {}  # replica index -> blocks its pins hold now
+        self.pinned_blocks: dict[int, int] = {}  # engine (Request.lane) -> blocks its pins hold now
         self._prefill_memo: dict[tuple[int, int], float] = {}
         self.pinned_block_s = 0.0
         self.pins = 0
@@ -88,7 +95,7 @@ class AgentDriver:
         context = 0
         calls = count_calls(steps)
         done_calls = 0
-        pin: list | None = None
+        pin: tuple | None = None
         host_ready = 0.0  # when this context's host copy (offload policy) is complete
         for step in steps:
             if job.failed:
@@ -144,86 +151,80 @@ class AgentDriver:
         return context
 
     # ---- KV retention while a job waits on its tools ---------------------------------------------------------
-    def _pin(self, r: Request, keys: tuple[int, ...]) -> list | None:
+    def _pin(self, r: Request, keys: tuple[int, ...]) -> tuple | None:
         if self.policy in ("evict", "none", "offload"):
             return None
         ttl = self.fixed_ttl
-        replica = self.fleet.replicas[r.replica]
-        kv = replica.kv
-        pinned = self.pinned_blocks.get(replica.index, 0)
+        replica = self.fleet.replica(r.replica)
+        load = replica.engine_load(r)
+        pinned = self.pinned_blocks.get(r.lane, 0)
         if self.policy == "continuum":
-            blocks = len(keys) * r.prefix_unit_tokens // kv.block_size
-            if pinned + blocks > CONTINUUM_PIN_LIMIT * kv.num_blocks:
+            blocks = len(keys) * self._unit_blocks(r)
+            if pinned + blocks > CONTINUUM_PIN_LIMIT * load.num_blocks:
                 return None
-            ttl = self.pauses.best_ttl(self._saving(replica, len(keys) * r.prefix_unit_tokens),
-                                       self._hold_rate(replica, blocks, pinned))
+            ttl = self.pauses.best_ttl(self._saving(replica, r, len(keys) * r.prefix_unit_tokens),
+                                       self._hold_rate(load, blocks, pinned))
             if ttl <= 0:
                 return None
             ttl *= 1 + 1e-9  # a pause exactly as long as the TTL still finds its KV
-        held, blocks = kv.pin(keys)
-        if not held:
+        pin = replica.pin(r, keys)
+        if pin is None:
             return None
         self.pins += 1
-        self.pinned_blocks[replica.index] = pinned + blocks
-        pin = [replica, held, blocks, self.env.now, True]
-        self.env.process(self._expire(pin, ttl))
-        return pin
+        self.pinned_blocks[r.lane] = pinned + pin.blocks
+        handle = (replica, pin, r.lane)
+        self.env.process(self._expire(handle, ttl))
+        return handle
 
-    def _saving(self, replica, tokens: int) -> float:  # noqa: ANN001
+    def _unit_blocks(self, r: Request) -> int:
+        """KV blocks of one prefix unit of the call's context."""
+        return r.prefix_unit_tokens // self.block_size
+
+    def _saving(self, replica, r: Request, tokens: int) -> float:  # noqa: ANN001
         """Job-seconds a held context saves: its re-prefill delays the call itself and every request whose steps it
         joins (chunked prefill shares steps with the running decodes); under program-level scheduling, where a held
         job's call is admitted without waiting for memory, the call also skips the queueing delay calls now see."""
-        key = (replica.index, tokens)
+        key = (r.replica, tokens)
         t = self._prefill_memo.get(key)
         if t is None:
-            step = replica.cfg.max_num_batched_tokens
-            t = sum(replica.cost.step_time([(min(step, tokens - done), done)], 0, 0)
-                    for done in range(0, tokens, step))
+            t = replica.prefill_seconds(tokens)
             self._prefill_memo[key] = t
-        return t * (1 + len(replica.running)) + (self.queue_s if replica.cfg.scheduling == "program" else 0.0)
+        return t * (1 + replica.engine_load(r).running) + (self.queue_s if self.program_scheduling else 0.0)
 
     @staticmethod
-    def _hold_rate(replica, blocks: int, pinned: int) -> float:  # noqa: ANN001
+    def _hold_rate(load, blocks: int, pinned: int) -> float:  # noqa: ANN001
         """Other jobs' seconds lost per second the blocks are held. When memory binds (calls wait), the blocks would
         otherwise hold about blocks / (blocks per running request) running requests; with memory to spare, holding
         costs in proportion to how full the cache is."""
-        kv = replica.kv
-        pressure = 1.0 if replica.waiting else kv.used / kv.num_blocks
-        running = len(replica.running)
-        per_request = (kv.used - pinned) / running if running and kv.used > pinned else blocks
+        pressure = 1.0 if load.waiting else load.used_blocks / load.num_blocks
+        running = load.running
+        used = load.used_blocks
+        per_request = (used - pinned) / running if running and used > pinned else blocks
         return pressure * blocks / max(per_request, 1.0)
 
     # ---- CPU offloading ---------------------------------------------------------------------------------------
     def _offload(self, r: Request, keys: tuple[int, ...]) -> float:
-        """Copy the finished call's context to its replica's host memory; returns when the copy is complete."""
-        replica = self.fleet.replicas[r.replica]
-        written = replica.host.store(keys, r.prefix_unit_tokens // replica.kv.block_size)
-        return self.env.now + written * replica.host.s_per_block
+        """Copy the finished call's context to its engine's host memory; returns when the copy is complete."""
+        return self.env.now + self.fleet.replica(r.replica).offload(r, keys)
 
     def _reload_and_submit(self, r: Request, host_ready: float):  # noqa: ANN202  (generator)
         """Route the call; if the host holds more of its context than the GPU still caches, load the difference over
         PCIe (after the offload copy completes) before the call joins the queue."""
-        replica = self.fleet.router.pick(r, self.fleet.replicas)
-        keys, unit = r.prefix_keys, r.prefix_unit_tokens
-        max_units = min(len(keys), (r.prompt - 1) // unit)
-        on_host = replica.host.match(keys, max_units)
-        on_gpu = replica.kv.match(keys, max_units)
-        if on_host > on_gpu:
-            r.host_units, r.host_paid = on_host, on_host - on_gpu
-            load = (on_host - on_gpu) * (unit // replica.kv.block_size) * replica.host.s_per_block
+        replica = self.fleet.route(r)
+        load = replica.reload(r, self.fleet.prefer_cache)
+        if load:
             yield self.env.timeout(max(0.0, host_ready - self.env.now) + load)
-        replica.enqueue(r)
+        self.fleet.submit_to(r, replica)
 
-    def _expire(self, pin: list, ttl: float):  # noqa: ANN202  (SimPy process)
+    def _expire(self, handle: tuple, ttl: float):  # noqa: ANN202  (SimPy process)
         yield self.env.timeout(ttl)
-        self._unpin(pin)
+        self._unpin(handle)
 
-    def _unpin(self, pin: list | None) -> None:
-        if pin is None or not pin[4]:
+    def _unpin(self, handle: tuple | None) -> None:
+        if handle is None:
             return
-        replica, held, blocks, since, _ = pin
-        pin[4] = False
-        replica.kv.release(0, held)
-        self.pinned_blocks[replica.index] -= blocks
-        replica.memory_released()
-        self.pinned_block_s += blocks * (self.env.now - since)
+        replica, pin, lane = handle
+        if not pin.held:
+            return
+        self.pinned_blocks[lane] -= pin.blocks
+        self.pinned_block_s += replica.unpin(pin)

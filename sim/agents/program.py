@@ -56,3 +56,26 @@ class AgentProgram:
     @property
     def llm_calls(self) -> int:
         return count_calls(self.steps)
+
+
+def longest_call(programs: list[AgentProgram]) -> tuple[int, int]:
+    """(longest prompt, longest prompt + output) over every call of the jobs, as the driver will submit them: a
+    generated call's prompt is its chain's context so far plus its new tokens (each sub-agent chain starts empty)."""
+    prompt_max, total_max = 0, 0
+
+    def walk(steps: tuple[Step, ...]) -> None:
+        nonlocal prompt_max, total_max
+        context = 0
+        for s in steps:
+            if isinstance(s, Fork):
+                for branch in s.branches:
+                    walk(branch)
+            elif isinstance(s, LLMCall):
+                prompt = s.prompt_tokens if s.prompt_tokens is not None else context + s.new_tokens
+                total = prompt + s.output_tokens
+                prompt_max, total_max = max(prompt_max, prompt), max(total_max, total)
+                context = total
+
+    for prog in programs:
+        walk(prog.steps)
+    return prompt_max, total_max

@@ -1,23 +1,36 @@
-"""Time of one engine iteration (one forward pass of a mixed batch) for one replica under a TP x PP plan.
+"""Time of one engine step (one forward pass) of one replica under a TP x PP x attention-DP x EP plan.
 
-A pure function of the batch's shape: the prefill chunks (tokens, context already cached) and the decodes (count
-and sum of their KV lengths). Kernel times are rooflines with efficiency curves fitted to measurements
-(sim.cost.calibration); tensor-parallel all-reduces use the fitted NCCL alpha-beta model; a batch traverses the
-pipeline stages one after another, plus one activation send per stage boundary (the runner keeps one micro-batch
-per stage in flight with one virtual engine per stage, as vLLM does).
+A pure function of the step plan (sim/cost/step_plan.py): for every attention rank of every pipeline micro-batch,
+its prefill chunks (new tokens, tokens already in the KV cache), its decodes (count and KV sum) and its sampled
+tokens. Kernel times are rooflines with efficiency curves fitted to measurements (sim.cost.calibration);
+tensor-parallel all-reduces use the fitted NCCL alpha-beta model; expert parallelism pays a dispatch and a combine
+all-to-all (sim.hardware.collective).
 
-Per layer: QKV projection, attention (prefill compute-bound, decode KV-read memory-bound), output projection,
-two norms, rotary embedding, residual adds, the MLP (dense gated GEMMs, or routed experts as a grouped GEMM plus
-shared experts), and two all-reduces when TP > 1. Per step: the LM head over the sequences that sample a token,
-and a fixed CPU/launch overhead.
+Where the work runs:
+- Rank side (each attention rank on its own tokens, split by its TP group): QKV/output projections, norms, rotary,
+  residuals, attention, the TP all-reduces, the MoE router and shared experts, the dense MLP when the FFN is not
+  data-parallel, the LM head over the rank's sampled tokens, and the activation sends between pipeline stages.
+- Union side (all ranks' tokens of a micro-batch together): routed experts (under EP on the busiest GPU, whose load
+  a routing/balancing profile may set: sim/moe/balance.py) with their all-to-alls, or the FFN split over all
+  tp x attn_dp GPUs with its all-gather/reduce-scatter when attention is data-parallel without EP.
+Ranks meet at every FFN layer and every layer repeats the same per-rank work, so a micro-batch takes the busiest
+rank's rank side plus the union side; the pipeline's stages hold one micro-batch each, so a step (one round of
+every micro-batch through every stage) lasts as long as the slowest micro-batch (see step_plan.py).
+
+MLA (DeepSeek-V2/V3) attention: prefill chunks use the plain multi-head form (latents up-projected to per-head keys
+and values, the cached context's latents up-projected again per chunk), decodes the absorbed form that reads only
+the latents, as vLLM's MLA backends do (vllm/v1/attention/backends/mla/common.py: "MHA for prefill, MQA-style
+absorbed attention for decode").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
+from sim.cost.step_plan import RankBatch, StepPlan
 from sim.hardware.calibration import Calibration, load_calibration
 from sim.hardware.catalog import load_gpu
 from sim.hardware.cluster import Cluster
@@ -27,11 +40,26 @@ from sim.model.dtypes import dtype_bytes
 from sim.parallel.plan import Plan
 
 ACT_BYTES = 2.0
+DISPATCH_BYTES = 1.0  # FP8 token copies out to the experts, BF16 back (DeepEP's formats)
 _CALIBRATED_GPU = {"a100": "a100-80gb-sxm", "h100": "h100-sxm"}
 
 
+class ExpertProfile(Protocol):
+    """How a routing and a balancing policy load the expert-parallel GPUs, as a function of the tokens of all ranks
+    of a micro-batch (sim.moe.balance.Profile implements it). Both functions never decrease with the tokens."""
+
+    def compute_s(self, tokens: int) -> float:
+        """One MoE layer's expert work on the busiest GPU, with whatever the policy adds (weights lent, moved)."""
+
+    def received(self, tokens: int) -> float:
+        """Token copies the busiest GPU receives in one MoE layer."""
+
+    a2a_calls: tuple[float, ...]  # bytes per copy-element of each all-to-all of a layer
+    kv_gather_bytes: float  # per token and layer, KV copied to every EP GPU (0 but under ExFlow)
+
+
 class IterationCost:
-    """Iteration time for one replica; memoises the parts that depend only on the token count."""
+    """Step time for one replica; memoises the parts that depend only on token counts."""
 
     def __init__(self, model: ModelArch, cluster: Cluster, plan: Plan, step_overhead_s: float = 0.0) -> None:
         self.model, self.cluster, self.plan = model, cluster, plan
@@ -46,7 +74,9 @@ class IterationCost:
         self.ebytes = dtype_bytes(model.expert_weight_dtype or model.weight_dtype)
         self.kvbytes = dtype_bytes(model.kv_dtype)
         tp = plan.tp
-        self.layers_per_stage = model.num_layers / plan.pp
+        self.tp = tp
+        self.attn_dp = plan.attn_dp
+        self.pp = plan.pp
         self.allreduce = None
         if tp > 1:
             self.allreduce = allreduce_model(cluster, self.calib, calib_link, tp, plan.tp_nodes or None)
@@ -54,8 +84,6 @@ class IterationCost:
                                   cluster.spans_nodes(plan.gpus_per_replica) or plan.tp_nodes > 1)
         self.heads = max(1, model.num_heads // tp)
         self.kv_heads = max(1, model.num_kv_heads // tp)
-        # Attention data parallelism: each of attn_dp ranks attends over its own share of the batch.
-        self.attn_dp = plan.attn_dp
         self.ep = plan.ep if model.moe else 1
         self.alltoall = None
         if self.ep > 1:
@@ -67,11 +95,13 @@ class IterationCost:
         if self.ffn_tp > 1:
             self.ffn_comm = allreduce_model(cluster, self.calib, calib_link, self.ffn_tp,
                                             plan.tp_nodes or None if self.ffn_tp == tp else None)
-        # Expert-parallel load balance: tokens -> (busiest GPU's load over the mean, extra seconds per layer);
-        # None is uniform routing (see sim/moe/balance.py).
-        self.moe_balance: Callable[[float], tuple[float, float]] | None = None
-        self._token_cache: dict[tuple[int, int], float] = {}
+        # Expert-parallel loads under a routing and balancing policy; None: every GPU gets the mean (the search's
+        # optimistic bounds use that).
+        self.expert_profile: ExpertProfile | None = None
+        self._rank_cache: dict[tuple[int, int], float] = {}
+        self._union_cache: dict[tuple[int, int], tuple[float, float]] = {}
         self._decode_cache: dict[int, tuple[float, float, float]] = {}
+        self._rank_decode_cache: dict[int, float] = {}
         self._attn_coeffs()
 
     # ---- kernels -------------------------------------------------------------------------------------------------
@@ -91,15 +121,23 @@ class IterationCost:
         return nbytes / (self.bw * e["mem_eff"]) + e["overhead_s"]
 
     def _attn_coeffs(self) -> None:
-        """Per-layer attention: FLOPs per (query, key) pair and KV bytes per cached token read, on one GPU."""
+        """Per layer and GPU: FLOPs per (query, key) pair and KV bytes read per cached token, for prefill and decode."""
         m = self.model
         if m.mla:
-            r = m.mla.kv_lora_rank + m.mla.qk_rope_head_dim
-            self.flops_per_pair = 2.0 * self.heads * (r + m.mla.kv_lora_rank)
-            self.kv_read_per_token = r * self.kvbytes
+            ml = m.mla
+            latent = ml.kv_lora_rank + ml.qk_rope_head_dim
+            # Decode, absorbed: queries projected into the latent space attend over the latents (QK over
+            # kv_lora_rank + rope dims, PV over kv_lora_rank).
+            self.flops_per_pair = 2.0 * self.heads * (latent + ml.kv_lora_rank)
+            self.kv_read_per_token = latent * self.kvbytes
+            # Prefill, plain multi-head: QK over nope + rope dims, PV over the value head dim.
+            self.prefill_flops_per_pair = 2.0 * self.heads * (ml.qk_nope_head_dim + ml.qk_rope_head_dim + ml.v_head_dim)
+            self.prefill_kv_read_per_token = latent * self.kvbytes
         else:
             self.flops_per_pair = 4.0 * self.heads * m.head_dim
             self.kv_read_per_token = 2.0 * self.kv_heads * m.head_dim * self.kvbytes
+            self.prefill_flops_per_pair = self.flops_per_pair
+            self.prefill_kv_read_per_token = self.kv_read_per_token
         a = self.calib.attention
         self._prefill_rates = (self.peak_bf16 * a["prefill_compute_eff"], self.bw * a["decode_mem_eff"],
                                a["overhead_s"])
@@ -108,95 +146,119 @@ class IterationCost:
             self.kv_read_per_token / (self.bw * a["decode_mem_eff"]),
         )
 
-    # ---- token-count-dependent part (memoised) -------------------------------------------------------------------
-    def _share(self, seqs: int) -> float:
-        """With attention data parallelism, the busiest rank's share of a batch of `seqs` sequences (balanced)."""
-        if self.attn_dp == 1 or seqs <= 0:
-            return 1.0
-        return -(-seqs // self.attn_dp) / seqs
-
-    def _dense_part(self, tokens: int, logits: int, share: float = 1.0) -> float:
-        """Everything but attention for `tokens` tokens of which `logits` sample a token (all pipeline stages);
-        the attention ranks' work is that of the busiest rank, holding `share` of the batch."""
-        key = (tokens, logits, share)
-        cached = self._token_cache.get(key)
+    # ---- rank side (memoised by token count) ---------------------------------------------------------------------
+    def _rank_linear(self, tokens: int, logits: int) -> float:
+        """Everything one attention rank does on its `tokens` tokens but attention itself (all layers, all stages)."""
+        key = (tokens, logits)
+        cached = self._rank_cache.get(key)
         if cached is not None:
             return cached
-        m, tp, h = self.model, self.plan.tp, self.model.hidden_size
-        # Everything outside the MoE experts runs per attention rank, on its share of the tokens.
-        t = float(tokens) * share
-        # attention projections
+        m, tp, h = self.model, self.tp, self.model.hidden_size
+        t = float(tokens)
         if m.mla:
             ml = m.mla
             proj = (self._gemm(t, h, ml.q_lora_rank, self.wbytes) if ml.q_lora_rank else 0.0)
             proj += self._gemm(t, ml.q_lora_rank or h, m.q_dim / tp, self.wbytes)
             proj += self._gemm(t, h, ml.kv_lora_rank + ml.qk_rope_head_dim, self.wbytes)
+            # Up-projection of the new tokens' latents (prefill) or its absorbed twin on the queries and outputs
+            # (decode): the same weight, the same FLOPs.
             proj += self._gemm(t, ml.kv_lora_rank, m.num_heads * (ml.qk_nope_head_dim + ml.v_head_dim) / tp,
                                self.wbytes)
         else:
             proj = self._gemm(t, h, (m.q_dim + 2 * m.num_kv_heads * m.head_dim) / tp, self.wbytes)
         proj += self._gemm(t, m.attn_out_dim / tp, h, self.wbytes)
-        # norms, rope, residual adds, activation
         ew = self._elementwise(t * ACT_BYTES * (4 * h + 2 * (m.q_dim / tp) + 6 * h))
-        # The FFN runs on the attention rank's tokens split by TP, or (attention-DP without EP) on every rank's
-        # tokens split over all tp x attn_dp GPUs.
-        ft, fw = (float(tokens), self.ffn_tp) if self.ffn_tp != tp else (t, tp)
-        dense_mlp = self._gemm(ft, h, 2 * m.intermediate_size / fw, self.wbytes)
-        dense_mlp += self._gemm(ft, m.intermediate_size / fw, h, self.wbytes)
-        dense_mlp += self._elementwise(ft * ACT_BYTES * 3 * m.intermediate_size / fw)
         allreduce = self.allreduce.time(t * h * ACT_BYTES) if self.allreduce else 0.0
-        ffn_comm = self.ffn_comm.time(ft * h * ACT_BYTES) if self.ffn_comm else 0.0
-        moe_mlp = self._moe_mlp(float(tokens), share) if m.moe else 0.0
-        if m.moe and self.ep == 1:
-            moe_mlp += ffn_comm  # TP-split experts end in an all-reduce; EP ends in the combine all-to-all
-        per_layer_common = proj + ew + allreduce
-        total = (m.num_layers * per_layer_common + m.num_dense_layers * (dense_mlp + ffn_comm)
-                 + m.num_moe_layers * moe_mlp)
-        lm_head = self._gemm(float(logits) * share, h, m.vocab_size / tp, self.wbytes) if logits else 0.0
-        pp = self.plan.pp
-        p2p = (pp - 1) * self.p2p.time(t * h * ACT_BYTES) if pp > 1 else 0.0
-        result = total + lm_head + p2p
-        self._token_cache[key] = result
+        total = m.num_layers * (proj + ew + allreduce)
+        if self.ffn_tp == tp:
+            # The FFN of dense layers runs on the rank's own tokens, split by its TP group.
+            dense = self._dense_mlp(t, tp) + (self.ffn_comm.time(t * h * ACT_BYTES) if self.ffn_comm else 0.0)
+            total += m.num_dense_layers * dense
+        if m.moe:
+            moe_rank = self._gemm(t, h, m.moe.num_experts, 2.0)  # the router
+            if self.ffn_tp == tp:
+                moe_rank += self._shared_experts(t, tp)
+            total += m.num_moe_layers * moe_rank
+        total += self._gemm(float(logits), h, m.vocab_size / tp, self.wbytes) if logits else 0.0
+        if self.pp > 1:
+            total += (self.pp - 1) * self.p2p.time(t * h * ACT_BYTES)
+        self._rank_cache[key] = total
+        return total
+
+    def _dense_mlp(self, t: float, split: int) -> float:
+        m, h = self.model, self.model.hidden_size
+        return (self._gemm(t, h, 2 * m.intermediate_size / split, self.wbytes)
+                + self._gemm(t, m.intermediate_size / split, h, self.wbytes)
+                + self._elementwise(t * ACT_BYTES * 3 * m.intermediate_size / split))
+
+    def _shared_experts(self, t: float, split: int) -> float:
+        moe, h = self.model.moe, self.model.hidden_size
+        if not moe.shared_experts:
+            return 0.0
+        fs = moe.expert_intermediate_size * moe.shared_experts
+        return self._gemm(t, h, 2 * fs / split, self.wbytes) + self._gemm(t, fs / split, h, self.wbytes)
+
+    # ---- union side (all ranks of a micro-batch) -----------------------------------------------------------------
+    def _union(self, tokens: int, busiest_rank_tokens: int) -> tuple[float, float]:
+        """(seconds, of which MoE layers' routed experts and their communication) of the FFN work done on all
+        ranks' `tokens` together; `busiest_rank_tokens` bounds what one rank's GPUs send to the experts."""
+        key = (tokens, busiest_rank_tokens)
+        cached = self._union_cache.get(key)
+        if cached is not None:
+            return cached
+        m, h = self.model, self.model.hidden_size
+        T = float(tokens)
+        total, moe_part = 0.0, 0.0
+        data_parallel_ffn = self.ffn_tp != self.tp
+        if tokens > 0:
+            comm = self.ffn_comm.time(T * h * ACT_BYTES) if (self.ffn_comm and data_parallel_ffn) else 0.0
+            if data_parallel_ffn:
+                total += m.num_dense_layers * (self._dense_mlp(T, self.ffn_tp) + comm)
+            if m.moe:
+                if self.ep > 1:
+                    layer = self._expert_parallel(T, busiest_rank_tokens)
+                else:
+                    layer = self._tp_experts(T)
+                    layer += self.ffn_comm.time(T * h * ACT_BYTES) if self.ffn_comm else 0.0
+                    if data_parallel_ffn:
+                        layer += self._shared_experts(T, self.ffn_tp)
+                moe_part = m.num_moe_layers * layer
+                total += moe_part
+        result = (total, moe_part)
+        self._union_cache[key] = result
         return result
 
-    def _moe_mlp(self, tokens: float, share: float = 1.0) -> float:
-        """One MoE layer for the whole batch, on one GPU (uniform routing: every expert-parallel GPU equally
-        loaded; the router and shared experts run on the busiest attention rank's `share` of the tokens)."""
-        moe, tp, h = self.model.moe, self.plan.tp, self.model.hidden_size
-        assert moe is not None
-        e, k, f = moe.num_experts, moe.top_k, moe.expert_intermediate_size
-        t_rank = tokens * share
-        router = self._gemm(t_rank, h, e, 2.0)
-        if self.ep > 1:
-            # Each GPU holds e/ep whole experts and receives its share of the token copies.
-            local = e / self.ep
-            active = local * (1.0 - (1.0 - k / e) ** tokens)
-            per_expert = tokens * k / self.ep / active
-            width = f
-            # Dispatch in FP8 and combine in BF16 (DeepEP's formats), each GPU sending its 1/ep of the copies.
-            copies = tokens * k / self.ep
-            extra = 0.0
-            if self.moe_balance is not None:
-                # Skewed routing: the layer waits for the busiest GPU, which computes and receives
-                # `imbalance` times the mean; a balancing policy may add its own cost (weights it moves).
-                imbalance, extra = self.moe_balance(tokens)
-                copies *= imbalance
-                per_expert *= imbalance
-            comm = self.alltoall(copies * h * 1.0) + self.alltoall(copies * h * ACT_BYTES) + extra
+    def _tp_experts(self, T: float) -> float:
+        """Routed experts split by the FFN's TP degree: every GPU holds a slice of every expert (any routing loads
+        them alike); the expected number of distinct experts the tokens hit sets the weights read."""
+        moe = self.model.moe
+        e, k = moe.num_experts, moe.top_k
+        active = e * (1.0 - (1.0 - k / e) ** T)
+        return self.expert_time(T * k, active, moe.expert_intermediate_size / self.ffn_tp)
+
+    def _expert_parallel(self, T: float, busiest_rank_tokens: int) -> float:
+        """One MoE layer under EP: the busiest GPU's grouped GEMM and the all-to-alls, which last as long as the
+        busiest sender (a rank's copies, split over its TP GPUs) or the busiest receiver takes."""
+        moe, h = self.model.moe, self.model.hidden_size
+        e, k = moe.num_experts, moe.top_k
+        profile = self.expert_profile
+        gather = 0.0
+        if profile is not None:
+            compute = profile.compute_s(int(T))
+            received = profile.received(int(T))
+            calls = profile.a2a_calls
+            gather = profile.kv_gather_bytes
         else:
-            # Expected number of distinct experts hit by the tokens choosing k of e uniformly; each split by the
-            # FFN's TP degree (over every attention rank's tokens when attention is data-parallel).
-            ft = tokens if self.ffn_tp != tp else t_rank
-            active = e * (1.0 - (1.0 - k / e) ** ft)
-            per_expert = ft * k / active
-            width = f / self.ffn_tp
-            comm = 0.0
-        experts = self.expert_time(per_expert * active, active, width)
-        shared = 0.0
-        if moe.shared_experts:
-            fs = f * moe.shared_experts
-            shared = self._gemm(t_rank, h, 2 * fs / tp, self.wbytes) + self._gemm(t_rank, fs / tp, h, self.wbytes)
-        return router + experts + shared + comm
+            local = e / self.ep
+            active = local * (1.0 - (1.0 - k / e) ** T)
+            received = T * k / self.ep
+            compute = self.expert_time(received, active)
+            calls = (DISPATCH_BYTES, ACT_BYTES)
+        copies = max(received, busiest_rank_tokens * k / self.tp)
+        comm = sum(self.alltoall(copies * h * nbytes) for nbytes in calls)
+        if gather:
+            comm += self.alltoall(T * gather)
+        return compute + comm
 
     def expert_time(self, copies: float, active: float, width: float | None = None) -> float:
         """One GPU's grouped GEMM over `copies` token copies spread across `active` experts (of intermediate size
@@ -214,65 +276,114 @@ class IterationCost:
                 + self._elementwise(active * per_expert * ACT_BYTES * 3 * width))
 
     # ---- attention -----------------------------------------------------------------------------------------------
-    def _prefill_attention(self, chunks: Sequence[tuple[int, int]], share: float = 1.0) -> float:
+    def _prefill_attention(self, chunks: Sequence[tuple[int, int]]) -> float:
         m = self.model
         flop_rate, byte_rate, overhead = self._prefill_rates
         window = m.sliding_window if m.sliding_window_layers else 0
+        per_pair, per_token = self.prefill_flops_per_pair, self.prefill_kv_read_per_token
         total = 0.0
+        context_up = 0.0
         for c, ctx in chunks:
             pairs = c * (ctx + (c + 1) / 2.0)
             if window:
                 pairs_win = c * min(ctx + (c + 1) / 2.0, window)
                 pairs = (m.full_attention_layers * pairs + m.sliding_window_layers * pairs_win) / m.num_layers
-            compute = self.flops_per_pair * pairs / flop_rate
-            memory = self.kv_read_per_token * (ctx + c) / byte_rate
+            compute = per_pair * pairs / flop_rate
+            memory = per_token * (ctx + c) / byte_rate
             total += (compute if compute > memory else memory) + overhead
-        return total * m.num_layers * share
+            if m.mla and ctx:
+                # The cached context's latents are up-projected to keys and values again for each chunk.
+                ml = m.mla
+                context_up += self._gemm(float(ctx), ml.kv_lora_rank,
+                                         m.num_heads * (ml.qk_nope_head_dim + ml.v_head_dim) / self.tp, self.wbytes)
+        return (total + context_up) * m.num_layers
 
-    def _decode_coeffs(self, n: int) -> tuple[float, float, float]:
-        """Pure-decode step time = c0 + c_full * kv_sum + c_win * min(kv_sum, n * window), for n sequences."""
-        cached = self._decode_cache.get(n)
-        if cached is not None:
-            return cached
-        m = self.model
-        share = self._share(n)
-        per_token = self.attn_decode_s_per_token * share
-        c0 = self._dense_part(n, n, share) + m.num_layers * self.calib.attention["overhead_s"] + self.step_overhead_s
-        c_full = m.full_attention_layers * per_token
-        c_win = m.sliding_window_layers * per_token
-        self._decode_cache[n] = (c0, c_full, c_win)
-        return c0, c_full, c_win
-
-    def _decode_attention(self, n: int, kv_sum: int, share: float = 1.0) -> float:
+    def _decode_attention(self, n: int, kv_sum: int) -> float:
         if n == 0:
             return 0.0
         m = self.model
-        per_token = self.attn_decode_s_per_token * share
+        per_token = self.attn_decode_s_per_token
         t = m.full_attention_layers * per_token * kv_sum
         if m.sliding_window_layers:
             t += m.sliding_window_layers * per_token * min(kv_sum, n * m.sliding_window)
         return t + m.num_layers * self.calib.attention["overhead_s"]
 
+    def _rank_time(self, rank: RankBatch) -> float:
+        tokens = rank.tokens
+        if tokens == 0:
+            return 0.0  # an idle rank's dummy step (vLLM runs one to join the collectives) hides under the busiest
+        return (self._rank_linear(tokens, rank.logits) + self._prefill_attention(rank.chunks)
+                + self._decode_attention(rank.decodes, rank.kv_sum))
+
     # ---- public ------------------------------------------------------------------------------------------------
+    def plan_time(self, plan: StepPlan) -> float:
+        """Seconds for one step: the slowest micro-batch, each the busiest rank's side plus its union side."""
+        worst = 0.0
+        for ranks in plan.micro_batches:
+            busiest, total, most = 0.0, 0, 0
+            for rank in ranks:
+                t = self._rank_time(rank)
+                if t > busiest:
+                    busiest = t
+                n = rank.tokens
+                total += n
+                if n > most:
+                    most = n
+            if total:
+                t = busiest + self._union(total, most)[0]
+                if t > worst:
+                    worst = t
+        return worst + self.step_overhead_s if worst else 0.0
+
+    def moe_time(self, plan: StepPlan) -> float:
+        """Seconds of `plan_time` spent in the routed experts and their communication (the slowest micro-batch's)."""
+        out = 0.0
+        for ranks in plan.micro_batches:
+            total = sum(rank.tokens for rank in ranks)
+            if total:
+                out = max(out, self._union(total, max(rank.tokens for rank in ranks))[1])
+        return out
+
     def step_time(self, prefill_chunks: Sequence[tuple[int, int]], num_decode: int, decode_kv_sum: int,
                   num_logits: int | None = None) -> float:
-        """Seconds for one iteration. `prefill_chunks`: (new tokens, tokens already in the KV cache) per prefill;
-        decodes: how many and the sum of their KV lengths. `num_logits` defaults to every sequence in the batch."""
+        """Seconds for one step of a single attention rank and micro-batch: `prefill_chunks` are (new tokens, tokens
+        already in the KV cache) per prefill; decodes: how many and the sum of their KV lengths. `num_logits`
+        defaults to every sequence in the batch."""
         tokens = num_decode
         for c, _ in prefill_chunks:
             tokens += c
         if tokens == 0:
             return 0.0
         logits = num_decode + len(prefill_chunks) if num_logits is None else num_logits
-        share = self._share(num_decode + len(prefill_chunks))
-        t = self._token_cache.get((tokens, logits, share))
-        if t is None:
-            t = self._dense_part(tokens, logits, share)
-        t += self._prefill_attention(prefill_chunks, share) + self._decode_attention(num_decode, decode_kv_sum, share)
-        return t + self.step_overhead_s
+        t = self._rank_linear(tokens, logits)
+        t += self._prefill_attention(prefill_chunks) + self._decode_attention(num_decode, decode_kv_sum)
+        return t + self._union(tokens, tokens)[0] + self.step_overhead_s
+
+    # ---- pure decode steps: closed forms -------------------------------------------------------------------------
+    def _decode_coeffs(self, n: int) -> tuple[float, float, float]:
+        """One rank alone: pure-decode step time = c0 + c_full * kv_sum + c_win * min(kv_sum, n * window)."""
+        cached = self._decode_cache.get(n)
+        if cached is not None:
+            return cached
+        m = self.model
+        per_token = self.attn_decode_s_per_token
+        c0 = (self._rank_decode_const(n) + self._union(n, n)[0]) + self.step_overhead_s
+        c_full = m.full_attention_layers * per_token
+        c_win = m.sliding_window_layers * per_token
+        self._decode_cache[n] = (c0, c_full, c_win)
+        return c0, c_full, c_win
+
+    def _rank_decode_const(self, n: int) -> float:
+        """A rank's pure-decode step time that does not depend on KV lengths."""
+        cached = self._rank_decode_cache.get(n)
+        if cached is None:
+            cached = self._rank_linear(n, n) + self.model.num_layers * self.calib.attention["overhead_s"]
+            self._rank_decode_cache[n] = cached
+        return cached
 
     def decode_time(self, n: int, kv_sum: int) -> float:
-        """Seconds for one pure-decode step of `n` sequences whose KV lengths (new token included) sum to kv_sum."""
+        """Seconds for one pure-decode step of `n` sequences on one rank whose KV lengths (new token included) sum
+        to kv_sum."""
         c0, c_full, c_win = self._decode_coeffs(n)
         t = c0 + c_full * kv_sum
         return t + c_win * min(kv_sum, n * self.model.sliding_window) if c_win else t
@@ -284,9 +395,9 @@ class IterationCost:
         return t + c_win * np.minimum(kv_sums, n * self.model.sliding_window) if c_win else t
 
     def decode_run_ends(self, n: int, kv_first: int, k: int, start: float):  # noqa: ANN201  (list or ndarray)
-        """End times of k consecutive pure-decode steps of n sequences starting at `start`, the first step's KV sum
-        being kv_first (it grows by n per step). Summed sequentially, as stepping would; short runs in plain Python
-        (faster than numpy below a few dozen steps), long ones vectorised; both give identical floats."""
+        """End times of k consecutive pure-decode steps of n sequences on one rank starting at `start`, the first
+        step's KV sum being kv_first (it grows by n per step). Summed sequentially, as stepping would; short runs in
+        plain Python (faster than numpy below a few dozen steps), long ones vectorised; both give identical floats."""
         if k <= 32:
             c0, c_full, c_win = self._decode_coeffs(n)
             window = n * (self.model.sliding_window or 0)
@@ -304,15 +415,86 @@ class IterationCost:
         ends[1:] = self.decode_times(n, np.arange(kv_first, kv_first + n * k, n, dtype=np.int64))
         return ends.cumsum()[1:]
 
+    # ---- pure decode steps of several ranks / micro-batches --------------------------------------------------------
+    def _lanes_union(self, ns: Sequence[int]) -> list[float | None]:
+        """Union-side seconds of each micro-batch for decode counts `ns` (micro-batch-major, attn_dp ranks each);
+        None for a micro-batch with nothing to do."""
+        a = self.attn_dp
+        out: list[float | None] = []
+        for i in range(0, len(ns), a):
+            group = ns[i:i + a]
+            total = sum(group)
+            out.append(self._union(total, max(group))[0] if total else None)
+        return out
+
+    def decode_time_lanes(self, ns: Sequence[int], kvs: Sequence[int]) -> float:
+        """One pure-decode step of every rank of every micro-batch (decode counts and KV sums, micro-batch-major)."""
+        m = self.model
+        c_full = m.full_attention_layers * self.attn_decode_s_per_token
+        c_win = m.sliding_window_layers * self.attn_decode_s_per_token
+        window = m.sliding_window or 0
+        unions = self._lanes_union(ns)
+        a = self.attn_dp
+        worst = 0.0
+        for g, u in enumerate(unions):
+            if u is None:
+                continue
+            busiest = 0.0
+            for lane in range(g * a, g * a + a):
+                n = ns[lane]
+                if not n:
+                    continue
+                kv = kvs[lane]
+                t = self._rank_decode_const(n) + c_full * kv
+                if c_win:
+                    t = t + c_win * min(kv, n * window)
+                if t > busiest:
+                    busiest = t
+            t = busiest + u
+            if t > worst:
+                worst = t
+        return worst + self.step_overhead_s
+
+    def decode_run_ends_lanes(self, ns: Sequence[int], kvs: Sequence[int], k: int, start: float) -> np.ndarray:
+        """End times of k pure-decode steps of every lane (each lane's KV sum grows by its count per step); the same
+        floats as k calls of decode_time_lanes."""
+        m = self.model
+        c_full = m.full_attention_layers * self.attn_decode_s_per_token
+        c_win = m.sliding_window_layers * self.attn_decode_s_per_token
+        window = m.sliding_window or 0
+        unions = self._lanes_union(ns)
+        a = self.attn_dp
+        steps = np.arange(k, dtype=np.int64)
+        worst = np.zeros(k)
+        for g, u in enumerate(unions):
+            if u is None:
+                continue
+            busiest = np.zeros(k)
+            for lane in range(g * a, g * a + a):
+                n = ns[lane]
+                if not n:
+                    continue
+                kv = kvs[lane] + n * steps
+                t = self._rank_decode_const(n) + c_full * kv
+                if c_win:
+                    t = t + c_win * np.minimum(kv, n * window)
+                busiest = np.maximum(busiest, t)
+            worst = np.maximum(worst, busiest + u)
+        ends = np.empty(k + 1)
+        ends[0] = start
+        ends[1:] = worst + self.step_overhead_s
+        return ends.cumsum()[1:]
+
     def breakdown(self, prefill_chunks: Sequence[tuple[int, int]], num_decode: int, decode_kv_sum: int) -> dict:
-        """Where the time of one iteration goes, for reports and sanity checks."""
+        """Where the time of one single-rank step goes, for reports and sanity checks."""
         tokens = sum(c for c, _ in prefill_chunks) + num_decode
         logits = num_decode + len(prefill_chunks)
-        share = self._share(logits)
+        union, moe = self._union(tokens, tokens) if tokens else (0.0, 0.0)
         return {
             "tokens": tokens,
-            "linear_and_comm_s": self._dense_part(tokens, logits, share),
-            "prefill_attention_s": self._prefill_attention(prefill_chunks, share),
-            "decode_attention_s": float(self._decode_attention(num_decode, decode_kv_sum, share)),
+            "linear_and_comm_s": (self._rank_linear(tokens, logits) if tokens else 0.0) + union,
+            "moe_s": moe,
+            "prefill_attention_s": self._prefill_attention(prefill_chunks),
+            "decode_attention_s": float(self._decode_attention(num_decode, decode_kv_sum)),
             "overhead_s": self.step_overhead_s,
         }

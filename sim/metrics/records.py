@@ -36,10 +36,10 @@ def inter_token_latencies(requests: Sequence[Request], decode_ends: Sequence[np.
     """Every inter-token latency of every finished request, and the index of its request in `requests`.
 
     A run of emissions is its first token (a prefill completing at t0) followed by decode steps first..last of its
-    replica; consecutive runs (around a preemption) are joined by the gap between them."""
+    engine (`Request.lane`); consecutive runs (around a preemption) are joined by the gap between them."""
     base = np.concatenate(([0], np.cumsum([len(e) for e in decode_ends])))
     ends = np.concatenate(decode_ends) if decode_ends else np.zeros(0)
-    runs = [(i, base[r.replica], run) for i, r in enumerate(requests) if r.state == FINISHED and r.output > 1
+    runs = [(i, base[r.lane], run) for i, r in enumerate(requests) if r.state == FINISHED and r.output > 1
             for run in r.emit_runs]
     if not runs:
         return np.zeros(0), np.zeros(0, dtype=np.int64)

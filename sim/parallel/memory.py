@@ -24,14 +24,14 @@ class MemoryBudget:
     kv_bytes_per_token: float  # on one GPU of the replica
     block_size: int
     blocks_override: int | None = None
-    attn_dp: int = 1  # attention ranks, each caching its own sequences
 
     @property
     def num_blocks(self) -> int:
-        """KV blocks of the replica's scheduler (all its attention ranks together)."""
+        """KV blocks of one attention rank (each rank of a data-parallel-attention replica caches its own
+        sequences, as each vLLM data-parallel engine does)."""
         if self.blocks_override is not None:
             return self.blocks_override
-        return int(self.kv_bytes // (self.kv_bytes_per_token * self.block_size)) * self.attn_dp
+        return int(self.kv_bytes // (self.kv_bytes_per_token * self.block_size))
 
     @property
     def token_capacity(self) -> int:
@@ -58,13 +58,14 @@ def activation_reserve(model: ModelArch, plan: Plan, max_batched_tokens: int, ma
 
 def memory_budget(model: ModelArch, gpu: GPUSpec, plan: Plan, *, gpu_memory_utilization: float, block_size: int,
                   max_batched_tokens: int, max_num_seqs: int, blocks_override: int | None = None,
-                  redundant_experts: int = 0) -> MemoryBudget:
-    """`redundant_experts`: extra replicas of routed experts per MoE layer (EPLB), spread over the EP GPUs."""
+                  redundant_experts: int = 0, kv_copies: int = 1) -> MemoryBudget:
+    """`redundant_experts`: extra replicas of routed experts per MoE layer (EPLB), spread over the EP GPUs.
+    `kv_copies`: GPUs that keep a copy of each cached token (ExFlow's coherent context: every EP GPU)."""
     usable = gpu.hbm_bytes * gpu_memory_utilization
     weights = weight_bytes_per_gpu(model, plan, redundant_experts)
     act = activation_reserve(model, plan, max_batched_tokens, max_num_seqs)
     kv = usable - weights - act
-    per_token = kv_bytes_per_token_per_gpu(model, plan)
+    per_token = kv_bytes_per_token_per_gpu(model, plan) * kv_copies
     if weights > usable:
         raise FleetsimError(
             f"plan {plan.label()} does not fit: {model.name} needs {weights / 1e9:.1f} GB of weights per GPU but "
@@ -76,7 +77,7 @@ def memory_budget(model: ModelArch, gpu: GPUSpec, plan: Plan, *, gpu_memory_util
             f"plan {plan.label()} does not fit: after {weights / 1e9:.1f} GB of weights and {act / 1e9:.1f} GB of "
             f"activations per GPU, {max(kv, 0) / 1e9:.2f} GB remain for the KV cache on {gpu.name}; short by "
             f"{(per_token * block_size - kv) / 1e9:.2f} GB for even one KV block (raise tp or pp)")
-    return MemoryBudget(usable, weights, act, kv, per_token, block_size, blocks_override, plan.attn_dp)
+    return MemoryBudget(usable, weights, act, kv, per_token, block_size, blocks_override)
 
 
 def weight_bytes_per_gpu(model: ModelArch, plan: Plan, redundant_experts: int = 0) -> float:

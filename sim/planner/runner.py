@@ -27,12 +27,12 @@ from sim.hardware.catalog import load_fabric, load_gpu, load_node
 from sim.hardware.cluster import Cluster
 from sim.metrics.export import write_outputs
 from sim.model.catalog import load_model
-from sim.runner import run
+from sim.runner import load_workload, run
 from sim.parallel.plan import Plan
 from sim.scenario import DisaggSpec, Scenario
 from sim.planner.bounds import slo_bound_violation
 from sim.planner.ranking import OBJECTIVES, pareto_front, rank
-from sim.planner.space import Candidate, SearchSpace, enumerate_candidates, enumerate_mixed
+from sim.planner.space import Candidate, SearchSpace, WorkloadNeeds, enumerate_candidates, enumerate_mixed
 from sim.planner.store import ResultStore, scenario_key
 from sim.workload.spec import build_requests
 
@@ -44,6 +44,7 @@ SUMMARY_KEYS = (
     "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "itl_p99_s", "e2e_p50_s", "e2e_p90_s", "queue_delay_p90_s",
     "preemptions", "gpu_busy_fraction", "kv_util_peak", "sim_wall_s",
     "num_jobs_failed", "jct_mean_s", "jct_p90_s", "jct_p99_s", "reprefill_tokens", "kv_pins",
+    "moe_imbalance", "moe_imbalance_before", "moe_a2a_bytes_per_token", "moe_time_share",
 )
 
 
@@ -181,30 +182,28 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
     if capacity and base.agents is not None and base.slo.jct_s is None:
         raise FleetsimError("capacity for agent jobs needs a JCT target: set slo.jct_s (--slo-jct)")
     model, gpu, node = load_model(base.model), load_gpu(base.gpu), load_node(base.node)
-    if base.num_gpus is not None:
-        num_gpus = base.num_gpus
-    elif base.replicas is not None:
-        num_gpus = base.replicas * base.tp * base.pp
+    if base.disagg is not None:
+        num_gpus = base.num_gpus or base.disagg.num_gpus
     else:
-        num_gpus = 8
+        num_gpus = base.resolved_gpus()[0]
     fabric = load_fabric(base.fabric)
-    if capacity and base.workload.num_requests is None:
+    if capacity and base.agents is None and base.workload.num_requests is None:
         table, _ = build_requests(base.workload, base.seed)
         base = base.with_overrides(**{"workload.num_requests": table.height, "workload.duration_s": None})
-    requests, _ = build_requests(base.workload, base.seed)
-    shortest = int(requests["input_tokens"].min())
-    longest = int((requests["input_tokens"] + requests["output_tokens"]).max())
-    mem_args = dict(gpu_memory_utilization=base.engine.gpu_memory_utilization, block_size=base.engine.block_size,
-                    max_request_tokens=longest)
+    load = load_workload(base, model)
+    shortest = load.shortest_prompt
+    eng = base.engine
+    needs = WorkloadNeeds(model, node, eng.gpu_memory_utilization, eng.block_size, eng.watermark,
+                          eng.num_gpu_blocks_override, eng.chunked_prefill, base.moe_policy, load.longest_prompt,
+                          load.longest)
     gpus = {gpu.name: gpu}
     if space.second_gpu:
         second = load_gpu(space.second_gpu)
         gpus[second.name] = second
-        candidates = enumerate_mixed(model, [(gpu, num_gpus), (second, space.second_num_gpus)], node, space,
-                                     **mem_args)
+        candidates = enumerate_mixed(model, [(gpu, num_gpus), (second, space.second_num_gpus)], node, space, needs)
         num_gpus += space.second_num_gpus
     else:
-        candidates = enumerate_candidates(model, gpu, node, num_gpus, space, **mem_args)
+        candidates = enumerate_candidates(model, gpu, node, num_gpus, space, needs)
     if (space.moe_policies or (space.ep and max(space.ep) > 1)) and model.moe is None:
         raise FleetsimError(f"--ep / --moe-policies: {model.name} has no experts")
     if space.kv_policies:
@@ -289,14 +288,18 @@ def scenario_for(base: Scenario, cand: Candidate, num_gpus: int) -> Scenario:
     knobs = {"engine.max_num_seqs": cand.max_num_seqs, "engine.max_num_batched_tokens": cand.max_num_batched_tokens}
     if cand.kv_policy:
         knobs["agents.kv_policy"] = cand.kv_policy
+    if cand.prefill is not None:
+        p, d = cand.prefill, cand.plan
+        policy = cand.moe_policy or base.moe_policy
+        spec = DisaggSpec(prefill_replicas=p.replicas, prefill_tp=p.tp, prefill_pp=p.pp, prefill_attn_dp=p.attn_dp,
+                          prefill_ep=p.ep, prefill_moe_policy=policy if p.ep > 1 else "ep",
+                          decode_replicas=d.replicas, decode_tp=d.tp, decode_pp=d.pp, decode_attn_dp=d.attn_dp,
+                          decode_ep=d.ep, decode_moe_policy=policy if d.ep > 1 else "ep",
+                          prefill_gpu=cand.prefill_gpu, decode_gpu=cand.decode_gpu)
+        return dataclasses.replace(base.with_overrides(**knobs), tp=1, pp=1, tp_nodes=0, ep=1, attn_dp=1,
+                                   moe_policy="ep", disagg=spec, num_gpus=num_gpus, replicas=None)
     if cand.moe_policy:
         knobs["moe_policy"] = cand.moe_policy
-    if cand.prefill is not None:
-        spec = DisaggSpec(prefill_replicas=cand.prefill.replicas, prefill_tp=cand.prefill.tp,
-                          decode_replicas=cand.plan.replicas, decode_tp=cand.plan.tp,
-                          prefill_gpu=cand.prefill_gpu, decode_gpu=cand.decode_gpu)
-        return dataclasses.replace(base.with_overrides(tp=1, pp=1, tp_nodes=0, ep=1, attn_dp=1, **knobs), disagg=spec,
-                                   num_gpus=num_gpus, replicas=None)
     p = cand.plan
     return dataclasses.replace(base.with_overrides(tp=p.tp, pp=p.pp, replicas=p.replicas, num_gpus=num_gpus,
                                                    tp_nodes=0, ep=p.ep, attn_dp=p.attn_dp, **knobs), disagg=None)
@@ -305,7 +308,10 @@ def scenario_for(base: Scenario, cand: Candidate, num_gpus: int) -> Scenario:
 def candidate_from_row(row: dict[str, Any]) -> Candidate:
     plan = Plan(tp=row["tp"], pp=row["pp"], replicas=row["replicas"], ep=row.get("ep") or 1,
                 attn_dp=row.get("attn_dp") or 1)
-    prefill = Plan(tp=row["prefill_tp"], replicas=row["prefill_replicas"]) if row.get("prefill_tp") else None
+    prefill = None
+    if row.get("prefill_tp"):
+        prefill = Plan(tp=row["prefill_tp"], pp=row.get("prefill_pp") or 1, replicas=row["prefill_replicas"],
+                       ep=row.get("prefill_ep") or 1, attn_dp=row.get("prefill_attn_dp") or 1)
     return Candidate(plan, row["max_num_seqs"], row["max_num_batched_tokens"], prefill=prefill,
                      prefill_gpu=row.get("prefill_gpu") or "", decode_gpu=row.get("decode_gpu") or "",
                      kv_policy=row.get("kv_policy") or "", moe_policy=row.get("moe_policy") or "")
@@ -316,10 +322,13 @@ def _head(cand: Candidate, num_gpus: int) -> dict[str, Any]:
             "pp": cand.plan.pp, "replicas": cand.plan.replicas, "ep": cand.plan.ep, "attn_dp": cand.plan.attn_dp,
             "num_gpus": num_gpus,
             "max_num_seqs": cand.max_num_seqs, "max_num_batched_tokens": cand.max_num_batched_tokens,
-            "prefill_replicas": None, "prefill_tp": None, "prefill_gpu": None, "decode_gpu": None,
+            "prefill_replicas": None, "prefill_tp": None, "prefill_pp": None, "prefill_attn_dp": None,
+            "prefill_ep": None, "prefill_gpu": None, "decode_gpu": None,
             "kv_policy": cand.kv_policy or None, "moe_policy": cand.moe_policy or None}
     if cand.prefill is not None:
-        head["prefill_replicas"], head["prefill_tp"] = cand.prefill.replicas, cand.prefill.tp
+        p = cand.prefill
+        head.update(prefill_replicas=p.replicas, prefill_tp=p.tp, prefill_pp=p.pp, prefill_attn_dp=p.attn_dp,
+                    prefill_ep=p.ep)
         head["prefill_gpu"], head["decode_gpu"] = cand.prefill_gpu or None, cand.decode_gpu or None
     return head
 

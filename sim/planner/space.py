@@ -1,4 +1,5 @@
-"""The plan space: every DP x TP x PP split of the cluster and every engine-knob setting, with memory feasibility.
+"""The plan space: every DP x TP x PP x attention-DP x EP split of the cluster (and, on request, every prefill/decode
+pool split), every balancing policy and engine-knob setting, each checked by the run's own feasibility function.
 
 A plan that cannot run carries its reason (weights that do not fit, no KV room for the longest request, a TP
 degree the model's heads do not allow), so the search reports it instead of silently skipping it.
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 from sim.errors import FleetsimError
 from sim.hardware.specs import GPUSpec, NodeSpec
 from sim.model.arch import ModelArch
-from sim.moe.balance import parse_policy
-from sim.parallel.memory import memory_budget
+from sim.moe.policy import parse_policy
+from sim.parallel.feasibility import EngineLimits, pool_problem
 from sim.parallel.plan import Plan
 
 
@@ -47,6 +48,23 @@ class SearchSpace:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkloadNeeds:
+    """What feasibility needs besides the plan: the model, the node, the scenario's engine knobs and balancing policy,
+    and the longest prompt and request of the workload."""
+
+    model: ModelArch
+    node: NodeSpec
+    gpu_memory_utilization: float
+    block_size: int
+    watermark: float
+    num_gpu_blocks_override: int | None
+    chunked_prefill: bool
+    moe_policy: str
+    longest_prompt: int
+    longest: int
+
+
+@dataclass(frozen=True, slots=True)
 class Candidate:
     plan: Plan  # colocated replicas; for a disaggregated candidate, the decode pool
     max_num_seqs: int
@@ -77,105 +95,88 @@ def _powers_of_two(limit: int) -> list[int]:
     return out
 
 
-def _tp_problem(model: ModelArch, tp: int, node: NodeSpec) -> str:
-    if model.num_heads % tp:
-        return f"TP{tp} does not divide the {model.num_heads} attention heads"
-    if not model.mla and model.num_kv_heads % tp and tp % model.num_kv_heads:
-        return f"TP{tp} neither divides nor is a multiple of the {model.num_kv_heads} KV heads"
-    return ""
-
-
-def enumerate_candidates(model: ModelArch, gpu: GPUSpec, node: NodeSpec, num_gpus: int, space: SearchSpace, *,
-                         gpu_memory_utilization: float, block_size: int, max_request_tokens: int) -> list[Candidate]:
-    """Every (plan, knobs) that uses all `num_gpus` GPUs, feasible or with the reason it is not.
-
-    TP stays inside a node where it can (it spans nodes only when larger than a node); each replica needs KV for at
-    least one request of `max_request_tokens` tokens."""
-    mem = (model, gpu_memory_utilization, block_size, max_request_tokens)
+def _layouts(model: ModelArch, num_gpus: int, space: SearchSpace, pool: bool = False) -> list[Plan]:
+    """Every plan using all `num_gpus` GPUs: data-parallel attention ranks (1: none) with the FFN split by TP over
+    all their GPUs (APEX's split), or, for MoE models, with the experts spread whole over them (EP inside the TP
+    group, or DP attention ranks + EP). A disaggregated pool (`pool`) keeps PP at 1 and, for dense models,
+    attention-DP at 1 unless the space names them."""
     tps = space.tp or _powers_of_two(num_gpus)
-    pps = space.pp or [p for p in _powers_of_two(num_gpus) if model.num_layers % p == 0]
-    dps = space.attn_dp or _powers_of_two(num_gpus)
-    # Data-parallel attention ranks (1: none) with the FFN split by TP over all their GPUs (APEX's split)...
+    pps = space.pp or ([1] if pool else [p for p in _powers_of_two(num_gpus) if model.num_layers % p == 0])
+    dps = space.attn_dp or ([1] if pool and model.moe is None else _powers_of_two(num_gpus))
     layouts = [(tp, pp, a, 1) for tp in tps for pp in pps for a in dps]
     if model.moe is not None:
-        # ... or with the experts spread whole over them: EP within the TP group, or DP attention ranks + EP.
         layouts += [(tp, pp, a, tp * a) for tp in tps for pp in pps for a in dps if tp * a > 1]
     if space.ep is not None:
         layouts = [layout for layout in layouts if layout[3] in space.ep]
+    return [Plan(tp=tp, pp=pp, replicas=num_gpus // (tp * pp * a), ep=ep, attn_dp=a)
+            for tp, pp, a, ep in layouts if num_gpus % (tp * pp * a) == 0]
+
+
+def _policies(space: SearchSpace, plan: Plan) -> tuple[str, ...]:
+    """Balancing policies to try on a plan: the space's on EP plans; plans without EP run the plain split ('' keeps
+    the scenario's policy)."""
+    if plan.ep > 1:
+        return space.moe_policies or ("",)
+    return ("ep",) if space.moe_policies else ("",)
+
+
+def enumerate_candidates(model: ModelArch, gpu: GPUSpec, node: NodeSpec, num_gpus: int, space: SearchSpace,
+                         work: WorkloadNeeds) -> list[Candidate]:
+    """Every (plan, knobs) that uses all `num_gpus` GPUs, feasible or with the reason it is not (the same check a
+    run makes: sim/parallel/feasibility.py). TP stays inside a node where it can (it spans nodes only when larger
+    than a node)."""
     out: list[Candidate] = []
-    for tp, pp, dp, ep in layouts:
-        if num_gpus % (tp * pp * dp):
-            continue
-        plan = Plan(tp=tp, pp=pp, replicas=num_gpus // (tp * pp * dp), ep=ep, attn_dp=dp)
-        static = _tp_problem(model, tp, node)
-        if not static and model.num_layers % pp:
-            static = f"PP{pp} does not divide the {model.num_layers} layers"
-        if not static and ep > 1 and model.moe.num_experts % ep:
-            static = f"EP{ep} does not divide the {model.moe.num_experts} experts"
-        # A balancing policy acts on expert-parallel GPUs only; plans without EP run the plain split.
-        policies = (space.moe_policies or ("",)) if ep > 1 else (("ep",) if space.moe_policies else ("",))
-        for policy in policies:
-            redundant = parse_policy(policy).redundant if policy else 0
-            out += _with_knobs(space, static, [(gpu, plan)], mem,
+    for plan in _layouts(model, num_gpus, space):
+        for policy in _policies(space, plan):
+            out += _with_knobs(space, work, [(gpu, plan, policy or work.moe_policy, work.longest)],
                                lambda seqs, tokens, reason, plan=plan, policy=policy:
-                               Candidate(plan, seqs, tokens, reason, moe_policy=policy), redundant)
+                               Candidate(plan, seqs, tokens, reason, moe_policy=policy))
     if space.disagg:
         splits = [(gpu, n_p, gpu, num_gpus - n_p) for n_p in range(1, num_gpus)]
-        out += _disaggregated(splits, tps, space, node, mem, name_gpus=False)
+        out += _disaggregated(model, splits, space, node, work, name_gpus=False)
     return out
 
 
-def enumerate_mixed(model: ModelArch, pools: list[tuple[GPUSpec, int]], node: NodeSpec, space: SearchSpace, *,
-                    gpu_memory_utilization: float, block_size: int, max_request_tokens: int) -> list[Candidate]:
-    """Two GPU types as separate pools: prefill on one type's GPUs, decode on the other's, every TP of each."""
+def enumerate_mixed(model: ModelArch, pools: list[tuple[GPUSpec, int]], node: NodeSpec, space: SearchSpace,
+                    work: WorkloadNeeds) -> list[Candidate]:
+    """Two GPU types as separate pools: prefill on one type's GPUs, decode on the other's, every layout of each."""
     (a, n_a), (b, n_b) = pools
-    mem = (model, gpu_memory_utilization, block_size, max_request_tokens)
-    return _disaggregated([(a, n_a, b, n_b), (b, n_b, a, n_a)], space.tp, space, node, mem, name_gpus=True)
+    return _disaggregated(model, [(a, n_a, b, n_b), (b, n_b, a, n_a)], space, node, work, name_gpus=True)
 
 
-def _disaggregated(splits: list[tuple[GPUSpec, int, GPUSpec, int]], tps: list[int] | None, space: SearchSpace,
-                   node: NodeSpec, mem: tuple, name_gpus: bool) -> list[Candidate]:
-    """Prefill/decode pools for each (prefill GPU, count, decode GPU, count) split, every TP of each pool."""
-    model = mem[0]
+def _disaggregated(model: ModelArch, splits: list[tuple[GPUSpec, int, GPUSpec, int]], space: SearchSpace,
+                   node: NodeSpec, work: WorkloadNeeds, name_gpus: bool) -> list[Candidate]:
+    """Prefill/decode pools for each (prefill GPU, count, decode GPU, count) split, every layout of each pool; a
+    balancing policy applies to the pools that use EP."""
     out: list[Candidate] = []
     for p_gpu, n_p, d_gpu, n_d in splits:
-        for tp_p in [t for t in (tps or _powers_of_two(n_p)) if n_p % t == 0]:
-            for tp_d in [t for t in (tps or _powers_of_two(n_d)) if n_d % t == 0]:
-                prefill, decode = Plan(tp=tp_p, replicas=n_p // tp_p), Plan(tp=tp_d, replicas=n_d // tp_d)
-                static = _tp_problem(model, tp_p, node) or _tp_problem(model, tp_d, node)
+        for prefill in _layouts(model, n_p, space, pool=True):
+            for decode in _layouts(model, n_d, space, pool=True):
+                policies = _policies(space, prefill if prefill.ep > 1 else decode)
                 names = {"prefill_gpu": p_gpu.name, "decode_gpu": d_gpu.name} if name_gpus else {}
-                out += _with_knobs(space, static, [(p_gpu, prefill), (d_gpu, decode)], mem,
-                                   lambda seqs, tokens, reason, d=decode, p=prefill, kw=names:
-                                   Candidate(d, seqs, tokens, reason, prefill=p, **kw))
+                for policy in policies:
+                    effective = policy or work.moe_policy
+                    pools = [(p_gpu, prefill, effective if prefill.ep > 1 else "ep", work.longest_prompt + 1),
+                             (d_gpu, decode, effective if decode.ep > 1 else "ep", work.longest)]
+                    out += _with_knobs(space, work, pools,
+                                       lambda seqs, tokens, reason, d=decode, p=prefill, kw=names, m=policy:
+                                       Candidate(d, seqs, tokens, reason, prefill=p, moe_policy=m, **kw))
     return out
 
 
-def _with_knobs(space: SearchSpace, static: str, pools: list[tuple[GPUSpec, Plan]], mem: tuple,
-                make: Callable[[int, int, str], Candidate], redundant_experts: int = 0) -> list[Candidate]:
+def _with_knobs(space: SearchSpace, work: WorkloadNeeds, pools: list[tuple[GPUSpec, Plan, str, int]],
+                make: Callable[[int, int, str], Candidate]) -> list[Candidate]:
     """One candidate per engine-knob setting, each with the first reason it cannot run (or none)."""
-    model, util, block_size, max_request_tokens = mem
     out = []
     for seqs in space.max_num_seqs:
         for tokens in space.max_num_batched_tokens:
-            reason = static
-            if not reason and tokens < seqs:
+            reason = ""
+            if work.chunked_prefill and tokens < seqs:
                 reason = f"max_num_batched_tokens {tokens} < max_num_seqs {seqs}"
-            for gpu, plan in pools:
-                reason = reason or _memory_problem(model, gpu, plan, util, block_size, tokens, seqs,
-                                                   max_request_tokens, redundant_experts)
+            limits = EngineLimits(work.gpu_memory_utilization, work.block_size, tokens, seqs, work.watermark,
+                                  work.num_gpu_blocks_override)
+            for gpu, plan, policy, longest in pools:
+                reason = reason or pool_problem(work.model, gpu, work.node, plan, limits, moe_policy=policy,
+                                                longest_request=longest)
             out.append(make(seqs, tokens, reason))
     return out
-
-
-def _memory_problem(model: ModelArch, gpu: GPUSpec, plan: Plan, util: float, block_size: int, tokens: int,
-                    seqs: int, max_request_tokens: int, redundant_experts: int = 0) -> str:
-    try:
-        mem = memory_budget(model, gpu, plan, gpu_memory_utilization=util, block_size=block_size,
-                            max_batched_tokens=tokens, max_num_seqs=seqs, redundant_experts=redundant_experts)
-    except FleetsimError as exc:
-        return str(exc)
-    need = min(max_request_tokens, model.max_context)
-    if mem.token_capacity < need:
-        return (f"plan {plan.label()}: KV room for {mem.token_capacity:,} tokens per replica "
-                f"({mem.kv_bytes / 1e9:.1f} GB per GPU), the longest request needs {need:,}")
-    return ""

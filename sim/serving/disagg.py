@@ -26,6 +26,11 @@ class DisaggFleet:
     def replicas(self) -> list:
         return self.prefill.replicas + self.decode.replicas
 
+    def replica(self, index: int):  # noqa: ANN201
+        """The replica of a request's `replica` number, in either pool."""
+        pool = self.decode if index >= self.decode.first_index else self.prefill
+        return pool.replica(index)
+
     def submit(self, r: Request) -> None:
         r.target = 1  # the prefill pool stops at the first token
         self.prefill.submit(r)

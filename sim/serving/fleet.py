@@ -12,7 +12,8 @@ from sim.serving.request import Request
 
 class Fleet:
     """One pool of identical replicas behind a router. `final`: its completions are the requests' last word (a
-    prefill pool's are not)."""
+    prefill pool's are not). Replicas are numbered from `first_index` across pools; routers see positions in the
+    pool."""
 
     def __init__(self, env: simpy.Environment, router, first_index: int = 0, final: bool = True) -> None:  # noqa: ANN001
         self.env = env
@@ -21,25 +22,37 @@ class Fleet:
         self.finished = 0
         self.first_index = first_index
         self.final = final
+        # A prefix-aware router also picks, inside a replica, the attention rank that caches the prefix.
+        self.prefer_cache = getattr(router, "cache_aware", False)
         self._listeners: list[Callable[[Request], None]] = []
 
     def add_replica(self, make: Callable[[int, Callable[[Request], None]], Replica]) -> None:
         self.replicas.append(make(self.first_index + len(self.replicas), self._on_finish))
 
+    def replica(self, index: int) -> Replica:
+        """The replica of a request's `replica` number."""
+        return self.replicas[index - self.first_index]
+
+    def route(self, r: Request) -> Replica:
+        """The router's choice for a request (counted in its load), without queuing it."""
+        return self.replicas[self.router.pick(r, self.replicas)]
+
     def submit(self, r: Request, new: bool = True) -> None:
         if new:
             # The simulation clock is the reference: a timeout to a trace timestamp can land an ulp off it.
             r.arrival = self.env.now
-        self.router.pick(r, self.replicas).enqueue(r)
+        self.route(r).enqueue(r, self.prefer_cache)
+
+    def submit_to(self, r: Request, replica: Replica) -> None:
+        """Queue a request on a replica the caller chose with `route` (e.g. after waiting out a KV reload)."""
+        replica.enqueue(r, self.prefer_cache)
 
     def on_finish(self, fn: Callable[[Request], None]) -> None:
         self._listeners.append(fn)
 
     def _on_finish(self, r: Request) -> None:
         self.finished += 1
-        finished = getattr(self.router, "finished", None)
-        if finished:
-            finished(r)
+        self.router.finished(r)
         if self.final and r.done is not None:
             r.done.succeed(r)
         for fn in self._listeners:

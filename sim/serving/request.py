@@ -12,10 +12,11 @@ class Request:
 
     __slots__ = (
         "rid", "arrival", "prompt", "output", "prefix_keys", "prefix_unit_tokens",
-        "replica", "state", "computed", "generated", "blocks", "keys_held", "held_blocks", "units_seen", "seq",
+        "replica", "lane", "state", "computed", "generated", "blocks", "keys_held", "held_blocks", "units_seen", "seq",
         "private_blocks", "private_units", "lookup_tokens", "target", "kv_ready", "host_units", "host_paid", "program", "turn", "priority",
         "base", "gbase", "finish_step", "decode_since", "emit_runs",
         "first_scheduled", "first_token_time", "finish_time", "preemptions", "prefix_hit_tokens", "done",
+        "prefill_due", "prefill_done",
     )
 
     def __init__(self, rid: int, arrival: float, prompt: int, output: int,
@@ -27,6 +28,7 @@ class Request:
         self.prefix_keys = prefix_keys
         self.prefix_unit_tokens = prefix_unit_tokens
         self.replica = -1
+        self.lane = -1  # the engine (scheduler) serving it: an attention rank or pipeline micro-batch of the replica
         self.state = WAITING
         self.computed = 0  # tokens whose KV is computed (valid while not decoding)
         self.generated = 0  # output tokens sampled so far (valid while not decoding)
@@ -61,6 +63,10 @@ class Request:
         self.finish_time = -1.0
         self.preemptions = 0
         self.prefix_hit_tokens = 0
+        # Prefill tokens owed (prompt and output so far, less what was cached or arrived) summed over admissions, and
+        # those computed: equal once the request has finished (checked by the invariant tests).
+        self.prefill_due = 0
+        self.prefill_done = 0
         self.done = None  # a SimPy event succeeded at completion, when a caller (an agent) waits on it
 
     @property

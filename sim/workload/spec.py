@@ -13,7 +13,7 @@ from sim.core.arrivals import arrival_times
 from sim.core.lengths import parse, sample
 from sim.workload.table import validate, window
 from sim.workload.traces import read_trace
-from sim.workload.transform import Transform, apply
+from sim.workload.transform import Transform, apply, clip
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +28,8 @@ class WorkloadSpec:
     input_len: str = "empirical"  # used when arrivals are generated: fixed:N, uniform:A:B, lognormal:M:S, empirical
     output_len: str = "empirical"
     # Replayed traces (sim/workload/transform.py): where the window starts, rate scaling, sampling, a model filter,
-    # a length cap, and whether malformed rows are skipped (counted) instead of failing the run.
+    # and whether malformed rows are skipped (counted) instead of failing the run. The length cap (prompt + output,
+    # the output keeping at most half) applies to generated traffic too.
     start_s: float = 0.0
     rate_scale: float = 1.0
     sample: float = 1.0
@@ -129,4 +130,7 @@ def prepare(spec: WorkloadSpec, seed: int, max_len: int | None = None) -> Prepar
     df = validate(df, "generated workload")
     if spec.num_requests is None:
         df = window(df, spec.duration_s, None)
-    return Prepared(df)
+    clipped = 0
+    if spec.max_tokens is not None:
+        df, clipped = clip(df, spec.max_tokens)
+    return Prepared(df, clipped=clipped)
