@@ -132,7 +132,7 @@ def build(scenario: Scenario, programs: Sequence[AgentProgram] | None = None) ->
                         (moe[0], dis.prefill_moe_policy), longest_prompt + 1, final=False, name="prefill")
         decode = _Pool(env, model, load_gpu(dis.decode_gpu or scenario.gpu), node, fabric, d_plan, eng, router,
                        (moe[0], dis.decode_moe_policy), longest, first_index=len(prefill.fleet.replicas),
-                       first_uid=prefill.engines, name="decode")
+                       first_uid=prefill.engines, final=False, name="decode")  # DisaggFleet has the last word
         # Each prefill engine's GPUs send their KV shards over their own NICs to the decode engine's GPUs (pools
         # on different nodes): as many parallel lanes as the smaller of the two engines has GPUs.
         lanes = min(p_plan.tp * p_plan.pp, d_plan.tp * d_plan.pp)

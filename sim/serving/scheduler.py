@@ -269,6 +269,7 @@ class Scheduler:
             self._leave_decode(r, self.dstep, self._decode_blocks_step == self.dstep)
         else:
             self.prefilling.remove(r)
+            r.prefill_due -= r.prompt + r.generated - r.computed  # owed by this admission, never computed
         self._release(r, r.computed)
         r.computed = 0
         r.units_seen = 0
