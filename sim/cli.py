@@ -91,9 +91,7 @@ def render_summary(s: dict[str, Any], title: str) -> None:
           if "num_jobs" in s else []),
         *([("KV offloaded / reloaded (GB per GPU)", f"{s['kv_offloaded_gb']:,.1f} / {s['kv_reloaded_gb']:,.1f}")]
           if "kv_offloaded_gb" in s else []),
-        *([("MoE imbalance (busiest GPU / mean, mean step)", _fmt(s["moe_imbalance"]))] if "moe_imbalance" in s else []),
-        *([("EPLB re-placements (GB copied)", f"{s['moe_rebalances']:,} ({s['moe_rebalance_gb']:,.1f})")]
-          if "moe_rebalances" in s else []),
+        *_moe_rows(s),
         *([("requests clipped (--max-tokens, or the model's context)", f"{s['requests_clipped']:,}")]
           if s.get("requests_clipped") and "num_jobs" not in s else []),
         ("simulated in (s)", _fmt(s["sim_wall_s"])),
@@ -102,6 +100,24 @@ def render_summary(s: dict[str, Any], title: str) -> None:
         tp.add_row(k, v)
     out.print()
     out.print(tp)
+
+
+def _moe_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """Expert parallelism over the run, per pool that uses it (a disaggregated plan's keys carry the pool's name)."""
+    rows = []
+    for prefix in ("", "prefill_", "decode_"):
+        if f"{prefix}moe_imbalance" not in s:
+            continue
+        pool = f"{prefix[:-1]} pool, " if prefix else ""
+        g = lambda k: s[f"{prefix}{k}"]  # noqa: E731
+        rows += [(f"MoE imbalance, busiest GPU / mean ({pool}{g('moe_policy')}: before -> after)",
+                  f"{_fmt(g('moe_imbalance_before'))} -> {_fmt(g('moe_imbalance'))}"),
+                 (f"MoE all-to-all per token, all layers ({pool}MB)", _fmt(g("moe_a2a_bytes_per_token") / 1e6)),
+                 (f"MoE share of busy time ({pool}experts + all-to-all)", _fmt(g("moe_time_share")))]
+        if f"{prefix}moe_rebalances" in s:
+            rows.append((f"EPLB re-placements ({pool}GB copied)",
+                         f"{g('moe_rebalances'):,} ({g('moe_rebalance_gb'):,.1f})"))
+    return rows
 
 
 class _Progress:

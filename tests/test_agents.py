@@ -333,3 +333,26 @@ def test_sub_agents_run_alongside_each_other_while_the_main_agent_waits(shared_d
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # some calls were in flight together
     spans = sorted(zip(sequential.requests["arrival_s"], sequential.requests["finish_s"]))
     assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:]))
+
+
+def test_policies_act_on_the_engine_only_through_its_methods():
+    """The agent driver and the routers reach replicas and fleets only through their policy methods (the rules a
+    policy must obey are in those methods, not in prose): no attribute outside them is read or written."""
+    import ast
+    from pathlib import Path
+
+    import sim.agents.driver
+    import sim.serving.router
+
+    replica_api = {"enqueue", "cached_prefix", "pin", "unpin", "engine_load", "prefill_seconds", "offload", "reload"}
+    fleet_api = {"submit", "submit_to", "route", "replica", "prefer_cache"}
+    for module in (sim.agents.driver, sim.serving.router):
+        tree = ast.parse(Path(module.__file__).read_text())
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute):
+                continue
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("replica", "rep"):
+                assert node.attr in replica_api, f"{module.__name__}: replica.{node.attr}"
+            if isinstance(owner, ast.Attribute) and owner.attr == "fleet":
+                assert node.attr in fleet_api, f"{module.__name__}: fleet.{node.attr}"

@@ -85,3 +85,65 @@ def test_search_over_two_gpu_types_as_separate_pools():
     tpot = {(p, d): t for p, d, t in r.table.select("prefill_gpu", "decode_gpu", "tpot_p50_s").iter_rows()}
     assert min(t for (p, d), t in tpot.items() if d == "h100-sxm") < min(
         t for (p, d), t in tpot.items() if d == "a100-80gb-sxm")
+
+
+def _moe_pools(**pools):
+    spec = DisaggSpec(**{"prefill_tp": 2, "decode_tp": 2, **pools})
+    return sim.run(model="qwen3-30b-a3b", gpu="h100", disagg=spec, moe_routing="zipf:1.0",
+                   **_workload(6.0, 200, "lognormal:2000:0.5", "lognormal:200:0.5"))
+
+
+def test_each_pool_is_a_plan_of_its_own():
+    """Every per-pool option acts: the decode pool's DP attention + EP, its balancing policy, the prefill pool's PP."""
+    tp = _moe_pools()
+    dp_ep = _moe_pools(decode_tp=1, decode_attn_dp=2, decode_ep=2)
+    eplb = _moe_pools(decode_tp=1, decode_attn_dp=2, decode_ep=2, decode_moe_policy="eplb:2")
+    assert tp.info["num_gpus"] == dp_ep.info["num_gpus"] == 4
+    assert "decode_moe_imbalance" not in tp.summary  # experts split by TP: no expert-parallel balance
+    assert dp_ep.summary["decode_moe_policy"] == "ep" and eplb.summary["decode_moe_policy"] == "eplb:2"
+    assert dp_ep.info["engines"] == 1 + 2  # one prefill engine, two decode attention ranks
+    assert dp_ep.summary["tpot_p50_s"] != tp.summary["tpot_p50_s"]
+    assert eplb.summary["decode_moe_imbalance"] < dp_ep.summary["decode_moe_imbalance"]
+    assert tp.summary["ttft_p50_s"] == dp_ep.summary["ttft_p50_s"]  # the prefill pool is the same plan
+    pp = sim.run(model="llama-3.1-8b", gpu="h100", disagg=DisaggSpec(prefill_pp=2, decode_replicas=2),
+                 **_workload(4.0, 100))
+    assert pp.info["num_gpus"] == 4 and pp.summary["num_finished"] == 100
+
+
+def test_options_a_split_plan_cannot_use_are_refused_in_one_line():
+    work = _workload(2.0, 5)
+    for field, value in (("tp", 2), ("ep", 2), ("attn_dp", 2), ("pp", 2), ("tp_nodes", 1), ("moe_policy", "llep")):
+        with pytest.raises(sim.FleetsimError, match=f"^{field}: disaggregated pools take their plans from"):
+            sim.run(model="qwen3-30b-a3b", disagg=DisaggSpec(), **{field: value}, **work)
+    with pytest.raises(sim.FleetsimError, match="decode: plan.ep must be 1 or tp x attn_dp"):
+        DisaggSpec(decode_tp=2, decode_ep=4)
+    with pytest.raises(sim.FleetsimError, match="decode pool: moe_policy llep: needs expert parallelism"):
+        sim.run(model="qwen3-30b-a3b", disagg=DisaggSpec(decode_moe_policy="llep"), **work)
+    from sim.agents.spec import AgentSpec
+
+    with pytest.raises(sim.FleetsimError, match="kv_policy pin:5: .* needs colocated replicas"):
+        sim.run(model="llama-3.1-8b", disagg=DisaggSpec(), agents=AgentSpec(programs=2, agents=1, kv_policy="pin:5"))
+
+
+def test_search_over_split_pools_with_every_router():
+    for router in ("least-tokens", "prefix-aware"):
+        r = search(model="llama-3.1-8b", gpu="h100", num_gpus=3, workers=1, router=router,
+                   space=SearchSpace(tp=(1,), max_num_seqs=(256,), max_num_batched_tokens=(2048,), disagg=True),
+                   **_workload(6.0, 60))
+        split = r.table.filter(r.table["kind"] == "disaggregated")
+        assert split.height == 2 and (split["status"] == "ok").all()
+
+
+def test_cli_takes_per_pool_flags():
+    import json
+
+    from typer.testing import CliRunner
+
+    from sim.cli import app
+
+    res = CliRunner().invoke(app, ["run", "--model", "qwen3-30b-a3b", "--gpu", "h100", "--prefill-tp", "2",
+                                   "--decode-attn-dp", "2", "--decode-ep", "2", "--decode-moe-policy", "eplb:2",
+                                   "--moe-routing", "zipf:1.0", "--num-requests", "40", "--json"])
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.stdout)
+    assert s["decode_moe_policy"] == "eplb:2" and s["num_finished"] == 40

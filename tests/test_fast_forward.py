@@ -73,3 +73,23 @@ def test_fast_forward_equals_stepping_on_random_configurations(policy, chunked, 
     assert a["preemptions"].to_list() == b["preemptions"].to_list()
     for col in ("ttft_s", "e2e_s", "itl_max_s"):
         np.testing.assert_allclose(a[col].to_numpy(), b[col].to_numpy(), rtol=1e-9, atol=1e-12, err_msg=col)
+
+
+@pytest.mark.parametrize("plan", [dict(tp=1, attn_dp=4, ep=4), dict(tp=2, pp=2), dict(tp=1, attn_dp=2, pp=2, ep=2)])
+def test_fast_forward_equals_stepping_over_ranks_and_micro_batches(plan):
+    """Several schedulers in lock-step (attention-DP ranks, pipeline micro-batches): runs of decode steps over all
+    of them, and chained steps, give what stepping one iteration at a time gives."""
+    runs = {}
+    for ff in (True, False):
+        scenario = Scenario(model="qwen3-30b-a3b", gpu="h100", num_gpus=4, moe_routing="zipf:1.0", **plan,
+                            engine=EngineConfig(fast_forward=ff, num_gpu_blocks_override=700, max_num_seqs=32,
+                                                max_num_batched_tokens=1024),
+                            workload=WorkloadSpec(trace="azure-conv", num_requests=300, duration_s=None, rate=6.0,
+                                                  max_tokens=8000))
+        runs[ff] = sim.run(scenario)
+    a, b = (runs[ff].requests.sort("request_id") for ff in (True, False))
+    for col in ("ttft_s", "tpot_s", "e2e_s", "itl_p50_s", "itl_max_s", "queue_delay_s"):
+        np.testing.assert_allclose(a[col].to_numpy(), b[col].to_numpy(), rtol=1e-9, atol=1e-12, err_msg=col)
+    assert a["preemptions"].to_list() == b["preemptions"].to_list()
+    assert runs[True].summary["preemptions"] > 0
+    assert runs[True].info["engine_events"] < runs[False].info["engine_events"]

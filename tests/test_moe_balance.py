@@ -130,3 +130,67 @@ def test_eplb_rebalancing_every_k_steps_copies_weights_and_costs_time():
     assert often.summary["tpot_mean_s"] > rarely.summary["tpot_mean_s"] >= once.summary["tpot_mean_s"]
     assert parse_policy("eplb:8:hierarchical:100").every == 100
     assert parse_policy("eplb:8:hierarchical:100").label == "eplb:8:hierarchical:100"
+
+
+def _ep8(model="gpt-oss-20b", **kw):
+    work = {"workload.num_requests": 300, "workload.rate": 20.0, "workload.duration_s": None}
+    return sim.run(model=model, gpu="h100", tp=1, attn_dp=8, ep=8, num_gpus=8, **{**work, **kw})
+
+
+def test_balancing_policies_lower_the_busiest_gpus_load_in_runs_on_measured_routing():
+    """gpt-oss-20b's measured routing under EP8: the run reports, per policy, the busiest GPU's load over the mean
+    before (contiguous EP) and after the policy, weighted by the token copies of every step. EPLB re-places the
+    experts; LLEP spills only where a step's excess makes a chunk of at least m = 1024 copies worth moving weights
+    for, so it acts on the prompt-heavy steps and not on small decode steps."""
+    runs = {p: _ep8(moe_routing="measured", moe_policy=p).summary for p in ("ep", "eplb:8", "llep")}
+    for s in runs.values():
+        assert s["moe_imbalance_before"] == pytest.approx(runs["ep"]["moe_imbalance"], rel=0.02)
+        assert {"moe_a2a_bytes_per_token", "moe_time_share"} <= set(s)
+        assert 0 < s["moe_time_share"] < 1
+    assert runs["ep"]["moe_imbalance"] == pytest.approx(1.6, abs=0.1)
+    assert runs["eplb:8"]["moe_imbalance"] < 1.15
+    assert runs["llep"]["moe_imbalance"] < runs["ep"]["moe_imbalance"]
+    prompts = {"workload.trace": None, "workload.arrival": "poisson", "workload.input_len": "fixed:8000",
+               "workload.output_len": "fixed:16", "workload.rate": 40.0}
+    heavy = {p: _ep8(moe_routing="measured", moe_policy=p, **prompts).summary for p in ("ep", "llep")}
+    assert heavy["llep"]["moe_imbalance"] < 1.1 < heavy["ep"]["moe_imbalance"]
+    assert heavy["llep"]["ttft_p50_s"] < heavy["ep"]["ttft_p50_s"]
+
+
+def test_uniform_routing_under_plain_ep_pays_its_finite_batch_imbalance():
+    """Small batches load some GPUs more than others even when every expert is equally likely; plain EP samples
+    that as every policy does, so a balancing policy is compared with EP on equal terms."""
+    s = _ep8(moe_routing="uniform").summary
+    assert 1.0 < s["moe_imbalance"] < 1.5
+    cost = _cost("gpt-oss-20b")
+    from sim.moe.balance import Profile
+
+    profile = Profile(Balancer(parse_policy("ep"), R.uniform(24, 32, 4), cost, 8))
+    loads = [profile.received(t) / (t * 4 / 8) for t in (4, 64, 4096)]
+    assert loads[0] > loads[1] > loads[2] > 0.99  # the imbalance fades as batches grow
+
+
+def test_exflow_at_affinity_moves_fewer_all_to_all_bytes_and_steps_faster():
+    """ExFlow's context-coherent EP: one hop per layer, and only the hops between GPUs cross the links; at affinity
+    0.9 its placement keeps most hops local. It pays with KV memory: every GPU keeps every sequence's context."""
+    routing = "uniform+affinity:0.9"
+    runs = {p: _ep8(moe_routing=routing, moe_policy=p) for p in ("ep", "exflow")}
+    ep, ex = runs["ep"].summary, runs["exflow"].summary
+    # One token's copies: 4 x 2,880 x (1 + 2) bytes x 7/8 per layer under EP; under ExFlow ~11% of 4 x 2,880 x 2
+    # bytes, plus its 2 KB of KV copied to the 7 other GPUs.
+    assert ex["moe_a2a_bytes_per_token"] < 0.6 * ep["moe_a2a_bytes_per_token"]
+    assert ex["tpot_p50_s"] < ep["tpot_p50_s"] and ex["moe_time_share"] < ep["moe_time_share"]
+    assert runs["exflow"].info["kv_blocks_per_engine"] * 8 <= runs["ep"].info["kv_blocks_per_engine"] + 8
+    from sim.cost.step_plan import RankBatch, StepPlan
+    from sim.moe.balance import Profile
+
+    routed = R.parse(routing, 24, 32, 4)
+    step = StepPlan([[RankBatch([(512, 0)], 16, 16 * 2000, 17)] + [RankBatch([], 16, 16 * 2000, 16)] * 7])
+    times = {}
+    for p in ("ep", "exflow"):
+        cost = _cost("gpt-oss-20b")
+        cost.expert_profile = Profile(Balancer(parse_policy(p), routed, cost, 8))
+        times[p] = cost.plan_time(step)
+    assert times["exflow"] < times["ep"]
+    with pytest.raises(sim.FleetsimError, match="exflow: needs data-parallel attention with tp=1"):
+        sim.run(model="gpt-oss-20b", gpu="h100", tp=8, ep=8, num_gpus=8, moe_policy="exflow")

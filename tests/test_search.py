@@ -206,3 +206,41 @@ def test_search_from_a_scenario_file_with_flag_overrides(tmp_path):
     assert {r["plan"] for r in rows} == {"2x(TP1)", "1x(TP2)", "1x(TP1,PP2)"}
     doc = json.loads((tmp_path / "o" / "search.json").read_text())
     assert doc["slo_tpot_s"] == 0.05 and doc["slo_ttft_s"] == 1.0 and doc["model"] == "llama-3.1-8b"
+
+
+@pytest.mark.parametrize("case", ["dense", "moe"])
+def test_search_and_run_agree_on_every_plan(case):
+    """One feasibility function: every plan the search would simulate builds as a run, and every plan it reports
+    infeasible is refused by the run for the same reason (colocated and disaggregated pools, PP, attention-DP, EP,
+    balancing policies, engine knobs; memory that does not fit, KV too small for the longest request)."""
+    from sim.errors import FleetsimError
+    from sim.model import load_model
+    from sim.hardware import load_gpu, load_node
+    from sim.planner.runner import scenario_for
+    from sim.planner.space import WorkloadNeeds, enumerate_candidates
+    from sim.runner import build, load_workload
+    from sim.scenario import Scenario
+
+    if case == "dense":
+        base = Scenario(model="llama-3.1-70b", gpu="h100", num_gpus=4).with_overrides(**_poisson(2.0, n=50))
+        space = SearchSpace(disagg=True, max_num_seqs=(64, 256), max_num_batched_tokens=(128, 16384))
+    else:
+        base = Scenario(model="qwen3-30b-a3b", gpu="a100", num_gpus=4, moe_routing="zipf:1.2").with_overrides(
+            **_poisson(2.0, n=50))
+        space = SearchSpace(disagg=True, moe_policies=("ep", "eplb:4", "exflow"), max_num_seqs=(256,),
+                            max_num_batched_tokens=(2048,))
+    model = load_model(base.model)
+    load = load_workload(base, model)
+    needs = WorkloadNeeds(model, load_node(base.node), base.engine, base.moe_policy, load.longest_prompt,
+                          load.longest)
+    candidates = enumerate_candidates(model, load_gpu(base.gpu), load_node(base.node), 4, space, needs)
+    kinds = {c.reason.split(":")[0].split(" (")[0] for c in candidates if c.reason}
+    print(f"\n{len(candidates)} candidates, {sum(1 for c in candidates if c.reason)} refused: {sorted(kinds)[:6]}")
+    assert sum(1 for c in candidates if not c.reason) >= 10 and len(kinds) >= (3 if case == "dense" else 1)
+    for cand in candidates:
+        if cand.reason:
+            with pytest.raises(FleetsimError) as refused:
+                build(scenario_for(base, cand, 4))
+            assert cand.reason in str(refused.value), (cand.label, cand.reason, str(refused.value))
+        else:
+            build(scenario_for(base, cand, 4))  # raises if the run refuses a plan the search would rank

@@ -198,3 +198,15 @@ def test_deepseek_v3_dp8_ep8_step_rises_with_every_added_decode_and_prefill_toke
         t = cost.plan_time(StepPlan([[RankBatch([(tokens, 0)], 63, 63 * 2000, 64)] + [RankBatch() for _ in range(7)]]))
         assert t > previous
         previous = t
+
+
+def test_uneven_pipeline_micro_batches_stall_the_stages_behind_the_heaviest():
+    """PP2: each stage works on one micro-batch at a time, so a round of both micro-batches through both stages
+    takes as long as the heavier one needs (its work and the bubble the lighter one leaves), and no less than two
+    equal halves of the same work would."""
+    cost = cost_of(2)  # Llama-3.1-70B, TP4 x PP2
+    heavy, light = RankBatch([(4096, 0)], 0, 0, 1), RankBatch([], 8, 8 * 1000, 8)
+    uneven = cost.plan_time(StepPlan([[heavy], [light]]))
+    assert uneven == cost.plan_time(StepPlan([[heavy], [RankBatch()]]))
+    halves = cost.plan_time(StepPlan([[RankBatch([(2048, 0)], 4, 4000, 5)], [RankBatch([(2048, 0)], 4, 4000, 5)]]))
+    assert uneven > halves

@@ -195,7 +195,9 @@ class Profile:
         return self._at(tokens, 2)
 
     def a2a_bytes_per_token(self) -> float:
-        """Bytes one token's copies move across GPUs per MoE layer (dispatch and combine; ExFlow's single hop)."""
+        """Bytes one token's copies move between GPUs over all MoE layers of a forward pass (dispatch and combine;
+        ExFlow's single hop and its KV copies)."""
         b = self.balancer
         h, k, ep = b.cost.model.hidden_size, b.routing.top_k, b.gpus
-        return k * h * sum(b.a2a_calls) * (ep - 1) / ep + b.kv_gather_bytes * (ep - 1) / ep
+        per_layer = k * h * sum(b.a2a_calls) * (ep - 1) / ep + b.kv_gather_bytes * (ep - 1)
+        return per_layer * b.routing.layers

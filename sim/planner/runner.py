@@ -193,9 +193,7 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
     load = load_workload(base, model)
     shortest = load.shortest_prompt
     eng = base.engine
-    needs = WorkloadNeeds(model, node, eng.gpu_memory_utilization, eng.block_size, eng.watermark,
-                          eng.num_gpu_blocks_override, eng.chunked_prefill, base.moe_policy, load.longest_prompt,
-                          load.longest)
+    needs = WorkloadNeeds(model, node, eng, base.moe_policy, load.longest_prompt, load.longest)
     gpus = {gpu.name: gpu}
     if space.second_gpu:
         second = load_gpu(space.second_gpu)

@@ -7,6 +7,7 @@ degree the model's heads do not allow), so the search reports it instead of sile
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from sim.model.arch import ModelArch
 from sim.moe.policy import parse_policy
 from sim.parallel.feasibility import EngineLimits, pool_problem
 from sim.parallel.plan import Plan
+from sim.serving.engine_config import EngineConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +56,7 @@ class WorkloadNeeds:
 
     model: ModelArch
     node: NodeSpec
-    gpu_memory_utilization: float
-    block_size: int
-    watermark: float
-    num_gpu_blocks_override: int | None
-    chunked_prefill: bool
+    engine: EngineConfig  # the scenario's; the search varies max_num_seqs and max_num_batched_tokens
     moe_policy: str
     longest_prompt: int
     longest: int
@@ -168,13 +166,16 @@ def _with_knobs(space: SearchSpace, work: WorkloadNeeds, pools: list[tuple[GPUSp
                 make: Callable[[int, int, str], Candidate]) -> list[Candidate]:
     """One candidate per engine-knob setting, each with the first reason it cannot run (or none)."""
     out = []
+    eng = work.engine
     for seqs in space.max_num_seqs:
         for tokens in space.max_num_batched_tokens:
             reason = ""
-            if work.chunked_prefill and tokens < seqs:
-                reason = f"max_num_batched_tokens {tokens} < max_num_seqs {seqs}"
-            limits = EngineLimits(work.gpu_memory_utilization, work.block_size, tokens, seqs, work.watermark,
-                                  work.num_gpu_blocks_override)
+            try:
+                dataclasses.replace(eng, max_num_seqs=seqs, max_num_batched_tokens=tokens)
+            except FleetsimError as exc:
+                reason = str(exc)
+            limits = EngineLimits(eng.gpu_memory_utilization, eng.block_size, tokens, seqs, eng.watermark,
+                                  eng.num_gpu_blocks_override)
             for gpu, plan, policy, longest in pools:
                 reason = reason or pool_problem(work.model, gpu, work.node, plan, limits, moe_policy=policy,
                                                 longest_request=longest)
