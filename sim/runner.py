@@ -237,11 +237,14 @@ class _Pool:
             # Parsed even where it has no effect, so a bad routing spec fails the same way on every plan.
             routing = parse_routing(moe[0], model.num_moe_layers, model.moe.num_experts, model.moe.top_k)
             if plan.ep > 1:
-                # Every EP plan samples its finite batches' imbalance, whatever the routing and policy. (Without EP
-                # every GPU holds a TP slice of every expert: any routing loads them all alike.)
+                # Every EP plan samples its finite batches' imbalance, whatever the routing and policy.
                 self.balancer = Balancer(parse_policy(moe[1]), routing, cost, plan.ep,
                                          gpus_per_node=node.gpus_per_node)
                 cost.expert_profile = Profile(self.balancer)
+            elif moe[0] != "uniform":
+                # Without EP every GPU holds a TP slice of every expert: a skewed routing loads them all alike, and
+                # hits fewer distinct experts (fewer weights read).
+                cost.expert_activity = routing.distinct_experts
         self.fleet = Fleet(env, make_router(router), first_index=first_index, final=final)
         lanes = plan.attn_dp * plan.pp
         for k in range(plan.replicas):

@@ -79,3 +79,29 @@ def test_twice_the_replicas_halve_the_per_replica_load():
               for k, v in runs.items()}
     assert tokens[2] / tokens[4] == pytest.approx(2.0, rel=0.05)
     assert runs[2].summary["throughput_rps"] == pytest.approx(runs[4].summary["throughput_rps"], rel=0.02)
+
+
+def test_mla_prefill_is_plain_multi_head_attention_and_decode_the_absorbed_form():
+    """DeepSeek-V3 (MLA): a prefill chunk attends with 128 heads of 192-dim keys and 128-dim values (the latents
+    up-projected, as vLLM's MLA backends do for prefill): 2 x (192 + 128) FLOPs per head and (query, key) pair; a
+    decode attends in the latent space (576-dim keys, 512-dim values), 3.4 times the FLOPs per pair, but reads only
+    the 576-element latent per cached token."""
+    model = load_model("deepseek-v3")
+    cluster = Cluster(load_gpu("h200"), load_node("hgx-8gpu"), load_fabric("ib-ndr-400"), 8)
+    cost = IterationCost(model, cluster, Plan(tp=8))
+    heads = model.num_heads // 8
+    assert cost.prefill_flops_per_pair == 2 * heads * (128 + 64 + 128)
+    assert cost.flops_per_pair == 2 * heads * (576 + 512)
+    assert cost.flops_per_pair / cost.prefill_flops_per_pair == pytest.approx(3.4)
+    assert cost.kv_read_per_token == cost.prefill_kv_read_per_token == 576 * 2  # BF16 latents (the card's kv_dtype)
+    # A lone 8k-token prefill's attention is compute-bound at the plain form's FLOPs.
+    p = 8192
+    flop_rate = cluster.gpu.peak_flops("bf16") * cost.calib.attention["prefill_compute_eff"]
+    plain = model.num_layers * cost.prefill_flops_per_pair * p * (p + 1) / 2 / flop_rate
+    attn = cost.breakdown([(p, 0)], 0, 0)["prefill_attention_s"]
+    assert attn == pytest.approx(plain + model.num_layers * cost.calib.attention["overhead_s"], rel=1e-9)
+    # A chunk after cached context also up-projects that context's latents again: more than the pairs alone.
+    later = cost.breakdown([(1024, 7168)], 0, 0)["prefill_attention_s"]
+    pairs_only = model.num_layers * (cost.prefill_flops_per_pair * 1024 * (7168 + 1025 / 2) / flop_rate
+                                     + cost.calib.attention["overhead_s"])
+    assert later > pairs_only

@@ -25,7 +25,7 @@ absorbed attention for decode").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -98,6 +98,8 @@ class IterationCost:
         # Expert-parallel loads under a routing and balancing policy; None: every GPU gets the mean (the search's
         # optimistic bounds use that).
         self.expert_profile: ExpertProfile | None = None
+        # Without EP: tokens -> expected distinct experts they hit per MoE layer, under a routing (None: uniform).
+        self.expert_activity: Callable[[int], float] | None = None
         self._rank_cache: dict[tuple[int, int], float] = {}
         self._union_cache: dict[tuple[int, int], tuple[float, float]] = {}
         self._decode_cache: dict[int, tuple[float, float, float]] = {}
@@ -229,11 +231,12 @@ class IterationCost:
         return result
 
     def _tp_experts(self, T: float) -> float:
-        """Routed experts split by the FFN's TP degree: every GPU holds a slice of every expert (any routing loads
-        them alike); the expected number of distinct experts the tokens hit sets the weights read."""
+        """Routed experts split by the FFN's TP degree: every GPU holds a slice of every expert, so a skewed routing
+        loads the GPUs alike; what it changes is how many distinct experts the tokens hit (the weights read), from
+        the routing when one is set (`expert_activity`), else for uniform choices."""
         moe = self.model.moe
         e, k = moe.num_experts, moe.top_k
-        active = e * (1.0 - (1.0 - k / e) ** T)
+        active = self.expert_activity(int(T)) if self.expert_activity else e * (1.0 - (1.0 - k / e) ** T)
         return self.expert_time(T * k, active, moe.expert_intermediate_size / self.ffn_tp)
 
     def _expert_parallel(self, T: float, busiest_rank_tokens: int) -> float:

@@ -40,6 +40,11 @@ class Routing:
         n = tokens * self.top_k
         return np.stack([rng.multinomial(n, p) for p in self.probs])
 
+    def distinct_experts(self, tokens: int) -> float:
+        """Expected number of experts a batch of `tokens` tokens hits per layer (mean over layers): each of its
+        tokens x top_k copies picks expert e with probability p_e."""
+        return float((1.0 - (1.0 - self.probs) ** (tokens * self.top_k)).sum(axis=1).mean())
+
     def transitions(self, layer: int) -> np.ndarray:
         """Joint share of copies going from expert a at `layer` to expert b at `layer + 1`: [experts, experts]."""
         p, q = self.probs[layer], self.probs[layer + 1]
