@@ -430,46 +430,18 @@ class IterationCost:
             out.append(self._union(total, max(group))[0] if total else None)
         return out
 
-    def decode_time_lanes(self, ns: Sequence[int], kvs: Sequence[int]) -> float:
-        """One pure-decode step of every rank of every micro-batch (decode counts and KV sums, micro-batch-major)."""
+    def _lane_step_times(self, ns: Sequence[int], kvs: Sequence[int], k: int) -> np.ndarray:
+        """Times of k pure-decode steps of every rank of every micro-batch (decode counts and first KV sums,
+        micro-batch-major; each KV sum grows by its count per step): per micro-batch the busiest rank plus the
+        union side, the slowest micro-batch setting each step."""
         m = self.model
         c_full = m.full_attention_layers * self.attn_decode_s_per_token
         c_win = m.sliding_window_layers * self.attn_decode_s_per_token
         window = m.sliding_window or 0
-        unions = self._lanes_union(ns)
-        a = self.attn_dp
-        worst = 0.0
-        for g, u in enumerate(unions):
-            if u is None:
-                continue
-            busiest = 0.0
-            for lane in range(g * a, g * a + a):
-                n = ns[lane]
-                if not n:
-                    continue
-                kv = kvs[lane]
-                t = self._rank_decode_const(n) + c_full * kv
-                if c_win:
-                    t = t + c_win * min(kv, n * window)
-                if t > busiest:
-                    busiest = t
-            t = busiest + u
-            if t > worst:
-                worst = t
-        return worst + self.step_overhead_s
-
-    def decode_run_ends_lanes(self, ns: Sequence[int], kvs: Sequence[int], k: int, start: float) -> np.ndarray:
-        """End times of k pure-decode steps of every lane (each lane's KV sum grows by its count per step); the same
-        floats as k calls of decode_time_lanes."""
-        m = self.model
-        c_full = m.full_attention_layers * self.attn_decode_s_per_token
-        c_win = m.sliding_window_layers * self.attn_decode_s_per_token
-        window = m.sliding_window or 0
-        unions = self._lanes_union(ns)
         a = self.attn_dp
         steps = np.arange(k, dtype=np.int64)
         worst = np.zeros(k)
-        for g, u in enumerate(unions):
+        for g, u in enumerate(self._lanes_union(ns)):
             if u is None:
                 continue
             busiest = np.zeros(k)
@@ -483,9 +455,18 @@ class IterationCost:
                     t = t + c_win * np.minimum(kv, n * window)
                 busiest = np.maximum(busiest, t)
             worst = np.maximum(worst, busiest + u)
+        return worst + self.step_overhead_s
+
+    def decode_time_lanes(self, ns: Sequence[int], kvs: Sequence[int]) -> float:
+        """One pure-decode step of every rank of every micro-batch (decode counts and KV sums, micro-batch-major)."""
+        return float(self._lane_step_times(ns, kvs, 1)[0])
+
+    def decode_run_ends_lanes(self, ns: Sequence[int], kvs: Sequence[int], k: int, start: float) -> np.ndarray:
+        """End times of k pure-decode steps of every lane starting at `start`: the same floats as k steps of
+        decode_time_lanes added one by one."""
         ends = np.empty(k + 1)
         ends[0] = start
-        ends[1:] = worst + self.step_overhead_s
+        ends[1:] = self._lane_step_times(ns, kvs, k)
         return ends.cumsum()[1:]
 
     def breakdown(self, prefill_chunks: Sequence[tuple[int, int]], num_decode: int, decode_kv_sum: int) -> dict:
