@@ -25,12 +25,17 @@ engines = st.builds(
 
 
 @given(engine=engines, seed=st.integers(0, 10_000), rate=st.floats(0.5, 40.0), n=st.integers(1, 120),
-       replicas=st.integers(1, 3), router=st.sampled_from(["round-robin", "least-tokens", "prefix-aware"]))
-def test_every_request_finishes_once_with_its_tokens_and_kv_is_conserved(engine, seed, rate, n, replicas, router):
+       replicas=st.integers(1, 3), router=st.sampled_from(["round-robin", "least-tokens", "prefix-aware"]),
+       layout=st.sampled_from([(1, 1), (2, 1), (1, 2), (2, 2)]))
+def test_every_request_finishes_once_with_its_tokens_and_kv_is_conserved(engine, seed, rate, n, replicas, router,
+                                                                         layout):
+    """Random engines, routers and layouts (attention-DP ranks x pipeline micro-batches); the step and completion
+    invariants are checked as the run goes."""
+    attn_dp, pp = layout
     scenario = synthetic("llama-2-7b", "a100", rate=rate, n=n, seed=seed, replicas=replicas, engine=engine,
                          router=router, input_len="lognormal:300:1.0", output_len="lognormal:60:1.0",
-                         max_tokens=2000)  # the smallest KV cache drawn holds 2,376 tokens
-    sim, seen = run_checked(scenario)
+                         max_tokens=1100, attn_dp=attn_dp, pp=pp)  # the smallest engine drawn holds 1,188 tokens
+    sim, seen = run_checked(scenario, observer=_check_step, on_finish=_check_finished)
     assert sorted(seen) == list(range(n)) and set(seen.values()) == {1}
     for r in sim.requests:
         if r.state == FINISHED:

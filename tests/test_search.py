@@ -244,3 +244,11 @@ def test_search_and_run_agree_on_every_plan(case):
             assert cand.reason in str(refused.value), (cand.label, cand.reason, str(refused.value))
         else:
             build(scenario_for(base, cand, 4))  # raises if the run refuses a plan the search would rank
+
+
+def test_the_clusters_gpu_count_counts_attention_ranks():
+    """A base scenario of one replica of TP2 x 2 attention ranks is a 4-GPU cluster to plan for."""
+    r = search(model="llama-3.1-8b", gpu="h100", tp=2, attn_dp=2, replicas=1, workers=1,
+               space=SearchSpace(tp=(4,), pp=(1,), attn_dp=(1,), max_num_seqs=(256,), max_num_batched_tokens=(2048,)),
+               **_poisson(2.0, n=20))
+    assert r.table["num_gpus"].to_list() == [4] and r.table["plan"].to_list() == ["1x(TP4)"]
