@@ -65,6 +65,10 @@ def test_scenario_file_with_flag_overrides(tmp_path):
     (["--format", "bogus", "--trace", "azure-conv"], "trace format 'bogus' is unknown"),
     (["--trace", "/no/such/file.csv"], "no such file"),
     (["--input-len", "weird:3", "--arrival", "poisson"], "unknown distribution 'weird:3'"),
+    (["--tp", "2", "--decode-tp", "2"], "tp: disaggregated pools take their plans from [disagg] (prefill_* and"),
+    (["--model", "llama-3.1-70b", "--gpu", "h100", "--num-gpus", "2", "--tp", "2", "--gpu-memory-utilization",
+      "0.95", "--arrival", "poisson", "--input-len", "fixed:100000", "--num-requests", "2"],
+     "the longest request needs 100,"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message, tmp_path):
     out = tmp_path / "out"
