@@ -160,7 +160,7 @@ def run(
     pp: Annotated[Optional[int], typer.Option(help="Pipeline-parallel stages per replica.")] = None,
     tp_nodes: Annotated[Optional[int], typer.Option(help="Spread each TP group over this many nodes (default: packed).")] = None,
     ep: Annotated[Optional[int], typer.Option(help="MoE: expert-parallel degree (1, or tp x attn-dp).")] = None,
-    attn_dp: Annotated[Optional[int], typer.Option(help="MoE: attention data-parallel ranks per replica (with --ep).")] = None,
+    attn_dp: Annotated[Optional[int], typer.Option(help="Attention data-parallel ranks per replica, each its own engine (with --ep for MoE; else the FFN splits over all their GPUs).")] = None,
     replicas: Annotated[Optional[int], typer.Option(help="Data-parallel replicas (default: num_gpus / (tp x pp)).")] = None,
     router: Annotated[Optional[str], typer.Option(help="round-robin, least-tokens or prefix-aware (default: prefix-aware for agent jobs, else round-robin).")] = None,
     moe_routing: MoeRoutingOption = None,

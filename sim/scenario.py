@@ -91,7 +91,9 @@ class Scenario:
     pp: int = 1
     tp_nodes: int = 0  # nodes a tensor-parallel group spans; 0 packs it into as few as fit
     ep: int = 1  # MoE: expert-parallel degree (1, or tp x attn_dp)
-    attn_dp: int = 1  # MoE: attention data-parallel ranks per replica, sharing one expert-parallel group
+    # Attention data-parallel ranks per replica, each with its own scheduler and KV cache; they share one
+    # expert-parallel group (ep = tp x attn_dp) or, without EP, an FFN split over all their GPUs.
+    attn_dp: int = 1
     # MoE under EP: which experts tokens choose (see sim/moe/routing.py) and how loads are balanced
     # (ep, eplb:R[:hierarchical], llep[:ALPHA:M:LAMBDA], exflow; see sim/moe/balance.py).
     moe_routing: str = "uniform"
@@ -103,7 +105,9 @@ class Scenario:
     engine: EngineConfig = field(default_factory=EngineConfig)
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)
     slo: SLO = field(default_factory=SLO)
-    disagg: DisaggSpec | None = None  # separate prefill and decode pools instead of colocated replicas
+    # Separate prefill and decode pools instead of colocated replicas; each pool's plan is in the spec, and the
+    # top-level tp, pp, attn_dp, ep, tp_nodes, replicas and moe_policy must then stay unset.
+    disagg: DisaggSpec | None = None
     agents: AgentSpec | None = None  # agent jobs (LLM calls between tool calls) instead of the request workload
 
     def __post_init__(self) -> None:

@@ -13,6 +13,7 @@ SCHEDULING = ("fcfs", "program")
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     policy: str = "continuous"  # continuous (iteration-level, vLLM/Orca) or static (request-level batches)
+    # Per engine: each attention-DP rank and pipeline micro-batch of a replica has its own, as each vLLM engine core.
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 8192  # per-step token budget (vLLM v1 default for online serving on H100)
     chunked_prefill: bool = True
