@@ -147,3 +147,18 @@ def test_cli_takes_per_pool_flags():
     assert res.exit_code == 0, res.output
     s = json.loads(res.stdout)
     assert s["decode_moe_policy"] == "eplb:2" and s["num_finished"] == 40
+
+
+def test_a_prefill_engine_needs_room_for_the_prompt_and_one_token_only():
+    """The prefill pool is checked for the longest prompt + 1 and admits a request whose prompt + output exceeds
+    its context, as long as the prompt and its first token fit."""
+    from sim.serving.request import Request
+    from sim.serving.scheduler import Scheduler
+    from sim.serving.kv_cache import KVCache
+    from sim import EngineConfig
+
+    engine = Scheduler(0, KVCache(100, 16), EngineConfig(), max_model_len=1584, on_finish=lambda r: None)
+    r = Request(0, 0.0, prompt=1500, output=500)
+    assert not engine.accepts(r)
+    r.target = 1  # what the split fleet asks of its prefill pool
+    assert engine.accepts(r)

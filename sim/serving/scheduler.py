@@ -65,8 +65,10 @@ class Scheduler:
 
     # ---- arrivals ----------------------------------------------------------------------------------------------
     def accepts(self, r: Request) -> bool:
-        """Whether the request fits this engine's context at all (vLLM rejects longer ones)."""
-        return r.prompt + r.output <= self.max_model_len
+        """Whether the request fits this engine's context at all (vLLM rejects longer ones): its prompt and the
+        tokens it generates here (one in a prefill pool, as a P/D deployment sends max_tokens=1 to the prefill
+        engine)."""
+        return r.prompt + r.target <= self.max_model_len
 
     def queue(self, r: Request) -> bool:
         """Put an arrival in the waiting queue; True when it lands at the head (it may be admissible now)."""
