@@ -152,10 +152,10 @@ class _Progress:
 def run(
     scenario_file: Annotated[Optional[Path], typer.Argument(help="Scenario TOML; flags override its fields.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model card name or alias, or a path to a card or HF config.json.")] = None,
-    gpu: Annotated[Optional[str], typer.Option(help="GPU card name or alias (see `fleetsim catalog`).")] = None,
+    gpu: Annotated[Optional[str], typer.Option(help="GPU card name or alias (see `fleetsim catalog`), or a path to a card file.")] = None,
     num_gpus: Annotated[Optional[int], typer.Option(help="GPUs in the cluster.")] = None,
-    node: Annotated[Optional[str], typer.Option(help="Node card (GPUs per scale-up domain), e.g. dgx-h100.")] = None,
-    fabric: Annotated[Optional[str], typer.Option(help="Scale-out fabric card, e.g. ib-ndr-400.")] = None,
+    node: Annotated[Optional[str], typer.Option(help="Node card (GPUs per scale-up domain), e.g. dgx-h100, or a path to a card file.")] = None,
+    fabric: Annotated[Optional[str], typer.Option(help="Scale-out fabric card, e.g. ib-ndr-400, or a path to a card file.")] = None,
     tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel degree per replica.")] = None,
     pp: Annotated[Optional[int], typer.Option(help="Pipeline-parallel stages per replica.")] = None,
     tp_nodes: Annotated[Optional[int], typer.Option(help="Spread each TP group over this many nodes (default: packed).")] = None,
