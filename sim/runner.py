@@ -32,7 +32,7 @@ from sim.parallel.memory import MemoryBudget
 from sim.parallel.plan import Plan
 from sim.scenario import Scenario
 from sim.serving.disagg import DisaggFleet
-from sim.serving.fleet import Fleet
+from sim.serving.fleet import Fleet, closed_loop
 from sim.serving.replica import Replica
 from sim.serving.request import Request
 from sim.serving.router import make_router
@@ -83,6 +83,7 @@ class Simulation:
     programs: list[AgentProgram] = field(default_factory=list)
     workload: Prepared | None = None  # the request table simulated (request i is its row i), with its load notes
     pools: list[_Pool] = field(default_factory=list)  # colocated: one; disaggregated: prefill, decode
+    concurrency: int | None = None  # closed loop: requests in flight at most (workload.concurrency)
 
 
 # Plan fields that a disaggregated scenario sets per pool ([disagg] prefill_* and decode_*) instead.
@@ -105,6 +106,8 @@ def build(scenario: Scenario, programs: Sequence[AgentProgram] | None = None) ->
         router = "prefix-aware" if scenario.agents is not None else "round-robin"
     make_router(router)  # an unknown name fails before anything is built
     # The workload comes first: a plan must hold its longest request (as vLLM must hold max_model_len).
+    if scenario.agents is not None and scenario.workload.concurrency is not None:
+        raise FleetsimError("workload.concurrency: agent jobs run their own closed loop; set agents.agents instead")
     if scenario.agents is not None and scenario.agents.unit_tokens % eng.block_size:
         raise FleetsimError(f"agents.unit_tokens ({scenario.agents.unit_tokens}) must be a multiple of "
                             f"engine.block_size ({eng.block_size})")
@@ -166,7 +169,7 @@ def build(scenario: Scenario, programs: Sequence[AgentProgram] | None = None) ->
                             f"({unit} tokens) for prefix caching")
     requests = _requests_from(work.table, unit if eng.enable_prefix_caching else 0)
     return Simulation(env, fleet, requests, pools[-1].mem, max_model_len, model.name, gpu_names,
-                      workload=work, pools=pools)
+                      workload=work, pools=pools, concurrency=scenario.workload.concurrency)
 
 
 @dataclass
@@ -286,7 +289,8 @@ def execute(sim: Simulation, progress: Progress | None = None, progress_every_s:
                 done.succeed()
 
         fleet.on_finish(check)
-        env.process(fleet.open_loop(sim.requests))
+        limit = sim.concurrency
+        env.process(closed_loop(env, fleet, sim.requests, limit) if limit else fleet.open_loop(sim.requests))
         finished = lambda: fleet.finished  # noqa: E731
     if total == 0:
         return
@@ -339,6 +343,8 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
             "engines": sum(len(rep.lanes) for rep in reps), "model": sim.model_name,
             "gpu": sim.gpu_name, "num_gpus": sum(p.plan.num_gpus for p in sim.pools)}
     summary["sim_wall_s"] = wall_s
+    if sim.concurrency:
+        summary["max_concurrency"] = sim.concurrency
     if sim.workload is not None:
         if sim.workload.clipped:
             summary["requests_clipped"] = sim.workload.clipped

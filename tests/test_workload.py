@@ -76,3 +76,52 @@ def test_generated_workload_with_trace_lengths_is_seeded():
     assert a.equals(b) and not a.equals(c)
     conv, _ = load_trace("azure-conv")
     assert set(a["input_tokens"].to_list()) <= set(conv["input_tokens"].to_list())
+
+
+def _closed(n_in_flight, n=120, **kw):
+    import sim
+
+    work = {"workload.trace": None, "workload.arrival": "poisson", "workload.num_requests": n,
+            "workload.duration_s": None, "workload.concurrency": n_in_flight,
+            "workload.input_len": "lognormal:800:0.5", "workload.output_len": "lognormal:150:0.5", **kw}
+    return sim.run(model="llama-3.1-8b", gpu="h100", num_gpus=1, **work)
+
+
+def test_closed_loop_keeps_n_requests_in_flight_as_vllm_bench_serve():
+    """--concurrency N: a request is sent as soon as one of the N in flight finishes, so N are in flight until the
+    last ones drain; throughput x mean latency = N (Little's law) over that span."""
+    import numpy as np
+
+    for limit in (1, 4, 16):
+        r = _closed(limit)
+        df = r.requests.sort("arrival_s")
+        starts, ends = df["arrival_s"].to_numpy(), df["finish_s"].to_numpy()
+        # In flight when each request is sent: sent at or before it, not finished yet (it included).
+        in_flight = ((starts[None, :] <= starts[:, None]) & (ends[None, :] > starts[:, None])).sum(axis=1)
+        assert in_flight.max() == limit
+        if limit == 1:
+            np.testing.assert_allclose(starts[1:], ends[:-1])  # one at a time: each sent when the previous ends
+        # Until the last request is sent the loop is full: the time requests spend in flight over that window is N.
+        t0, t1 = starts.min(), starts.max()
+        overlap = np.clip(np.minimum(ends, t1) - np.maximum(starts, t0), 0, None).sum()
+        assert overlap / (t1 - t0) == pytest.approx(limit, rel=1e-6)
+        assert r.summary["max_concurrency"] == limit
+
+
+def test_closed_loop_with_a_rate_sends_no_request_before_its_arrival():
+    slow = _closed(64, n=60, **{"workload.rate": 0.5})
+    assert slow.summary["queue_delay_p90_s"] < 0.05  # never more than a handful in flight at 0.5 req/s
+    assert slow.requests["arrival_s"].max() > 60  # paced by the rate, not sent at once
+
+
+def test_bad_closed_loop_settings_are_one_line():
+    import sim
+    from sim.agents.spec import AgentSpec
+
+    with pytest.raises(sim.FleetsimError, match="workload.concurrency: expected a positive integer"):
+        _closed(0)
+    with pytest.raises(sim.FleetsimError, match="concurrency without a rate: set num_requests"):
+        sim.run(**{"workload.trace": None, "workload.arrival": "poisson", "workload.concurrency": 4,
+                   "workload.duration_s": 60})
+    with pytest.raises(sim.FleetsimError, match="agent jobs run their own closed loop"):
+        sim.run(agents=AgentSpec(programs=2, agents=1), **{"workload.concurrency": 4})

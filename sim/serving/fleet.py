@@ -68,3 +68,16 @@ def open_loop(env: simpy.Environment, target, requests: Sequence[Request]):  # n
         if r.arrival > env.now:
             yield env.timeout(r.arrival - env.now)
         target.submit(r)
+
+
+def closed_loop(env: simpy.Environment, target, requests: Sequence[Request], limit: int):  # noqa: ANN001, ANN201
+    """Submit requests to `target` in order, at most `limit` in flight: each at its arrival time or when an earlier
+    one finishes, whichever is later (vLLM's benchmark client holds a semaphore of --max-concurrency the same way:
+    vllm/benchmarks/serve.py). Its arrival is the moment it is sent, so TTFT counts from there, as the client's."""
+    slots = simpy.Container(env, init=limit, capacity=limit)
+    target.on_finish(lambda r: slots.put(1))
+    for r in requests:
+        if r.arrival > env.now:
+            yield env.timeout(r.arrival - env.now)
+        yield slots.get(1)
+        target.submit(r)

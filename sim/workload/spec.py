@@ -36,6 +36,9 @@ class WorkloadSpec:
     model_filter: str | None = None
     max_tokens: int | None = None
     skip_bad_rows: bool = False
+    # Closed loop, as `vllm bench serve --max-concurrency N`: at most N requests in flight; each is sent at its
+    # arrival time or when a slot frees, whichever is later (without a rate, all are ready at once).
+    concurrency: int | None = None
 
     def __post_init__(self) -> None:
         if self.rate is not None and not (isinstance(self.rate, (int, float)) and self.rate > 0):
@@ -44,6 +47,9 @@ class WorkloadSpec:
             raise FleetsimError(f"workload.num_requests: expected a positive integer, got {self.num_requests!r}")
         if self.duration_s is not None and not self.duration_s > 0:
             raise FleetsimError(f"workload.duration_s: expected a positive number of seconds, got {self.duration_s!r}")
+        if self.concurrency is not None and (not isinstance(self.concurrency, int) or isinstance(self.concurrency, bool)
+                                             or self.concurrency < 1):
+            raise FleetsimError(f"workload.concurrency: expected a positive integer, got {self.concurrency!r}")
         parse(self.input_len, "workload.input_len")
         parse(self.output_len, "workload.output_len")
         self.transform(None)  # checks the replay fields
@@ -74,6 +80,9 @@ class WorkloadSpec:
         for what, spec in (("prompts", self.input_len), ("outputs", self.output_len)):
             lengths.append(f"{what} {'from ' + str(self.trace) if spec == 'empirical' else spec}")
         burst = f" (cv {self.cv:g})" if self.arrival_kind == "gamma" else ""
+        if self.concurrency is not None:
+            pace = f" at {self.rate:g} req/s" if self.rate else ""
+            return f"closed loop, {self.concurrency} in flight{pace}, {', '.join(lengths)}"
         return f"{self.arrival_kind}{burst} arrivals at {self.rate or 1.0:g} req/s, {', '.join(lengths)}"
 
 
@@ -112,14 +121,17 @@ def prepare(spec: WorkloadSpec, seed: int, max_len: int | None = None) -> Prepar
         df = window(df, None, spec.num_requests)
         return Prepared(df, loaded.block_tokens, loaded.notes, clipped)
     rate = spec.rate or 1.0
+    ready = spec.concurrency is not None and spec.rate is None  # closed loop without a rate: all ready at once
     if spec.num_requests is not None:
         n = spec.num_requests
+    elif ready:
+        raise FleetsimError("workload.concurrency without a rate: set num_requests (how many requests to send)")
     elif spec.duration_s is not None:
         n = max(1, int(np.ceil(rate * spec.duration_s * 1.5)) + 10)
     else:
         raise FleetsimError("workload: set num_requests or duration_s for generated arrivals")
     rng_a, rng_l = stream(seed, "arrivals"), stream(seed, "lengths")
-    times = arrival_times(kind, rate, n, rng_a, spec.cv)
+    times = np.zeros(n) if ready else arrival_times(kind, rate, n, rng_a, spec.cv)
     emp_in = trace["input_tokens"].to_numpy() if trace is not None else None
     emp_out = trace["output_tokens"].to_numpy() if trace is not None else None
     df = pl.DataFrame({
