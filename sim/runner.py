@@ -58,9 +58,9 @@ class Result:
               pages: dict[str, str] | None = None) -> list[Path]:
         """The run's tables and summary, plus any extra `tables` and HTML `pages`, written all or nothing."""
         doc = {"summary": self.summary, "run": self.info, "scenario": asdict(self.scenario),
-               "memory_per_gpu": {"weights_gb": self.memory.weight_bytes / 1e9,
-                                  "activations_gb": self.memory.activation_bytes / 1e9,
-                                  "kv_cache_gb": self.memory.kv_bytes / 1e9,
+               "memory_per_gpu": {"weights_gib": self.memory.weight_bytes / 2**30,
+                                  "activations_and_non_torch_gib": self.memory.activation_bytes / 2**30,
+                                  "kv_cache_gib": self.memory.kv_bytes / 2**30,
                                   "kv_blocks": self.memory.num_blocks}}
         tables = {"requests": self.requests, "kv_timeline": self.kv_timeline, **(tables or {})}
         if self.jobs is not None:

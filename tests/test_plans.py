@@ -15,7 +15,7 @@ def _budget(model, gpu, plan, **kw):
 
 
 def test_weights_that_do_not_fit_say_by_how_much():
-    with pytest.raises(FleetsimError, match=r"needs 405.9 GB of weights per GPU .* short by 333.9 GB"):
+    with pytest.raises(FleetsimError, match=r"needs 378.0 GiB of weights per GPU .* short by 306.0 GiB"):
         _budget("llama-3.1-405b", "a100", Plan(tp=2))
 
 
@@ -25,9 +25,28 @@ def test_kv_capacity_grows_with_tensor_parallelism():
     assert b8.weight_bytes == pytest.approx(b4.weight_bytes / 2)
     # KV heads split 8 ways instead of 4, and more memory is left: more than twice the tokens.
     assert b8.token_capacity > 2 * b4.token_capacity
-    # 8B on one H100: 72 GB usable - 16 GB weights - activations, at 128 KiB per token: ~400k tokens.
+
+
+
+def test_kv_capacity_is_what_vllm_logs_for_the_same_deployment():
+    """vLLM V1 serving Llama-3.1-8B-Instruct on one 80 GB GPU at gpu_memory_utilization 0.9 and the default
+    8,192-token budget logs "total_gpu_memory (79.11GiB) x gpu_memory_utilization (0.90) = 71.20GiB; model weights
+    take 14.99GiB; non_torch_memory takes 0.35GiB; PyTorch activation peak memory takes 1.24GiB; the rest of the
+    memory reserved for KV Cache is 54.62GiB" and "GPU KV cache size: 447,088 tokens" (a V1 startup log quoted in
+    public deployment guides). The H100 card reports 81,559 MiB, 0.7% more than that log's total."""
     b = _budget("llama-3.1-8b", "h100", Plan())
-    assert 350_000 < b.token_capacity < 450_000
+    gib = 2**30
+    assert b.weight_bytes / gib == pytest.approx(14.99, abs=0.05)
+    assert b.activation_bytes / gib == pytest.approx(1.24 + 0.35, abs=0.05)
+    assert b.token_capacity == pytest.approx(447_088, rel=0.02)
+
+
+def test_llama_70b_bf16_fits_tp2_on_two_h100_at_the_default_utilization():
+    """vLLM serves Llama-3.1-70B in BF16 at TP2 on 2 x H100 80GB at gpu_memory_utilization 0.9: 65.7 GiB of weights
+    per GPU leave a few GiB of KV cache (GPU memory read in GiB as the device reports it, not 80e9 bytes)."""
+    b = _budget("llama-3.1-70b", "h100", Plan(tp=2))
+    assert b.weight_bytes / 2**30 == pytest.approx(65.7, abs=0.1)
+    assert 15_000 < b.token_capacity < 40_000
 
 
 def test_pipeline_parallel_run():

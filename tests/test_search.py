@@ -57,7 +57,7 @@ def test_llama_405b_on_two_a100_reports_that_no_plan_fits_and_why(tmp_path):
                **{"workload.num_requests": 50, "workload.duration_s": None})
     assert r.winner is None and r.simulated == 0
     assert set(r.table["status"]) == {"infeasible"}
-    assert all("does not fit" in reason and "GB" in reason for reason in r.table["reason"])
+    assert all("does not fit" in reason and "GiB" in reason for reason in r.table["reason"])
     res = CliRunner().invoke(app, ["search", "--model", "llama-3.1-405b", "--gpu", "a100", "--num-gpus", "2",
                                    "--num-requests", "50", "--out", str(tmp_path / "cli")])
     assert res.exit_code == 0

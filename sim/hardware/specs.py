@@ -19,6 +19,10 @@ class GPUSpec:
     calibration: str
     display_name: str = ""
     source: str = ""
+    # Memory as the device reports it (nvidia-smi's total, MiB): what vLLM's gpu_memory_utilization is a fraction
+    # of. 0: the marketed size read as GiB, less the ~0.44% the driver keeps (an H100 "80 GB" reports 81,559 of
+    # 81,920 MiB).
+    memory_mib: float = 0.0
 
     def peak_flops(self, dtype: str) -> float:
         """Dense tensor-core FLOP/s for GEMMs whose weights are stored in `dtype`."""
@@ -26,7 +30,10 @@ class GPUSpec:
 
     @property
     def hbm_bytes(self) -> float:
-        return self.hbm_gb * 1e9
+        """Bytes the device reports (not the marketed decimal GB: an "80 GB" card has about 80 GiB)."""
+        if self.memory_mib:
+            return self.memory_mib * 2**20
+        return self.hbm_gb * 2**30 * (81559 / 81920)
 
     @property
     def hbm_bytes_per_s(self) -> float:

@@ -107,7 +107,7 @@ def fit_pool(model: ModelArch, gpu: GPUSpec, node: NodeSpec, plan: Plan, limits:
         need = min(longest_request, model.max_context)
         if need > max_len:
             room = (f"num_gpu_blocks_override={limits.num_gpu_blocks_override}" if limits.num_gpu_blocks_override
-                    else f"{mem.kv_bytes / 1e9:.1f} GB of KV per GPU")
+                    else f"{mem.kv_bytes / 2**30:.1f} GiB of KV per GPU")
             split = f" (a rank's blocks split over {plan.pp} pipeline micro-batches)" if plan.pp > 1 else ""
             raise FleetsimError(
                 f"plan {plan.label()} on {gpu.name}: the longest request needs {need:,} tokens of KV cache but an "

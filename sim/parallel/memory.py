@@ -10,9 +10,13 @@ from sim.model.arch import ModelArch
 from sim.model.dtypes import dtype_bytes
 from sim.parallel.plan import Plan
 
-# Memory outside PyTorch's allocator (CUDA context, NCCL buffers, CUDA graphs) per GPU; vLLM's startup log shows
-# roughly 0.5-2 GiB. An assumption, not a measurement of ours.
-NON_TORCH_BYTES = 1.0e9
+GIB = 2**30
+# Memory outside PyTorch's allocator (CUDA context, cuBLAS workspaces) per GPU: vLLM V1's memory profile of
+# Llama-3.1-8B on one 80 GB GPU logs "non_torch_memory takes 0.35GiB" (and "PyTorch activation peak memory takes
+# 1.24GiB" at the default 8,192-token budget; "GPU KV cache size: 447,088 tokens"), tests/test_plans.py reproduces
+# it. With tensor parallelism NCCL's and the custom all-reduce's buffers add to it: 0.5 GiB more is our assumption.
+NON_TORCH_BYTES = 0.35 * GIB
+NON_TORCH_TP_BYTES = 0.5 * GIB
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +53,19 @@ def kv_bytes_per_token_per_gpu(model: ModelArch, plan: Plan) -> float:
 
 
 def activation_reserve(model: ModelArch, plan: Plan, max_batched_tokens: int, max_num_seqs: int) -> float:
-    """Peak activation memory of the largest step (vLLM profiles it with a dummy batch of this size)."""
+    """What vLLM's memory profile finds besides the weights: the activation peak of a dummy step of
+    max_num_batched_tokens tokens and of sampling max_num_seqs sequences, plus non-PyTorch memory.
+
+    The peak lives in the MLP: its gate/up output (2 x intermediate) and activation output (1 x), beside the QKV
+    projection's output and about four hidden-size buffers (residual, normed input, attention output, MLP output),
+    in BF16; sampling holds FP32 logits and probabilities over the vocabulary slice."""
     ffn = model.intermediate_size if model.moe is None else model.moe.expert_intermediate_size * model.moe.top_k
-    per_token = (8 * model.hidden_size + 4 * ffn / plan.tp) * 2
-    logits = max_num_seqs * model.vocab_size / plan.tp * 4
-    return max_batched_tokens * per_token + logits + NON_TORCH_BYTES
+    ffn_local = ffn / plan.tp if plan.ep == 1 else ffn  # under EP each expert is whole on its GPU
+    qkv_local = (model.q_dim + 2 * model.num_kv_heads * model.head_dim) / plan.tp
+    per_token = (3 * ffn_local + qkv_local + 4 * model.hidden_size) * 2
+    logits = max_num_seqs * model.vocab_size / plan.tp * 4 * 2
+    non_torch = NON_TORCH_BYTES + (NON_TORCH_TP_BYTES if plan.gpus_per_replica > 1 else 0.0)
+    return max_batched_tokens * per_token + logits + non_torch
 
 
 def memory_budget(model: ModelArch, gpu: GPUSpec, plan: Plan, *, gpu_memory_utilization: float, block_size: int,
@@ -68,15 +80,16 @@ def memory_budget(model: ModelArch, gpu: GPUSpec, plan: Plan, *, gpu_memory_util
     per_token = kv_bytes_per_token_per_gpu(model, plan) * kv_copies
     if weights > usable:
         raise FleetsimError(
-            f"plan {plan.label()} does not fit: {model.name} needs {weights / 1e9:.1f} GB of weights per GPU but "
-            f"{gpu.name} offers {usable / 1e9:.1f} GB at gpu_memory_utilization={gpu_memory_utilization}; "
-            f"short by {(weights - usable) / 1e9:.1f} GB (raise tp or pp, or use a larger GPU"
+            f"plan {plan.label()} does not fit: {model.name} needs {weights / GIB:.1f} GiB of weights per GPU but "
+            f"{gpu.name} offers {usable / GIB:.1f} GiB at gpu_memory_utilization={gpu_memory_utilization}; "
+            f"short by {(weights - usable) / GIB:.1f} GiB (raise tp or pp, or use a larger GPU"
             + (f", or fewer than {redundant_experts} redundant experts)" if redundant_experts else ")"))
     if kv < per_token * block_size:
         raise FleetsimError(
-            f"plan {plan.label()} does not fit: after {weights / 1e9:.1f} GB of weights and {act / 1e9:.1f} GB of "
-            f"activations per GPU, {max(kv, 0) / 1e9:.2f} GB remain for the KV cache on {gpu.name}; short by "
-            f"{(per_token * block_size - kv) / 1e9:.2f} GB for even one KV block (raise tp or pp)")
+            f"plan {plan.label()} does not fit: after {weights / GIB:.1f} GiB of weights and {act / GIB:.1f} GiB of "
+            f"activations and non-PyTorch memory per GPU, {max(kv, 0) / GIB:.2f} GiB remain for the KV cache on "
+            f"{gpu.name}; short by {(per_token * block_size - kv) / GIB:.2f} GiB for even one KV block (raise tp "
+            f"or pp)")
     return MemoryBudget(usable, weights, act, kv, per_token, block_size, blocks_override)
 
 
