@@ -322,6 +322,10 @@ def run(
                       f"were clipped to it", highlight=False)
     if compare:
         render_compare(tables["compare"])
+    for pool, sources in info.get("kernel_sources", {}).items():
+        where = "" if pool == "replicas" else f" ({pool} pool)"
+        out.print(f"\n[dim]kernels costed by{where}: GEMMs: {escape(sources['gemm'])}; attention, MoE experts and "
+                  f"elementwise: {escape(sources['attention'])}[/]", highlight=False, soft_wrap=True)
     if out_dir is not None:
         out.print(f"\nwrote {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
 

@@ -235,6 +235,7 @@ class _Pool:
         self.blocks_per_engine = fit.blocks_per_engine
         self.engines = plan.replicas * plan.attn_dp * plan.pp
         cost = IterationCost(model, Cluster(gpu, node, fabric, plan.num_gpus), plan, eng.step_overhead_s)
+        self.cost = cost
         self.balancer: Balancer | None = None
         if model.moe is not None:
             # Parsed even where it has no effect, so a bad routing spec fails the same way on every plan.
@@ -341,7 +342,9 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
             "kv_blocks_per_engine": sim.pools[-1].blocks_per_engine if sim.pools else None,
             "max_model_len": sim.max_model_len, "replicas": len(reps),
             "engines": sum(len(rep.lanes) for rep in reps), "model": sim.model_name,
-            "gpu": sim.gpu_name, "num_gpus": sum(p.plan.num_gpus for p in sim.pools)}
+            "gpu": sim.gpu_name, "num_gpus": sum(p.plan.num_gpus for p in sim.pools),
+            # Which source costs each kind of kernel (per pool: the pools may be different GPUs).
+            "kernel_sources": {p.name or "replicas": p.cost.kernel_sources() for p in sim.pools}}
     summary["sim_wall_s"] = wall_s
     if sim.concurrency:
         summary["max_concurrency"] = sim.concurrency

@@ -227,9 +227,12 @@ def test_search_sweeps_kv_policies_and_finds_the_most_agents_within_a_jct_slo():
     n = int(cap.winner["capacity_agents"])
     assert 1 <= n < 48
 
+    from sim.planner.runner import candidate_from_row, scenario_for
+
+    winner = scenario_for(_pressured(), candidate_from_row(cap.winner), cap.winner["num_gpus"])  # its knobs too
+
     def p90(agents):
-        scenario = _pressured()
-        return sim.run(dataclasses.replace(scenario, agents=dataclasses.replace(scenario.agents, agents=agents))
+        return sim.run(dataclasses.replace(winner, agents=dataclasses.replace(winner.agents, agents=agents))
                        ).summary["jct_p90_s"]
 
     assert p90(n) <= 400.0 < p90(n + 1)

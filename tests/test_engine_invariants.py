@@ -167,11 +167,12 @@ def test_every_router_layout_and_workload_finishes_every_request_once(router, la
 
 
 # ---- a lone request's TTFT against first principles ---------------------------------------------------------------
-def _analytic_ttft(model_name: str, gpu_name: str, prompt: int) -> float:
-    """A lone prompt's prefill from its FLOPs and bytes: every weight applied to every prompt token (and the LM head
-    to the last), causal attention over the prompt, at the peak rates scaled by the efficiencies measured for this
-    GPU (hardware/calibration): GEMMs at compute_eff_max x m / (m + half_eff_tokens), attention at
-    prefill_compute_eff; no less than reading the weights once. Not the cost model's code: its own sum of layers."""
+def _analytic_ttft(model_name: str, gpu_name: str, prompt: int) -> tuple[float, float]:
+    """A lone prompt's prefill from its FLOPs and bytes, not from the cost model's code: every weight applied to every
+    prompt token (the LM head to the last one), causal attention over the prompt. Returns (the physical floor: every
+    FLOP at the GPU's peak and the weights read once at full bandwidth, whichever is slower; an estimate: GEMMs at
+    the efficiency the calibration measured, compute_eff_max x m / (m + half_eff_tokens), attention at
+    prefill_compute_eff)."""
     from sim.hardware import load_gpu
     from sim.hardware.calibration import load_calibration
     from sim.model import load_model
@@ -182,12 +183,12 @@ def _analytic_ttft(model_name: str, gpu_name: str, prompt: int) -> float:
     linear = 2.0 * prompt * m.num_layers * per_layer
     attention = m.num_layers * 4.0 * m.num_heads * m.head_dim * prompt * (prompt + 1) / 2
     g, a = calib.gemm, calib.attention
-    peak = gpu.peak_flops(m.weight_dtype)
-    compute = (linear / (peak * g["compute_eff_max"] * prompt / (prompt + g["half_eff_tokens"]))
-               + attention / (gpu.peak_flops("bf16") * a["prefill_compute_eff"]))
-    layers = m.num_layers * per_layer * 2.0 / (gpu.hbm_bytes_per_s * g["mem_eff"])
-    lm_head = m.hidden_size * m.vocab_size * 2.0 / (gpu.hbm_bytes_per_s * g["mem_eff"])  # one token: a weight read
-    return max(compute, layers) + lm_head
+    peak, bf16, bw = gpu.peak_flops(m.weight_dtype), gpu.peak_flops("bf16"), gpu.hbm_bytes_per_s
+    lm_head = m.hidden_size * m.vocab_size * 2.0 / bw  # one token: a weight read
+    floor = max((linear + attention) / peak, m.weight_bytes / bw)
+    estimate = (linear / (peak * g["compute_eff_max"] * prompt / (prompt + g["half_eff_tokens"]))
+                + attention / (bf16 * a["prefill_compute_eff"]))
+    return floor, max(estimate, m.num_layers * per_layer * 2.0 / (bw * g["mem_eff"])) + lm_head
 
 
 def _lone_ttft(prompt: int) -> float:
@@ -199,10 +200,12 @@ def _lone_ttft(prompt: int) -> float:
 
 
 def _check_against_first_principles(prompt: int) -> None:
-    ttft, analytic = _lone_ttft(prompt), _analytic_ttft("llama-3.1-8b", "h100", prompt)
-    # The simulator adds what the analytic sum leaves out (norms, residuals and rotary reading activations, kernel
-    # launches): 5-15% at these lengths.
-    assert analytic <= ttft <= 1.2 * analytic, (prompt, ttft, analytic)
+    ttft = _lone_ttft(prompt)
+    floor, estimate = _analytic_ttft("llama-3.1-8b", "h100", prompt)
+    # No engine beats the peak; the measured GEMMs run at 70-80% of it, and the simulator adds what the estimate
+    # leaves out (norms, residuals, rotary, launches): within 20% of the estimate either way.
+    assert floor < ttft, (prompt, ttft, floor)
+    assert 0.8 * estimate <= ttft <= 1.2 * estimate, (prompt, ttft, estimate)
 
 
 @pytest.mark.parametrize("prompt", [2000, 4000, 12000])

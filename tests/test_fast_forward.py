@@ -84,7 +84,7 @@ def test_fast_forward_equals_stepping_over_ranks_and_micro_batches(plan):
         scenario = Scenario(model="qwen3-30b-a3b", gpu="h100", num_gpus=4, moe_routing="zipf:1.0", **plan,
                             engine=EngineConfig(fast_forward=ff, num_gpu_blocks_override=700, max_num_seqs=32,
                                                 max_num_batched_tokens=1024),
-                            workload=WorkloadSpec(trace="azure-conv", num_requests=300, duration_s=None, rate=6.0,
+                            workload=WorkloadSpec(trace="azure-conv", num_requests=300, duration_s=None, rate=12.0,
                                                   max_tokens=8000))
         runs[ff] = sim.run(scenario)
     a, b = (runs[ff].requests.sort("request_id") for ff in (True, False))

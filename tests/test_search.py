@@ -49,7 +49,7 @@ def test_the_winner_changes_with_the_slo():
     assert tight.winner["plan"] == "1x(TP8)"
     assert _row(tight, "2x(TP4)")["status"] == "pruned"  # a lone TP4 decode step already exceeds 20 ms
     assert loose.winner["plan"] == "2x(TP4)"
-    assert loose.winner["goodput_per_gpu"] > 1.5 * _row(loose, "1x(TP8)")["goodput_per_gpu"]
+    assert loose.winner["goodput_per_gpu"] > 1.2 * _row(loose, "1x(TP8)")["goodput_per_gpu"]
 
 
 def test_llama_405b_on_two_a100_reports_that_no_plan_fits_and_why(tmp_path):

@@ -2,7 +2,8 @@
 
 Measurements: Vidur's per-operator CUDA timings and NCCL tables (microsoft/vidur, data/profiling, MIT), copied in
 shared/data/calibration/vidur_profiling. Run `python -m sim.cost.calibration DATA_DIR` to refit and rewrite
-hardware/calibration/{a100,h100}.toml; tests re-read the measurements and check the shipped fit against them.
+hardware/calibration/{a100,h100}.toml and the measured kernel tables (sim/cost/kernel_tables.py); tests re-read the
+measurements and check the shipped fit against them.
 
 GEMM model (one per GPU, shared by every linear layer of every model):
     t = max(FLOPs / (peak * e_max * M / (M + m_half)), bytes / (HBM_bw * e_mem)) + t0
@@ -314,11 +315,15 @@ source = "microsoft/vidur data/profiling (compute/{gpu_key}, network/{gpu_key}_d
 
 
 def main(argv: list[str]) -> None:
+    """Refit everything the shipped cost model reads: the roofline families and the measured kernel tables."""
+    from sim.cost import kernel_tables
+
     data_root = Path(argv[0]) if argv else Path("../shared/data/calibration")
     out = Path(__file__).resolve().parents[2] / "hardware" / "calibration"
     for key in ("a100", "h100"):
         (out / f"{key}.toml").write_text(calibrate(key, data_root))
         print(f"wrote {out / f'{key}.toml'}")
+    kernel_tables.main([str(data_root)])
 
 
 if __name__ == "__main__":

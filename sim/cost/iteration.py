@@ -30,6 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
+from sim.cost.kernels.gemm import load_gemm_tables
 from sim.cost.step_plan import RankBatch, StepPlan
 from sim.hardware.calibration import Calibration, load_calibration
 from sim.hardware.catalog import load_gpu
@@ -66,6 +67,7 @@ class IterationCost:
         self.step_overhead_s = step_overhead_s
         gpu = cluster.gpu
         self.calib: Calibration = load_calibration(gpu.calibration)
+        self.gemm_tables = load_gemm_tables(gpu.kernel_tables) if gpu.kernel_tables else {}
         calib_link = load_gpu(_CALIBRATED_GPU[gpu.calibration]).scale_up_gbps
         self.peak = gpu.peak_flops(model.weight_dtype)
         self.peak_bf16 = gpu.peak_flops("bf16")
@@ -107,8 +109,18 @@ class IterationCost:
         self._attn_coeffs()
 
     # ---- kernels -------------------------------------------------------------------------------------------------
-    def _gemm(self, m: float, k: float, n: float, wbytes: float, weight_copies: float = 1.0) -> float:
-        """One linear layer: m tokens times a k x n weight shard (weight_copies distinct weights read, for MoE)."""
+    def _gemm(self, m: float, k: float, n: float, wbytes: float) -> float:
+        """One linear layer: m tokens times a k x n weight shard; measured where the GPU has a table for the weights'
+        precision, else the roofline."""
+        if m <= 0:
+            return 0.0
+        table = self.gemm_tables.get("bf16" if wbytes == 2.0 else "fp8" if wbytes == 1.0 else "")
+        if table is not None and table.covers(n, k):
+            return table.time(m, k, n)
+        return self._roofline_gemm(m, k, n, wbytes)
+
+    def _roofline_gemm(self, m: float, k: float, n: float, wbytes: float, weight_copies: float = 1.0) -> float:
+        """The roofline with the calibration family's efficiency curve (weight_copies distinct weights read)."""
         if m <= 0:
             return 0.0
         g = self.calib.gemm
@@ -272,8 +284,8 @@ class IterationCost:
         width = self.model.moe.expert_intermediate_size if width is None else width
         overhead = self.calib.gemm["overhead_s"]
         per_expert = copies / active
-        up = self._gemm(per_expert, h, 2 * width, self.ebytes) - overhead
-        down = self._gemm(per_expert, width, h, self.ebytes) - overhead
+        up = self._roofline_gemm(per_expert, h, 2 * width, self.ebytes) - overhead
+        down = self._roofline_gemm(per_expert, width, h, self.ebytes) - overhead
         # The grouped GEMM runs `active` expert problems in one kernel: sum their times, one launch overhead.
         return (active * (up + down) + 2 * overhead
                 + self._elementwise(active * per_expert * ACT_BYTES * 3 * width))
@@ -319,6 +331,15 @@ class IterationCost:
                 + self._decode_attention(rank.decodes, rank.kv_sum))
 
     # ---- public ------------------------------------------------------------------------------------------------
+    def kernel_sources(self) -> dict[str, str]:
+        """Which source costs each kind of kernel on this plan's GPU."""
+        family = f"roofline, {self.calib.key} family efficiencies (Vidur fit)"
+        gemm = family
+        if self.gemm_tables:
+            table = next(iter(self.gemm_tables.values()))
+            gemm = f"measured {'/'.join(self.gemm_tables)} table ({table.source}), else {family}"
+        return {"gemm": gemm, "attention": family, "moe_experts": family, "elementwise": family}
+
     def plan_time(self, plan: StepPlan) -> float:
         """Seconds for one step: the slowest micro-batch, each the busiest rank's side plus its union side."""
         worst = 0.0

@@ -23,6 +23,9 @@ class GPUSpec:
     # of. 0: the marketed size read as GiB, less the ~0.44% the driver keeps (an H100 "80 GB" reports 81,559 of
     # 81,920 MiB).
     memory_mib: float = 0.0
+    # Measured kernel tables for this GPU (hardware/calibration/kernels/<name>.npz); "" costs every kernel by the
+    # roofline with the `calibration` family's efficiencies.
+    kernel_tables: str = ""
 
     def peak_flops(self, dtype: str) -> float:
         """Dense tensor-core FLOP/s for GEMMs whose weights are stored in `dtype`."""

@@ -1,0 +1,151 @@
+"""Reduce the measured kernel tables (aiconfigurator, collected inside vLLM images) to the small grids fleetsim ships,
+and measure how well they predict rows held apart.
+
+    python -m sim.cost.kernel_tables [DATA_DIR]     # rewrites hardware/calibration/kernels/<gpu>.npz
+
+Source: ai-dynamo/aiconfigurator @ 095f58a5, aic-core/src/aiconfigurator_core/systems/<gpu>/ (Apache-2.0), copied
+in shared/data/calibration/aiconfigurator_kernels. The shipped grids are derived from it (log-latencies on a subset
+of the measured shapes); hardware/calibration/kernels/README.md names the files and versions.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from sim.cost.kernels.gemm import GemmTable
+
+# The GPUs measured, and the vLLM release whose kernels are kept (the newest measured for all three).
+GPUS = {"h100_sxm": "0.24.0", "h200_sxm": "0.24.0", "b200_sxm": "0.24.0"}
+# Weight precision -> the table's gemm_dtype and, where several kernels were measured, the one vLLM uses by default.
+PRECISIONS = {"bf16": ("bfloat16", ("torch.nn.functional.linear", "vllm_default")),
+              "fp8": ("fp8", ("CutlassFP8ScaledMMLinearKernel", "vllm_default"))}
+
+
+def read_gemm(data_root: Path, gpu: str, version: str, precision: str) -> pl.DataFrame:
+    """Measured GEMMs of one GPU and precision: columns m, n, k and seconds."""
+    path = data_root / "aiconfigurator_kernels" / gpu / "gemm" / "vllm" / version / "gemm_perf.parquet"
+    dtype, kernels = PRECISIONS[precision]
+    df = pl.read_parquet(path).filter(pl.col("gemm_dtype") == dtype)
+    kernel = next(k for k in kernels if k in set(df["kernel_source"]))
+    return (df.filter(pl.col("kernel_source") == kernel)
+            .group_by("m", "n", "k").agg((pl.col("latency").min() * 1e-3).alias("seconds")))
+
+
+def _m_axis(values: list[int]) -> list[int]:
+    """The measured token counts without the 'one more' variants (33, 49, ... measure padding, not scaling)."""
+    present = set(values)
+    return sorted(v for v in present if v <= 17 or v - 1 not in present)
+
+
+def gemm_grid(df: pl.DataFrame, m: list[int], n: list[int], k: list[int], source: str) -> GemmTable:
+    """The table on the given axes. A cell the measurements lack is filled from its neighbours along m (in log); a
+    weight shape never measured (the largest n x k) from the nearest smaller one, scaled by the work added."""
+    cube = np.full((len(m), len(n), len(k)), np.nan)
+    mi, ni, ki = ({v: i for i, v in enumerate(axis)} for axis in (m, n, k))
+    for mm, nn, kk, s in df.select("m", "n", "k", "seconds").iter_rows():
+        if mm in mi and nn in ni and kk in ki:
+            cube[mi[mm], ni[nn], ki[kk]] = np.log(s)
+    logm = np.log(np.array(m, float))
+    empty = []
+    for j in range(len(n)):
+        for l in range(len(k)):
+            col = cube[:, j, l]
+            ok = ~np.isnan(col)
+            if not ok.any():
+                empty.append((j, l))
+            elif not ok.all():
+                cube[:, j, l] = np.interp(logm, logm[ok], col[ok])
+    for j, l in empty:
+        measured = [(jj, ll) for jj in range(j + 1) for ll in range(l + 1) if (jj, ll) not in empty]
+        if not measured:
+            raise ValueError(f"no measurement for n={n[j]}, k={k[l]} nor any smaller shape")
+        jj, ll = max(measured, key=lambda c: n[c[0]] * k[c[1]])
+        cube[:, j, l] = cube[:, jj, ll] + np.log(n[j] * k[l] / (n[jj] * k[ll]))
+    cube = _drop_spikes(cube)
+    # More tokens never take less time: along m a cell is no slower than any larger batch of the same weight. (Along
+    # n and k the kernels' own tile choices make some larger weights faster, and a run never changes its weights.)
+    cube = np.flip(np.minimum.accumulate(np.flip(cube, 0), axis=0), 0)
+    return GemmTable(np.array(m, float), np.array(n, float), np.array(k, float), cube, source)
+
+
+SPIKE = np.log(1.3)  # a cell this much slower than both neighbours on an axis is a measurement glitch
+
+
+def _drop_spikes(cube: np.ndarray) -> np.ndarray:
+    """Replace isolated slow cells (more than 30% above the log-midpoint of both neighbours along an axis) by that
+    midpoint. The tables hold such one-off glitches: B200's FP8 GEMM of 8 tokens x 4096 x 2560 takes 13.0 us where
+    2048 and 3072 take 6.6 and 8.0; of one token x 4096 x 4096, 24.6 us where two tokens take 9.2."""
+    cube = cube.copy()
+    for axis in range(3):
+        c = np.moveaxis(cube, axis, 0)
+        mid = (c[:-2] + c[2:]) / 2
+        inner = c[1:-1]
+        spike = (inner - mid > SPIKE) & (inner > c[:-2]) & (inner > c[2:])
+        inner[spike] = mid[spike]
+        first_spike = c[0] - c[1] > SPIKE  # the smallest shape slower than the next: an outlier too
+        c[0][first_spike] = c[1][first_spike]
+    return cube
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    gpu: str
+    operator: str
+    points: int
+    median: float
+    p90: float
+
+
+def validate_gemm(df: pl.DataFrame, gpu: str, precision: str) -> HeldOut:
+    """Build the grid without every third n, every third k and every other m (from 32 tokens up), and report the
+    relative error of its predictions on every measured row it did not see."""
+    m_all = _m_axis(df["m"].unique().to_list())
+    n_all, k_all = sorted(df["n"].unique().to_list()), sorted(df["k"].unique().to_list())
+    held_n = set(n_all[1:-1:3])
+    held_k = set(k_all[2:-1:3])
+    big = [v for v in m_all if v >= 32]
+    held_m = set(big[1:-1:2])
+    m, n, k = ([v for v in axis if v not in held] for axis, held in ((m_all, held_m), (n_all, held_n),
+                                                                      (k_all, held_k)))
+    fit = df.filter(pl.col("m").is_in(m) & pl.col("n").is_in(n) & pl.col("k").is_in(k))
+    table = gemm_grid(fit, m, n, k, "validation")
+    test = df.filter(pl.col("m").is_in(m_all) & (pl.col("m").is_in(list(held_m)) | pl.col("n").is_in(list(held_n))
+                                                  | pl.col("k").is_in(list(held_k))))
+    err = np.array([abs(table.time(mm, kk, nn) / s - 1) for mm, nn, kk, s in
+                    test.select("m", "n", "k", "seconds").iter_rows()])
+    return HeldOut(gpu, f"gemm {precision}", len(err), float(np.median(err)), float(np.percentile(err, 90)))
+
+
+def build(data_root: Path, gpu: str, version: str) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    axes = None
+    for precision in PRECISIONS:
+        df = read_gemm(data_root, gpu, version, precision)
+        if axes is None:
+            axes = (_m_axis(df["m"].unique().to_list()), sorted(df["n"].unique().to_list()),
+                    sorted(df["k"].unique().to_list()))
+            arrays.update(gemm_m=np.array(axes[0], float), gemm_n=np.array(axes[1], float),
+                          gemm_k=np.array(axes[2], float))
+        table = gemm_grid(df, *axes, source="")
+        arrays[f"gemm_{precision}_log_s"] = table.log_s.astype(np.float16)
+    arrays["source"] = np.array(f"aiconfigurator {gpu}, vLLM {version}")
+    return arrays
+
+
+def main(argv: list[str]) -> None:
+    data_root = Path(argv[0]) if argv else Path("../shared/data/calibration")
+    out = Path(__file__).resolve().parents[2] / "hardware" / "calibration" / "kernels"
+    out.mkdir(parents=True, exist_ok=True)
+    for gpu, version in GPUS.items():
+        path = out / f"{gpu}.npz"
+        np.savez_compressed(path, **build(data_root, gpu, version))
+        print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,81 @@
+"""GEMM latency from a measured (m, n, k) grid.
+
+A table holds log-latency on a grid of m (tokens), n (output features) and k (input features) for one GPU and one
+weight precision. Inside the grid the latency is interpolated linearly in log-log space (trilinear over the three
+axes); above it (more tokens, wider or deeper weights than measured) it is the edge's latency scaled by the work
+added, the compute-bound regime of the roofline; below the smallest n or k (never in a transformer) the caller's
+roofline applies.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from sim.core.paths import data_dir
+
+
+@dataclass(frozen=True)
+class GemmTable:
+    m: np.ndarray  # ascending, tokens
+    n: np.ndarray
+    k: np.ndarray
+    log_s: np.ndarray  # [m, n, k] natural log of seconds
+    source: str
+    # The same grid as plain Python lists: a lookup is a handful of float operations, faster than numpy's
+    # per-call overhead at this size.
+    _axes: tuple = field(init=False, repr=False, compare=False)
+    _cells: list = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_axes", tuple([math.log(v) for v in axis] for axis in (self.m, self.n, self.k)))
+        object.__setattr__(self, "_cells", self.log_s.tolist())
+
+    def covers(self, n: float, k: float) -> bool:
+        return n >= self.n[0] and k >= self.k[0]
+
+    def time(self, m: float, k: float, n: float) -> float:
+        """Seconds for m tokens through a k x n weight (m, n, k may be fractional; m >= 1)."""
+        scale = 1.0
+        where = []
+        for value, logs in zip((max(m, 1.0), n, k), self._axes):
+            x = math.log(value)
+            if x > logs[-1]:
+                scale *= math.exp(x - logs[-1])  # beyond the grid: the edge's time per unit of work
+                x = logs[-1]
+            i = min(max(bisect_right(logs, x) - 1, 0), len(logs) - 2)
+            w = (x - logs[i]) / (logs[i + 1] - logs[i])
+            where.append((i, 0.0 if w < 0.0 else 1.0 if w > 1.0 else w))
+        (i, a), (j, b), (l, c) = where
+        cells = self._cells
+
+        def at(ii: int) -> float:
+            row0, row1 = cells[ii][j], cells[ii][j + 1]
+            lo = row0[l] * (1 - c) + row0[l + 1] * c
+            hi = row1[l] * (1 - c) + row1[l + 1] * c
+            return lo * (1 - b) + hi * b
+
+        return math.exp(at(i) * (1 - a) + at(i + 1) * a) * scale
+
+
+@cache
+def load_gemm_tables(name: str) -> dict[str, GemmTable]:
+    """precision ('bf16', 'fp8') -> table, from hardware/calibration/kernels/<name>.npz ({} when none ships)."""
+    path = data_dir("hardware") / "calibration" / "kernels" / f"{name}.npz"
+    return read_gemm_tables(path) if path.exists() else {}
+
+
+def read_gemm_tables(path: Path) -> dict[str, GemmTable]:
+    with np.load(path, allow_pickle=False) as z:
+        source = str(z["source"])
+        out = {}
+        for dtype in ("bf16", "fp8"):
+            if f"gemm_{dtype}_log_s" in z:
+                out[dtype] = GemmTable(z["gemm_m"], z["gemm_n"], z["gemm_k"],
+                                       z[f"gemm_{dtype}_log_s"].astype(np.float64), source)
+        return out
