@@ -150,3 +150,43 @@ def test_measured_gemms_cost_the_gpus_that_have_them():
     h100 = IterationCost(model, Cluster(load_gpu("h100"), load_node("hgx-8gpu"), load_fabric("ib-ndr-400"), 8),
                          Plan(tp=8))
     assert h100._gemm(4096, 8192, 8192, 2.0) == pytest.approx(0.698e-3, rel=0.01)
+
+
+def test_allreduce_curves_predict_sizes_held_apart(shared_data, capsys):
+    """vLLM's custom all-reduce (in a CUDA graph and eager) and NCCL's, 2/4/8 GPUs: every other message size held
+    apart and predicted from its neighbours."""
+    from sim.cost import kernel_tables as kt
+
+    with capsys.disabled():
+        print("\nall-reduce curves, held-apart sizes:")
+        for gpu, version in kt.GPUS.items():
+            r = kt.validate_allreduce(kt.read_allreduce(shared_data / "calibration", gpu, version), gpu)
+            print(f"  {gpu:9s} {r.points:4} sizes  median {r.median:5.1%}  p90 {r.p90:5.1%}")
+            assert r.median <= 0.05 and r.p90 <= 0.15
+
+
+def test_tensor_parallel_allreduce_is_vllms_where_measured():
+    """Inside an NVLink node with tables, TP all-reduces cost what vLLM's custom kernel takes: ~5 us inside a CUDA
+    graph (steps up to 512 tokens), ~20 us eagerly, NCCL above 8 MiB; elsewhere the NCCL fit of the family."""
+    from sim.cost import IterationCost
+    from sim.hardware import Cluster, load_fabric, load_node
+    from sim.model import load_model
+    from sim.parallel import Plan
+
+    model = load_model("llama-3.1-70b")
+    cost = IterationCost(model, Cluster(load_gpu("h100"), load_node("hgx-8gpu"), load_fabric("ib-ndr-400"), 8),
+                         Plan(tp=8))
+    small = 2 * 8192 * 2.0  # two tokens of hidden size 8,192 in BF16
+    assert 4e-6 < cost.allreduce.time(small) < 7e-6
+    assert 18e-6 < cost.allreduce.time(small, eager=True) < 26e-6
+    assert cost.kernel_sources()["allreduce"].startswith("measured")
+    # A 1,000-token step's all-reduces run eagerly, a 500-token one's in a graph: the bigger step pays the launches.
+    per_token_small = cost._rank_linear(500, 500) / 500
+    assert cost._rank_linear(1000, 1000) > cost._rank_linear(500, 500)
+    assert per_token_small > 0
+    pcie = IterationCost(model, Cluster(load_gpu("h100"), load_node("pcie-8gpu"), load_fabric("ib-ndr-400"), 8),
+                         Plan(tp=8))
+    a100 = IterationCost(model, Cluster(load_gpu("a100"), load_node("hgx-8gpu"), load_fabric("ib-ndr-400"), 8),
+                         Plan(tp=8))
+    for other in (pcie, a100):
+        assert other.kernel_sources()["allreduce"].startswith("NCCL fit")

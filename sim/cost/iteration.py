@@ -30,6 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
+from sim.cost.kernels.comm import load_allreduce
 from sim.cost.kernels.gemm import load_gemm_tables
 from sim.cost.step_plan import RankBatch, StepPlan
 from sim.hardware.calibration import Calibration, load_calibration
@@ -41,6 +42,7 @@ from sim.model.dtypes import dtype_bytes
 from sim.parallel.plan import Plan
 
 ACT_BYTES = 2.0
+CUDA_GRAPH_MAX_TOKENS = 512  # vLLM V1's default largest captured batch (compilation_config.max_cudagraph_capture_size)
 DISPATCH_BYTES = 1.0  # FP8 token copies out to the experts, BF16 back (DeepEP's formats)
 _CALIBRATED_GPU = {"a100": "a100-80gb-sxm", "h100": "h100-sxm"}
 
@@ -81,7 +83,7 @@ class IterationCost:
         self.pp = plan.pp
         self.allreduce = None
         if tp > 1:
-            self.allreduce = allreduce_model(cluster, self.calib, calib_link, tp, plan.tp_nodes or None)
+            self.allreduce = self._allreduce(tp, plan.tp_nodes or None, calib_link)
         self.p2p = sendrecv_model(cluster, self.calib, calib_link,
                                   cluster.spans_nodes(plan.gpus_per_replica) or plan.tp_nodes > 1)
         self.heads = max(1, model.num_heads // tp)
@@ -95,8 +97,8 @@ class IterationCost:
         self.ffn_tp = tp * plan.attn_dp if self.ep == 1 else tp
         self.ffn_comm = None
         if self.ffn_tp > 1:
-            self.ffn_comm = allreduce_model(cluster, self.calib, calib_link, self.ffn_tp,
-                                            plan.tp_nodes or None if self.ffn_tp == tp else None)
+            self.ffn_comm = self._allreduce(self.ffn_tp, plan.tp_nodes or None if self.ffn_tp == tp else None,
+                                            calib_link)
         # Expert-parallel loads under a routing and balancing policy; None: every GPU gets the mean (the search's
         # optimistic bounds use that).
         self.expert_profile: ExpertProfile | None = None
@@ -107,6 +109,17 @@ class IterationCost:
         self._decode_cache: dict[int, tuple[float, float, float]] = {}
         self._rank_decode_cache: dict[int, float] = {}
         self._attn_coeffs()
+
+    def _allreduce(self, n: int, nodes: int | None, calib_link: float):  # noqa: ANN202  (AllReduce-like)
+        """vLLM's all-reduce as measured on this GPU when the group sits in one NVLink node and tables exist, else
+        the NCCL fit of the calibration family (scaled by the links, hierarchical across nodes)."""
+        cluster = self.cluster
+        one_node = (nodes or -(-n // cluster.node.gpus_per_node)) == 1
+        if one_node and cluster.node.link == "nvlink" and cluster.gpu.kernel_tables:
+            measured = load_allreduce(cluster.gpu.kernel_tables, n)
+            if measured is not None:
+                return measured
+        return allreduce_model(cluster, self.calib, calib_link, n, nodes)
 
     # ---- kernels -------------------------------------------------------------------------------------------------
     def _gemm(self, m: float, k: float, n: float, wbytes: float) -> float:
@@ -182,11 +195,14 @@ class IterationCost:
             proj = self._gemm(t, h, (m.q_dim + 2 * m.num_kv_heads * m.head_dim) / tp, self.wbytes)
         proj += self._gemm(t, m.attn_out_dim / tp, h, self.wbytes)
         ew = self._elementwise(t * ACT_BYTES * (4 * h + 2 * (m.q_dim / tp) + 6 * h))
-        allreduce = self.allreduce.time(t * h * ACT_BYTES) if self.allreduce else 0.0
+        # vLLM V1 runs steps of up to max_cudagraph_capture_size tokens (512 by default, vllm/config/compilation.py)
+        # as CUDA graphs; larger ones eagerly, where each collective pays its launch.
+        eager = tokens > CUDA_GRAPH_MAX_TOKENS
+        allreduce = self.allreduce.time(t * h * ACT_BYTES, eager) if self.allreduce else 0.0
         total = m.num_layers * (proj + ew + allreduce)
         if self.ffn_tp == tp:
             # The FFN of dense layers runs on the rank's own tokens, split by its TP group.
-            dense = self._dense_mlp(t, tp) + (self.ffn_comm.time(t * h * ACT_BYTES) if self.ffn_comm else 0.0)
+            dense = self._dense_mlp(t, tp) + (self.ffn_comm.time(t * h * ACT_BYTES, eager) if self.ffn_comm else 0.0)
             total += m.num_dense_layers * dense
         if m.moe:
             moe_rank = self._gemm(t, h, m.moe.num_experts, 2.0)  # the router
@@ -225,7 +241,8 @@ class IterationCost:
         total, moe_part = 0.0, 0.0
         data_parallel_ffn = self.ffn_tp != self.tp
         if tokens > 0:
-            comm = self.ffn_comm.time(T * h * ACT_BYTES) if (self.ffn_comm and data_parallel_ffn) else 0.0
+            eager = tokens > CUDA_GRAPH_MAX_TOKENS
+            comm = self.ffn_comm.time(T * h * ACT_BYTES, eager) if (self.ffn_comm and data_parallel_ffn) else 0.0
             if data_parallel_ffn:
                 total += m.num_dense_layers * (self._dense_mlp(T, self.ffn_tp) + comm)
             if m.moe:
@@ -233,7 +250,7 @@ class IterationCost:
                     layer = self._expert_parallel(T, busiest_rank_tokens)
                 else:
                     layer = self._tp_experts(T)
-                    layer += self.ffn_comm.time(T * h * ACT_BYTES) if self.ffn_comm else 0.0
+                    layer += self.ffn_comm.time(T * h * ACT_BYTES, eager) if self.ffn_comm else 0.0
                     if data_parallel_ffn:
                         layer += self._shared_experts(T, self.ffn_tp)
                 moe_part = m.num_moe_layers * layer
@@ -338,7 +355,10 @@ class IterationCost:
         if self.gemm_tables:
             table = next(iter(self.gemm_tables.values()))
             gemm = f"measured {'/'.join(self.gemm_tables)} table ({table.source}), else {family}"
-        return {"gemm": gemm, "attention": family, "moe_experts": family, "elementwise": family}
+        ar = self.allreduce or self.ffn_comm
+        comm = (f"measured vLLM custom all-reduce and NCCL ({ar.source})" if hasattr(ar, "source")
+                else f"NCCL fit, {self.calib.key} family" if ar is not None else "none")
+        return {"gemm": gemm, "attention": family, "moe_experts": family, "elementwise": family, "allreduce": comm}
 
     def plan_time(self, plan: StepPlan) -> float:
         """Seconds for one step: the slowest micro-batch, each the busiest rank's side plus its union side."""

@@ -121,6 +121,56 @@ def validate_gemm(df: pl.DataFrame, gpu: str, precision: str) -> HeldOut:
     return HeldOut(gpu, f"gemm {precision}", len(err), float(np.median(err)), float(np.percentile(err, 90)))
 
 
+# ---- all-reduce: vLLM's custom kernel (CUDA-graph and eager) and NCCL -------------------------------------------
+AR_GPUS = (2, 4, 8)
+
+
+def read_allreduce(data_root: Path, gpu: str, version: str) -> pl.DataFrame:
+    """Measured all-reduces of BF16 tensors: columns kind (graph, eager, nccl), gpus, bytes, seconds. The tables give
+    message sizes in elements (aiconfigurator's collector shapes the tensor as [size / 4096, 4096])."""
+    base = data_root / "aiconfigurator_kernels" / gpu / "comm"
+    custom = pl.read_parquet(base / "vllm" / version / "custom_allreduce_perf.parquet")
+    custom = custom.select(pl.col("backend").str.replace("vllm_", "").alias("kind"), pl.col("num_gpus").alias("gpus"),
+                           (pl.col("message_size") * 2).alias("bytes"), (pl.col("latency") * 1e-3).alias("seconds"))
+    newest = max((d for d in (base / "nccl").iterdir() if (d / "nccl_perf.parquet").exists()),
+                 key=lambda d: tuple(int(x) for x in d.name.split(".")))
+    nccl = pl.read_parquet(newest / "nccl_perf.parquet").filter(
+        (pl.col("op_name") == "all_reduce") & (pl.col("nccl_dtype") == "half"))
+    nccl = nccl.select(pl.lit("nccl").alias("kind"), pl.col("num_gpus").alias("gpus"),
+                       (pl.col("message_size") * 2).alias("bytes"), (pl.col("latency") * 1e-3).alias("seconds"))
+    both = pl.concat([custom, nccl]).group_by("kind", "gpus", "bytes").agg(pl.col("seconds").min())
+    return both.sort("kind", "gpus", "bytes")
+
+
+def allreduce_curves(df: pl.DataFrame) -> dict[str, np.ndarray]:
+    """Per kind and GPU count: message sizes and log-seconds, made non-decreasing in the size."""
+    out = {}
+    for kind in ("graph", "eager", "nccl"):
+        for n in AR_GPUS:
+            d = df.filter((pl.col("kind") == kind) & (pl.col("gpus") == n)).sort("bytes")
+            log_s = np.flip(np.minimum.accumulate(np.flip(np.log(d["seconds"].to_numpy()))))
+            out[f"ar_{kind}_{n}_bytes"] = d["bytes"].to_numpy().astype(float)
+            out[f"ar_{kind}_{n}_log_s"] = log_s
+    return out
+
+
+def validate_allreduce(df: pl.DataFrame, gpu: str) -> HeldOut:
+    """Every other message size held apart, predicted from its neighbours (log-log), over all kinds and GPU counts."""
+    from sim.cost.kernels.comm import Curve
+
+    errors = []
+    for kind in ("graph", "eager", "nccl"):
+        for n in AR_GPUS:
+            d = df.filter((pl.col("kind") == kind) & (pl.col("gpus") == n)).sort("bytes")
+            sizes, secs = d["bytes"].to_numpy().astype(float), d["seconds"].to_numpy()
+            keep = np.arange(len(sizes)) % 2 == 0
+            keep[-1] = True
+            curve = Curve(sizes[keep], np.log(secs[keep]))
+            errors += [abs(curve.time(b) / s - 1) for b, s in zip(sizes[~keep], secs[~keep])]
+    err = np.array(errors)
+    return HeldOut(gpu, "all-reduce", len(err), float(np.median(err)), float(np.percentile(err, 90)))
+
+
 def build(data_root: Path, gpu: str, version: str) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     axes = None
@@ -133,6 +183,7 @@ def build(data_root: Path, gpu: str, version: str) -> dict[str, np.ndarray]:
                           gemm_k=np.array(axes[2], float))
         table = gemm_grid(df, *axes, source="")
         arrays[f"gemm_{precision}_log_s"] = table.log_s.astype(np.float16)
+    arrays.update(allreduce_curves(read_allreduce(data_root, gpu, version)))
     arrays["source"] = np.array(f"aiconfigurator {gpu}, vLLM {version}")
     return arrays
 

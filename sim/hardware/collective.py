@@ -43,7 +43,8 @@ class AllReduce:
     intra: AlphaBeta
     inter: AlphaBeta | None = None
 
-    def time(self, nbytes: float) -> float:
+    def time(self, nbytes: float, eager: bool = False) -> float:
+        """`eager` (outside a CUDA graph) changes nothing here: the NCCL fit was measured eagerly."""
         local = self.n // self.nodes
         t = self.intra.time(nbytes, 2.0 * (local - 1) / local) if local > 1 else 0.0
         if self.inter is not None:

@@ -1,0 +1,76 @@
+"""Collective latency from measured curves: vLLM's custom all-reduce (inside a CUDA graph, or eager) and NCCL's.
+
+vLLM's tensor-parallel all-reduce uses its own one-shot/two-shot kernel for messages up to 8 MiB between the GPUs
+of one NVLink node, and NCCL beyond (vllm/distributed/device_communicators/custom_all_reduce.py, max_size =
+8192 * 1024). Inside a CUDA graph the custom kernel takes about 4-5 us on H100 for small messages; eagerly about
+20 us, the launch and synchronisation it then pays.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+
+from sim.core.paths import data_dir
+
+CUSTOM_AR_MAX_BYTES = 8192 * 1024  # vLLM's custom all-reduce takes messages up to this size
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Seconds by message size: log-log interpolation inside the measured sizes, the smallest size's latency below
+    them, the largest size's bandwidth above them."""
+
+    sizes: np.ndarray
+    log_s: np.ndarray
+    _logs: list = field(init=False, repr=False, compare=False)
+    _vals: list = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_logs", [math.log(v) for v in self.sizes])
+        object.__setattr__(self, "_vals", [float(v) for v in self.log_s])
+
+    def time(self, nbytes: float) -> float:
+        logs, vals = self._logs, self._vals
+        if nbytes <= self.sizes[0]:
+            return math.exp(vals[0])
+        x = math.log(nbytes)
+        if x >= logs[-1]:
+            return math.exp(vals[-1]) * nbytes / self.sizes[-1]
+        i = bisect_right(logs, x) - 1
+        w = (x - logs[i]) / (logs[i + 1] - logs[i])
+        return math.exp(vals[i] * (1 - w) + vals[i + 1] * w)
+
+
+@dataclass(frozen=True)
+class MeasuredAllReduce:
+    """The all-reduce of `n` GPUs inside one NVLink node as vLLM runs it."""
+
+    n: int
+    graph: Curve
+    eager: Curve
+    nccl: Curve
+    source: str
+
+    def time(self, nbytes: float, eager: bool = False) -> float:
+        if nbytes <= CUSTOM_AR_MAX_BYTES:
+            return (self.eager if eager else self.graph).time(nbytes)
+        return self.nccl.time(nbytes)
+
+
+@cache
+def load_allreduce(name: str, n: int) -> MeasuredAllReduce | None:
+    """The measured all-reduce of `n` GPUs (the nearest measured group size: 2, 4 or 8), or None without tables."""
+    path = data_dir("hardware") / "calibration" / "kernels" / f"{name}.npz"
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        if "ar_graph_2_bytes" not in z:
+            return None
+        m = min((2, 4, 8), key=lambda g: (abs(g - n), g))
+        curve = lambda kind: Curve(z[f"ar_{kind}_{m}_bytes"], z[f"ar_{kind}_{m}_log_s"])  # noqa: E731
+        return MeasuredAllReduce(n, curve("graph"), curve("eager"), curve("nccl"), str(z["source"]))
