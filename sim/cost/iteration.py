@@ -25,11 +25,13 @@ absorbed attention for decode").
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
 
+from sim.cost.kernels.attention import load_attention_table
 from sim.cost.kernels.comm import load_allreduce
 from sim.cost.kernels.gemm import load_gemm_tables
 from sim.cost.step_plan import RankBatch, StepPlan
@@ -70,6 +72,14 @@ class IterationCost:
         gpu = cluster.gpu
         self.calib: Calibration = load_calibration(gpu.calibration)
         self.gemm_tables = load_gemm_tables(gpu.kernel_tables) if gpu.kernel_tables else {}
+        # Prefill attention measured per head shape (MLA prefills as multi-head attention over 192-dim keys).
+        self.attn_table = load_attention_table(gpu.kernel_tables) if gpu.kernel_tables else None
+        if model.mla:
+            self._attn_kv_heads = max(1, model.num_heads // plan.tp)
+            self._attn_head_dim = model.mla.qk_nope_head_dim + model.mla.qk_rope_head_dim
+        else:
+            self._attn_kv_heads = max(1, model.num_kv_heads // plan.tp)
+            self._attn_head_dim = model.head_dim
         calib_link = load_gpu(_CALIBRATED_GPU[gpu.calibration]).scale_up_gbps
         self.peak = gpu.peak_flops(model.weight_dtype)
         self.peak_bf16 = gpu.peak_flops("bf16")
@@ -313,22 +323,37 @@ class IterationCost:
         flop_rate, byte_rate, overhead = self._prefill_rates
         window = m.sliding_window if m.sliding_window_layers else 0
         per_pair, per_token = self.prefill_flops_per_pair, self.prefill_kv_read_per_token
+        table = self.attn_table
         total = 0.0
         context_up = 0.0
         for c, ctx in chunks:
             pairs = c * (ctx + (c + 1) / 2.0)
-            if window:
-                pairs_win = c * min(ctx + (c + 1) / 2.0, window)
-                pairs = (m.full_attention_layers * pairs + m.sliding_window_layers * pairs_win) / m.num_layers
-            compute = per_pair * pairs / flop_rate
             memory = per_token * (ctx + c) / byte_rate
-            total += (compute if compute > memory else memory) + overhead
+            if table is not None:
+                # Measured FlashAttention: the chunk as the fresh sequence with as many (query, key) pairs.
+                t = self._table_prefill(pairs)
+                if window:
+                    t_win = self._table_prefill(c * min(ctx + (c + 1) / 2.0, window))
+                    t = (m.full_attention_layers * t + m.sliding_window_layers * t_win) / m.num_layers
+                total += t if t > memory else memory
+            else:
+                if window:
+                    pairs_win = c * min(ctx + (c + 1) / 2.0, window)
+                    pairs = (m.full_attention_layers * pairs + m.sliding_window_layers * pairs_win) / m.num_layers
+                compute = per_pair * pairs / flop_rate
+                total += (compute if compute > memory else memory) + overhead
             if m.mla and ctx:
                 # The cached context's latents are up-projected to keys and values again for each chunk.
                 ml = m.mla
                 context_up += self._gemm(float(ctx), ml.kv_lora_rank,
                                          m.num_heads * (ml.qk_nope_head_dim + ml.v_head_dim) / self.tp, self.wbytes)
         return (total + context_up) * m.num_layers
+
+    def _table_prefill(self, pairs: float) -> float:
+        """One layer's measured prefill attention over `pairs` (query, key) pairs of one sequence: the fresh sequence
+        of length s with s (s + 1) / 2 pairs."""
+        s = (math.sqrt(1.0 + 8.0 * pairs) - 1.0) / 2.0
+        return self.attn_table.time(self.heads, self._attn_kv_heads, self._attn_head_dim, 1.0, s)
 
     def _decode_attention(self, n: int, kv_sum: int) -> float:
         if n == 0:
@@ -358,7 +383,11 @@ class IterationCost:
         ar = self.allreduce or self.ffn_comm
         comm = (f"measured vLLM custom all-reduce and NCCL ({ar.source})" if hasattr(ar, "source")
                 else f"NCCL fit, {self.calib.key} family" if ar is not None else "none")
-        return {"gemm": gemm, "attention": family, "moe_experts": family, "elementwise": family, "allreduce": comm}
+        attention = family
+        if self.attn_table is not None:
+            attention = f"prefill: measured FlashAttention table ({self.attn_table.source}); decode: {family}"
+        return {"gemm": gemm, "attention": attention, "moe_experts": family, "elementwise": family,
+                "allreduce": comm}
 
     def plan_time(self, plan: StepPlan) -> float:
         """Seconds for one step: the slowest micro-batch, each the busiest rank's side plus its union side."""

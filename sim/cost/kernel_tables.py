@@ -10,6 +10,7 @@ of the measured shapes); hardware/calibration/kernels/README.md names the files 
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,21 +68,46 @@ def gemm_grid(df: pl.DataFrame, m: list[int], n: list[int], k: list[int], source
         jj, ll = max(measured, key=lambda c: n[c[0]] * k[c[1]])
         cube[:, j, l] = cube[:, jj, ll] + np.log(n[j] * k[l] / (n[jj] * k[ll]))
     cube = _drop_spikes(cube)
-    # More tokens never take less time: along m a cell is no slower than any larger batch of the same weight. (Along
-    # n and k the kernels' own tile choices make some larger weights faster, and a run never changes its weights.)
-    cube = np.flip(np.minimum.accumulate(np.flip(cube, 0), axis=0), 0)
+    # More tokens never take less time: non-decreasing along m. (Along n and k the kernels' own tile choices make some
+    # larger weights faster, and a run never changes its weights.)
+    cube = _monotone(cube, (0,))
     return GemmTable(np.array(m, float), np.array(n, float), np.array(k, float), cube, source)
+
+
+def _isotonic(y: np.ndarray) -> np.ndarray:
+    """The non-decreasing sequence closest to `y` in least squares (pool adjacent violators): a measured point out of
+    order is averaged with its neighbours instead of dragging every smaller shape down to it."""
+    blocks: list[list[float]] = []  # [sum, count]
+    for v in y:
+        blocks.append([float(v), 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    return np.concatenate([np.full(int(c), t / c) for t, c in blocks])
+
+
+def _monotone(cube: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """Make the grid non-decreasing along each of `axes`: isotonic passes, then a running maximum to remove the
+    last slight violations the alternating passes leave."""
+    cube = cube.copy()
+    for _ in range(3):
+        for axis in axes:
+            cube = np.apply_along_axis(_isotonic, axis, cube)
+    for axis in axes:
+        cube = np.maximum.accumulate(cube, axis=axis)
+    return cube
 
 
 SPIKE = np.log(1.3)  # a cell this much slower than both neighbours on an axis is a measurement glitch
 
 
-def _drop_spikes(cube: np.ndarray) -> np.ndarray:
+def _drop_spikes(cube: np.ndarray, axes: tuple[int, ...] = (0, 1, 2)) -> np.ndarray:
     """Replace isolated slow cells (more than 30% above the log-midpoint of both neighbours along an axis) by that
     midpoint. The tables hold such one-off glitches: B200's FP8 GEMM of 8 tokens x 4096 x 2560 takes 13.0 us where
     2048 and 3072 take 6.6 and 8.0; of one token x 4096 x 4096, 24.6 us where two tokens take 9.2."""
     cube = cube.copy()
-    for axis in range(3):
+    for axis in axes:
         c = np.moveaxis(cube, axis, 0)
         mid = (c[:-2] + c[2:]) / 2
         inner = c[1:-1]
@@ -171,6 +197,66 @@ def validate_allreduce(df: pl.DataFrame, gpu: str) -> HeldOut:
     return HeldOut(gpu, "all-reduce", len(err), float(np.median(err)), float(np.percentile(err, 90)))
 
 
+# ---- prefill attention (FlashAttention over fresh sequences), per head shape ----------------------------------------
+def read_context_attention(data_root: Path, gpu: str, version: str) -> pl.DataFrame:
+    """Measured prefill attention with a BF16 KV cache and no sliding window: heads, kv_heads, head_dim, b, s and
+    seconds (the fastest kernel measured for each point)."""
+    path = data_root / "aiconfigurator_kernels" / gpu / "attention" / "vllm" / version / "context_attention_perf.parquet"
+    df = pl.read_parquet(path).filter((pl.col("kv_cache_dtype") == "bfloat16") & (pl.col("window_size") == 0))
+    return df.group_by(pl.col("num_heads").alias("heads"), pl.col("num_key_value_heads").alias("kv_heads"),
+                       "head_dim", pl.col("batch_size").alias("b"), pl.col("isl").alias("s")).agg(
+        (pl.col("latency").min() * 1e-3).alias("seconds"))
+
+
+def attention_grids(df: pl.DataFrame, b_axis: list[int] | None = None,
+                    s_axis: list[int] | None = None) -> dict[str, np.ndarray]:
+    """Per head shape, log-latency on the (b, s) grid: cells never measured (the biggest b x s) scaled from the
+    nearest smaller batch by the work added; then made non-decreasing along both axes."""
+    b_axis = b_axis or sorted(df["b"].unique().to_list())
+    s_axis = s_axis or sorted(df["s"].unique().to_list())
+    configs = sorted(df.select("heads", "kv_heads", "head_dim").unique().rows())
+    grids = np.full((len(configs), len(b_axis), len(s_axis)), np.nan)
+    bi, si = {v: i for i, v in enumerate(b_axis)}, {v: i for i, v in enumerate(s_axis)}
+    ci = {c: i for i, c in enumerate(configs)}
+    for h, kv, d, b, s, sec in df.select("heads", "kv_heads", "head_dim", "b", "s", "seconds").iter_rows():
+        if b in bi and s in si:
+            grids[ci[(h, kv, d)], bi[b], si[s]] = math.log(sec)
+    for g in grids:
+        for j in range(len(s_axis)):
+            for i in range(len(b_axis)):
+                if np.isnan(g[i, j]):
+                    known = [k for k in range(i) if not np.isnan(g[k, j])]
+                    if known:
+                        k = known[-1]
+                        g[i, j] = g[k, j] + math.log(b_axis[i] / b_axis[k])
+        for i in range(len(b_axis)):
+            row = g[i]
+            if np.isnan(row).any():
+                ok = ~np.isnan(row)
+                logs = np.log(np.array(s_axis, float))
+                row[~ok] = np.interp(logs[~ok], logs[ok], row[ok]) if ok.any() else 0.0
+    grids = _monotone(_drop_spikes(grids, (1, 2)), (1, 2))  # axis 0 lists head shapes, not a dimension
+    return {"attn_configs": np.array(configs, float), "attn_b": np.array(b_axis, float),
+            "attn_s": np.array(s_axis, float), "attn_log_s": grids}
+
+
+def validate_attention(df: pl.DataFrame, gpu: str) -> HeldOut:
+    """Every other interior sequence length and batch size held apart, predicted from the rest of each head shape's
+    grid."""
+    from sim.cost.kernels.attention import AttentionTable
+
+    b_all, s_all = sorted(df["b"].unique().to_list()), sorted(df["s"].unique().to_list())
+    held_b, held_s = set(b_all[1:-1:2]), set(s_all[1:-1:2])
+    b_fit, s_fit = [v for v in b_all if v not in held_b], [v for v in s_all if v not in held_s]
+    fit = df.filter(pl.col("b").is_in(b_fit) & pl.col("s").is_in(s_fit))
+    g = attention_grids(fit, b_fit, s_fit)
+    table = AttentionTable(g["attn_configs"], g["attn_b"], g["attn_s"], g["attn_log_s"], "validation")
+    test = df.filter(pl.col("b").is_in(list(held_b)) | pl.col("s").is_in(list(held_s)))
+    err = np.array([abs(table.time(h, kv, d, b, s) / sec - 1) for h, kv, d, b, s, sec in
+                    test.select("heads", "kv_heads", "head_dim", "b", "s", "seconds").iter_rows()])
+    return HeldOut(gpu, "prefill attention", len(err), float(np.median(err)), float(np.percentile(err, 90)))
+
+
 def build(data_root: Path, gpu: str, version: str) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     axes = None
@@ -184,6 +270,9 @@ def build(data_root: Path, gpu: str, version: str) -> dict[str, np.ndarray]:
         table = gemm_grid(df, *axes, source="")
         arrays[f"gemm_{precision}_log_s"] = table.log_s.astype(np.float16)
     arrays.update(allreduce_curves(read_allreduce(data_root, gpu, version)))
+    grids = attention_grids(read_context_attention(data_root, gpu, version))
+    grids["attn_log_s"] = grids["attn_log_s"].astype(np.float16)
+    arrays.update(grids)
     arrays["source"] = np.array(f"aiconfigurator {gpu}, vLLM {version}")
     return arrays
 

@@ -1,0 +1,84 @@
+"""Prefill attention latency from measured (batch, sequence length) grids, one per head shape.
+
+The measurements time FlashAttention over `b` fresh sequences of `s` tokens each for a head shape (query heads,
+KV heads, head dim) on one GPU. A step's prefill chunks are mapped onto that: b = the number of chunks, and s = the
+length of `b` equal fresh sequences with the same total (query, key) pairs, so a chunk after cached context counts
+its pairs against that context. The head shape is the measured one with the same head dim and the nearest query and
+KV head counts, its time scaled by the ratio of query heads (the work). Inside the grid the latency is interpolated
+in log-log space; beyond it, scaled by the work added.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+
+from sim.core.paths import data_dir
+
+
+@dataclass(frozen=True)
+class AttentionTable:
+    configs: np.ndarray  # [C, 3]: query heads, KV heads, head dim
+    b: np.ndarray  # batch sizes, ascending
+    s: np.ndarray  # sequence lengths, ascending
+    log_s: np.ndarray  # [C, len(b), len(s)] natural log of seconds
+    source: str
+    _logb: list = field(init=False, repr=False, compare=False)
+    _logs: list = field(init=False, repr=False, compare=False)
+    _cells: list = field(init=False, repr=False, compare=False)
+    _pick: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_logb", [math.log(v) for v in self.b])
+        object.__setattr__(self, "_logs", [math.log(v) for v in self.s])
+        object.__setattr__(self, "_cells", self.log_s.tolist())
+        object.__setattr__(self, "_pick", {})
+
+    def config(self, heads: int, kv_heads: int, head_dim: int) -> tuple[int, float]:
+        """The measured head shape to use, and the factor its time is scaled by (query heads' ratio)."""
+        key = (heads, kv_heads, head_dim)
+        found = self._pick.get(key)
+        if found is None:
+            dims = np.unique(self.configs[:, 2])
+            d = dims[np.argmin(np.abs(np.log(dims / head_dim)))]
+            rows = np.flatnonzero(self.configs[:, 2] == d)
+            distance = (np.abs(np.log(self.configs[rows, 0] / heads))
+                        + np.abs(np.log(self.configs[rows, 1] / max(kv_heads, 1))))
+            i = int(rows[np.argmin(distance)])
+            found = (i, heads / float(self.configs[i, 0]) * head_dim / float(d))
+            self._pick[key] = found
+        return found
+
+    def time(self, heads: int, kv_heads: int, head_dim: int, batch: float, seq: float) -> float:
+        """Seconds for `batch` fresh sequences of `seq` tokens (fractional allowed) through one attention layer."""
+        c, scale = self.config(heads, kv_heads, head_dim)
+        where = []
+        for value, logs, power in ((max(batch, 1.0), self._logb, 1.0), (max(seq, 1.0), self._logs, 2.0)):
+            x = math.log(value)
+            if x > logs[-1]:
+                scale *= math.exp((x - logs[-1]) * power)  # beyond the grid: pairs grow with the square of length
+                x = logs[-1]
+            i = min(max(bisect_right(logs, x) - 1, 0), len(logs) - 2)
+            w = (x - logs[i]) / (logs[i + 1] - logs[i])
+            where.append((i, 0.0 if w < 0.0 else 1.0 if w > 1.0 else w))
+        (i, a), (j, w) = where
+        grid = self._cells[c]
+        lo = grid[i][j] * (1 - w) + grid[i][j + 1] * w
+        hi = grid[i + 1][j] * (1 - w) + grid[i + 1][j + 1] * w
+        return math.exp(lo * (1 - a) + hi * a) * scale
+
+
+@cache
+def load_attention_table(name: str) -> AttentionTable | None:
+    path = data_dir("hardware") / "calibration" / "kernels" / f"{name}.npz"
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        if "attn_configs" not in z:
+            return None
+        return AttentionTable(z["attn_configs"], z["attn_b"], z["attn_s"], z["attn_log_s"].astype(np.float64),
+                              str(z["source"]))
