@@ -196,6 +196,8 @@ def run(
     compare: Annotated[bool, typer.Option("--compare", help="Trace with measured latencies: report predicted vs measured per metric and a per-request scatter.")] = False,
     input_len: Annotated[Optional[str], typer.Option(help="Generated prompts: fixed:N, uniform:A:B, lognormal:MEDIAN:SIGMA, empirical.")] = None,
     output_len: Annotated[Optional[str], typer.Option(help="Generated outputs, same forms as --input-len.")] = None,
+    engine: Annotated[Optional[str], typer.Option(help="Engine preset: vllm-v1 (default) or vllm-v0; sets the scheduler's and the step cost's rules (see README).")] = None,
+    step_overhead: Annotated[Optional[float], typer.Option(help="CPU seconds per engine step (default: the preset's, 0.002).")] = None,
     policy: Annotated[Optional[str], typer.Option(help="Batching: continuous or static.")] = None,
     max_num_seqs: Annotated[Optional[int], typer.Option(help="Most sequences in a batch.")] = None,
     max_batched_tokens: Annotated[Optional[int], typer.Option(help="Token budget per step (chunk size).")] = None,
@@ -242,6 +244,7 @@ def run(
         "workload.start_s": start, "workload.rate_scale": rate_scale, "workload.sample": sample,
         "workload.model_filter": model_filter, "workload.max_tokens": max_tokens,
         "workload.skip_bad_rows": skip_bad_rows or None,
+        "engine.preset": engine, "engine.step_overhead_s": step_overhead,
         "engine.policy": policy, "engine.max_num_seqs": max_num_seqs,
         "engine.max_num_batched_tokens": max_batched_tokens, "engine.chunked_prefill": chunked_prefill,
         "engine.enable_prefix_caching": prefix_caching, "engine.block_size": block_size,
@@ -306,7 +309,7 @@ def run(
         else:
             loop = f"{a.agents} agents (closed loop)" if a.agents is not None else f"{a.rate:g} jobs/s (open loop)"
             work = f"{a.programs} agent jobs x {a.turns} calls, {loop}, tools {a.tool_time}, KV {a.kv_policy}"
-    title = f"{info['model']} on {info['num_gpus']}x {info['gpu']}: {layout}; {work}"
+    title = f"{info['model']} on {info['num_gpus']}x {info['gpu']}, {info['engine']}: {layout}; {work}"
     render_summary(result.summary, title)
     if show_jobs and result.jobs is not None and result.jobs.height:
         t = Table(title="\njobs", title_justify="left", show_edge=False)
@@ -412,6 +415,7 @@ def search(
     num_requests: Annotated[Optional[int], typer.Option(help="At most this many requests per simulation.")] = None,
     duration: Annotated[Optional[float], typer.Option(help="Window of arrivals in seconds.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random stream.")] = None,
+    engine: Annotated[Optional[str], typer.Option(help="Engine preset: vllm-v1 (default) or vllm-v0.")] = None,
     slo_ttft: Annotated[Optional[float], typer.Option(help="TTFT target in seconds.")] = None,
     slo_tpot: Annotated[Optional[float], typer.Option(help="TPOT target in seconds.")] = None,
     objective: Annotated[str, typer.Option(help="goodput (per GPU, under the SLOs), cost ($ per million good output tokens) or throughput.")] = "goodput",
@@ -455,7 +459,7 @@ def search(
         "workload.num_requests": num_requests, "workload.duration_s": duration,
         "slo.ttft_s": slo_ttft, "slo.tpot_s": slo_tpot, "slo.jct_s": slo_jct,
         "agents.agents": agents, "agents.programs": jobs, "agents.turns": turns, "agents.tool_time": tool_time,
-        "moe_routing": moe_routing,
+        "moe_routing": moe_routing, "engine.preset": engine,
     }
     if num_requests is not None and duration is None:
         overrides["workload.duration_s"] = float("inf")

@@ -224,7 +224,7 @@ class _Pool:
                  final: bool = True, name: str = "") -> None:
         self.gpu, self.plan, self.name = gpu, plan, name
         limits = EngineLimits(eng.gpu_memory_utilization, eng.block_size, eng.max_num_batched_tokens,
-                              eng.max_num_seqs, eng.watermark, eng.num_gpu_blocks_override)
+                              eng.max_num_seqs, eng.watermark_fraction, eng.num_gpu_blocks_override)
         where = f"{name} pool: " if name else ""
         try:
             fit = fit_pool(model, gpu, node, plan, limits, moe_policy=moe[1], longest_request=longest)
@@ -234,7 +234,7 @@ class _Pool:
         self.max_model_len = fit.max_model_len
         self.blocks_per_engine = fit.blocks_per_engine
         self.engines = plan.replicas * plan.attn_dp * plan.pp
-        cost = IterationCost(model, Cluster(gpu, node, fabric, plan.num_gpus), plan, eng.step_overhead_s)
+        cost = IterationCost(model, Cluster(gpu, node, fabric, plan.num_gpus), plan, **eng.cost_args())
         self.cost = cost
         self.balancer: Balancer | None = None
         if model.moe is not None:
@@ -343,6 +343,7 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
             "max_model_len": sim.max_model_len, "replicas": len(reps),
             "engines": sum(len(rep.lanes) for rep in reps), "model": sim.model_name,
             "gpu": sim.gpu_name, "num_gpus": sum(p.plan.num_gpus for p in sim.pools),
+            "engine": scenario.engine.preset,
             # Which source costs each kind of kernel (per pool: the pools may be different GPUs).
             "kernel_sources": {p.name or "replicas": p.cost.kernel_sources() for p in sim.pools}}
     summary["sim_wall_s"] = wall_s

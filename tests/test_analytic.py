@@ -20,7 +20,7 @@ def test_lone_request_ttft_and_e2e_match_the_cost_model():
                                output_len=f"fixed:{output}", engine=eng))
     row = result.requests.row(0, named=True)
     cluster = Cluster(load_gpu("h100"), load_node("hgx-8gpu"), load_fabric("ib-ndr-400"), 1)
-    cost = IterationCost(load_model("llama-3.1-8b"), cluster, Plan(), eng.step_overhead_s)
+    cost = IterationCost(load_model("llama-3.1-8b"), cluster, Plan(), **eng.cost_args())
     prefill = cost.step_time([(prompt, 0)], 0, 0, num_logits=1)
     # Decode step i (1..n-1) attends over the prompt, the tokens generated before it and its own new token.
     decodes = cost.decode_times(1, np.arange(prompt + 1, prompt + output))
@@ -36,7 +36,7 @@ def test_lone_request_ttft_chunked_is_the_sum_of_its_chunks():
     eng = EngineConfig(max_num_batched_tokens=chunk)
     result = sim.run(synthetic(n=1, input_len=f"fixed:{prompt}", output_len="fixed:2", engine=eng))
     cluster = Cluster(load_gpu("h100"), load_node("hgx-8gpu"), load_fabric("ib-ndr-400"), 1)
-    cost = IterationCost(load_model("llama-3.1-8b"), cluster, Plan(), eng.step_overhead_s)
+    cost = IterationCost(load_model("llama-3.1-8b"), cluster, Plan(), **eng.cost_args())
     expected = 0.0
     for start in range(0, prompt, chunk):
         c = min(chunk, prompt - start)

@@ -26,7 +26,7 @@ def test_lone_request_pays_prefill_then_kv_transfer_then_decode():
     row = sim.run(scenario).requests.row(0, named=True)
     model = load_model("llama-3.1-8b")
     cluster = Cluster(load_gpu("h100"), load_node("hgx-8gpu"), load_fabric("ib-ndr-400"), 1)
-    cost = IterationCost(model, cluster, Plan(), scenario.engine.step_overhead_s)
+    cost = IterationCost(model, cluster, Plan(), **scenario.engine.cost_args())
     fabric = load_fabric("ib-ndr-400")
     transfer = fabric.latency_us * 1e-6 + prompt * model.kv_bytes_per_token / (fabric.gbps_per_gpu * 1e9)
     ttft = cost.step_time([(prompt, 0)], 0, 0, num_logits=1)

@@ -11,12 +11,14 @@ from helpers import run_checked, synthetic
 from sim import EngineConfig
 from sim.serving.request import FINISHED
 
+# vllm-v1 always chunks; vllm-v0 either way (whole prompts by default), with its whole-prompt admission.
+presets = st.sampled_from([("vllm-v1", None), ("vllm-v0", None), ("vllm-v0", True)])
 engines = st.builds(
-    EngineConfig,
+    lambda preset, **kw: EngineConfig(preset=preset[0], chunked_prefill=preset[1], **kw),
+    preset=presets,
     policy=st.sampled_from(["continuous", "static"]),
     max_num_seqs=st.sampled_from([4, 16, 64]),
     max_num_batched_tokens=st.sampled_from([64, 256, 2048]),
-    chunked_prefill=st.booleans(),
     block_size=st.sampled_from([8, 16]),
     enable_prefix_caching=st.booleans(),
     num_gpu_blocks_override=st.sampled_from([None, 300, 1200]),

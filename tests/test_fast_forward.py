@@ -9,7 +9,8 @@ from sim import EngineConfig, Scenario, WorkloadSpec
 
 CASES = {
     "continuous": {},
-    "unchunked": {"chunked_prefill": False},
+    "unchunked": {"preset": "vllm-v0"},
+    "v0-chunked": {"preset": "vllm-v0", "chunked_prefill": True},
     "static": {"policy": "static"},
     "memory-pressure": {"num_gpu_blocks_override": 400, "max_num_seqs": 64},
     "prefix-cache-pressure": {"num_gpu_blocks_override": 900, "block_size": 8},
@@ -61,7 +62,7 @@ def test_fast_forward_equals_stepping_on_random_configurations(policy, chunked, 
                                                                rate, n, seed, replicas):
     tables = []
     for ff in (True, False):
-        eng = EngineConfig(policy=policy, chunked_prefill=chunked, enable_prefix_caching=caching, max_num_seqs=seqs,
+        eng = EngineConfig(preset="vllm-v1" if chunked else "vllm-v0", policy=policy, enable_prefix_caching=caching, max_num_seqs=seqs,
                            max_num_batched_tokens=budget, num_gpu_blocks_override=blocks, fast_forward=ff,
                            block_size=8)
         scenario = synthetic("llama-2-7b", "a100", rate=rate, n=n, seed=seed, replicas=replicas, engine=eng,

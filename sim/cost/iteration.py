@@ -44,7 +44,6 @@ from sim.model.dtypes import dtype_bytes
 from sim.parallel.plan import Plan
 
 ACT_BYTES = 2.0
-CUDA_GRAPH_MAX_TOKENS = 512  # vLLM V1's default largest captured batch (compilation_config.max_cudagraph_capture_size)
 DISPATCH_BYTES = 1.0  # FP8 token copies out to the experts, BF16 back (DeepEP's formats)
 _CALIBRATED_GPU = {"a100": "a100-80gb-sxm", "h100": "h100-sxm"}
 
@@ -66,9 +65,18 @@ class ExpertProfile(Protocol):
 class IterationCost:
     """Step time for one replica; memoises the parts that depend only on token counts."""
 
-    def __init__(self, model: ModelArch, cluster: Cluster, plan: Plan, step_overhead_s: float = 0.0) -> None:
+    def __init__(self, model: ModelArch, cluster: Cluster, plan: Plan, step_overhead_s: float = 0.0, *,
+                 seq_overhead_s: float = 0.0, graph_max_tokens: int = 512, graph_prefill: bool = True,
+                 eager_layer_s: float = 0.0) -> None:
+        """The engine's step-cost rules (EngineConfig.cost_args gives them for a preset): CPU seconds per step and per
+        sequence in it, and which steps run as CUDA graphs (up to `graph_max_tokens`, with prefill chunks only if
+        `graph_prefill`). The others run eagerly: each collective pays its eager latency, and the forward takes at
+        least the CPU's `eager_layer_s` per layer to launch (the GPU waits on the CPU when its kernels are short)."""
         self.model, self.cluster, self.plan = model, cluster, plan
         self.step_overhead_s = step_overhead_s
+        self.seq_overhead_s = seq_overhead_s
+        self.graph_max_tokens, self.graph_prefill = graph_max_tokens, graph_prefill
+        self.eager_floor_s = model.num_layers * eager_layer_s
         gpu = cluster.gpu
         self.calib: Calibration = load_calibration(gpu.calibration)
         self.gemm_tables = load_gemm_tables(gpu.kernel_tables) if gpu.kernel_tables else {}
@@ -184,9 +192,23 @@ class IterationCost:
         )
 
     # ---- rank side (memoised by token count) ---------------------------------------------------------------------
-    def _rank_linear(self, tokens: int, logits: int) -> float:
-        """Everything one attention rank does on its `tokens` tokens but attention itself (all layers, all stages)."""
-        key = (tokens, logits)
+    def _eager(self, tokens: int, prefill: bool) -> bool:
+        """Whether a step of `tokens` tokens (with prefill chunks or not) runs outside a CUDA graph."""
+        return tokens > self.graph_max_tokens or (prefill and not self.graph_prefill)
+
+    def _cpu(self, seqs: int) -> float:
+        """CPU time of a step around its forward (input preparation, sampling, output processing): per step, and per
+        sequence in it. It adds to the forward, which the CPU cannot launch before its inputs are ready."""
+        return self.step_overhead_s + self.seq_overhead_s * seqs
+
+    def _floor(self, tokens: int, prefill: bool) -> float:
+        """The least time a forward of a rank's `tokens` tokens takes: its CPU launches when it runs eagerly."""
+        return self.eager_floor_s if self.eager_floor_s and self._eager(tokens, prefill) else 0.0
+
+    def _rank_linear(self, tokens: int, logits: int, prefill: bool = False) -> float:
+        """Everything one attention rank's GPUs do on its `tokens` tokens (`logits` of them sampled) but attention
+        itself (all layers, all stages)."""
+        key = (tokens, logits, prefill)
         cached = self._rank_cache.get(key)
         if cached is not None:
             return cached
@@ -205,9 +227,8 @@ class IterationCost:
             proj = self._gemm(t, h, (m.q_dim + 2 * m.num_kv_heads * m.head_dim) / tp, self.wbytes)
         proj += self._gemm(t, m.attn_out_dim / tp, h, self.wbytes)
         ew = self._elementwise(t * ACT_BYTES * (4 * h + 2 * (m.q_dim / tp) + 6 * h))
-        # vLLM V1 runs steps of up to max_cudagraph_capture_size tokens (512 by default, vllm/config/compilation.py)
-        # as CUDA graphs; larger ones eagerly, where each collective pays its launch.
-        eager = tokens > CUDA_GRAPH_MAX_TOKENS
+        # Steps the engine runs as CUDA graphs pay the graph's collective latency, the others the eager one.
+        eager = self._eager(tokens, prefill)
         allreduce = self.allreduce.time(t * h * ACT_BYTES, eager) if self.allreduce else 0.0
         total = m.num_layers * (proj + ew + allreduce)
         if self.ffn_tp == tp:
@@ -239,10 +260,10 @@ class IterationCost:
         return self._gemm(t, h, 2 * fs / split, self.wbytes) + self._gemm(t, fs / split, h, self.wbytes)
 
     # ---- union side (all ranks of a micro-batch) -----------------------------------------------------------------
-    def _union(self, tokens: int, busiest_rank_tokens: int) -> tuple[float, float]:
+    def _union(self, tokens: int, busiest_rank_tokens: int, prefill: bool = False) -> tuple[float, float]:
         """(seconds, of which MoE layers' routed experts and their communication) of the FFN work done on all
         ranks' `tokens` together; `busiest_rank_tokens` bounds what one rank's GPUs send to the experts."""
-        key = (tokens, busiest_rank_tokens)
+        key = (tokens, busiest_rank_tokens, prefill)
         cached = self._union_cache.get(key)
         if cached is not None:
             return cached
@@ -251,7 +272,8 @@ class IterationCost:
         total, moe_part = 0.0, 0.0
         data_parallel_ffn = self.ffn_tp != self.tp
         if tokens > 0:
-            eager = tokens > CUDA_GRAPH_MAX_TOKENS
+            # Each rank picks its graph by its own (padded) batch: DP ranks pad to the busiest one's size.
+            eager = self._eager(busiest_rank_tokens, prefill)
             comm = self.ffn_comm.time(T * h * ACT_BYTES, eager) if (self.ffn_comm and data_parallel_ffn) else 0.0
             if data_parallel_ffn:
                 total += m.num_dense_layers * (self._dense_mlp(T, self.ffn_tp) + comm)
@@ -365,11 +387,11 @@ class IterationCost:
             t += m.sliding_window_layers * per_token * min(kv_sum, n * m.sliding_window)
         return t + m.num_layers * self.calib.attention["overhead_s"]
 
-    def _rank_time(self, rank: RankBatch) -> float:
+    def _rank_time(self, rank: RankBatch, prefill: bool) -> float:
         tokens = rank.tokens
         if tokens == 0:
             return 0.0  # an idle rank's dummy step (vLLM runs one to join the collectives) hides under the busiest
-        return (self._rank_linear(tokens, rank.logits) + self._prefill_attention(rank.chunks)
+        return (self._rank_linear(tokens, rank.logits, prefill) + self._prefill_attention(rank.chunks)
                 + self._decode_attention(rank.decodes, rank.kv_sum))
 
     # ---- public ------------------------------------------------------------------------------------------------
@@ -392,29 +414,35 @@ class IterationCost:
     def plan_time(self, plan: StepPlan) -> float:
         """Seconds for one step: the slowest micro-batch, each the busiest rank's side plus its union side."""
         worst = 0.0
+        # The engine runs one forward for the step: with a prefill chunk anywhere, the whole step is a prefill step.
+        prefill = any(rank.chunks for ranks in plan.micro_batches for rank in ranks)
         for ranks in plan.micro_batches:
-            busiest, total, most = 0.0, 0, 0
+            busiest, total, most, seqs = 0.0, 0, 0, 0
             for rank in ranks:
-                t = self._rank_time(rank)
+                t = self._rank_time(rank, prefill)
                 if t > busiest:
                     busiest = t
                 n = rank.tokens
                 total += n
                 if n > most:
                     most = n
+                if rank.logits > seqs:
+                    seqs = rank.logits
             if total:
-                t = busiest + self._union(total, most)[0]
+                # Each rank's CPU (its own engine core) prepares its own sequences; the busiest one holds the rest.
+                t = max(busiest + self._union(total, most, prefill)[0], self._floor(most, prefill)) + self._cpu(seqs)
                 if t > worst:
                     worst = t
-        return worst + self.step_overhead_s if worst else 0.0
+        return worst
 
     def moe_time(self, plan: StepPlan) -> float:
         """Seconds of `plan_time` spent in the routed experts and their communication (the slowest micro-batch's)."""
         out = 0.0
+        prefill = any(rank.chunks for ranks in plan.micro_batches for rank in ranks)
         for ranks in plan.micro_batches:
             total = sum(rank.tokens for rank in ranks)
             if total:
-                out = max(out, self._union(total, max(rank.tokens for rank in ranks))[1])
+                out = max(out, self._union(total, max(rank.tokens for rank in ranks), prefill)[1])
         return out
 
     def step_time(self, prefill_chunks: Sequence[tuple[int, int]], num_decode: int, decode_kv_sum: int,
@@ -428,26 +456,29 @@ class IterationCost:
         if tokens == 0:
             return 0.0
         logits = num_decode + len(prefill_chunks) if num_logits is None else num_logits
-        t = self._rank_linear(tokens, logits)
+        prefill = bool(prefill_chunks)
+        t = self._rank_linear(tokens, logits, prefill)
         t += self._prefill_attention(prefill_chunks) + self._decode_attention(num_decode, decode_kv_sum)
-        return t + self._union(tokens, tokens)[0] + self.step_overhead_s
+        return max(t + self._union(tokens, tokens, prefill)[0], self._floor(tokens, prefill)) + self._cpu(logits)
 
     # ---- pure decode steps: closed forms -------------------------------------------------------------------------
-    def _decode_coeffs(self, n: int) -> tuple[float, float, float]:
-        """One rank alone: pure-decode step time = c0 + c_full * kv_sum + c_win * min(kv_sum, n * window)."""
+    def _decode_coeffs(self, n: int) -> tuple[float, float, float, float, float]:
+        """One rank alone: pure-decode step time = max(c0 + c_full * kv_sum + c_win * min(kv_sum, n * window), lo)
+        + cpu, lo being the eager launch floor (0 when the step runs as a CUDA graph) and cpu the CPU's own time."""
         cached = self._decode_cache.get(n)
         if cached is not None:
             return cached
         m = self.model
         per_token = self.attn_decode_s_per_token
-        c0 = (self._rank_decode_const(n) + self._union(n, n)[0]) + self.step_overhead_s
+        c0 = self._rank_decode_const(n) + self._union(n, n)[0]
         c_full = m.full_attention_layers * per_token
         c_win = m.sliding_window_layers * per_token
-        self._decode_cache[n] = (c0, c_full, c_win)
-        return c0, c_full, c_win
+        coeffs = (c0, c_full, c_win, self._floor(n, False), self._cpu(n))
+        self._decode_cache[n] = coeffs
+        return coeffs
 
     def _rank_decode_const(self, n: int) -> float:
-        """A rank's pure-decode step time that does not depend on KV lengths."""
+        """A rank's pure-decode GPU time that does not depend on KV lengths."""
         cached = self._rank_decode_cache.get(n)
         if cached is None:
             cached = self._rank_linear(n, n) + self.model.num_layers * self.calib.attention["overhead_s"]
@@ -457,29 +488,35 @@ class IterationCost:
     def decode_time(self, n: int, kv_sum: int) -> float:
         """Seconds for one pure-decode step of `n` sequences on one rank whose KV lengths (new token included) sum
         to kv_sum."""
-        c0, c_full, c_win = self._decode_coeffs(n)
+        c0, c_full, c_win, lo, cpu = self._decode_coeffs(n)
         t = c0 + c_full * kv_sum
-        return t + c_win * min(kv_sum, n * self.model.sliding_window) if c_win else t
+        if c_win:
+            t = t + c_win * min(kv_sum, n * self.model.sliding_window)
+        return (max(t, lo) if lo else t) + cpu
 
     def decode_times(self, n: int, kv_sums: np.ndarray) -> np.ndarray:
         """decode_time for each element of `kv_sums` (vectorised; bit-identical to the scalar form)."""
-        c0, c_full, c_win = self._decode_coeffs(n)
+        c0, c_full, c_win, lo, cpu = self._decode_coeffs(n)
         t = c0 + c_full * kv_sums
-        return t + c_win * np.minimum(kv_sums, n * self.model.sliding_window) if c_win else t
+        if c_win:
+            t = t + c_win * np.minimum(kv_sums, n * self.model.sliding_window)
+        return (np.maximum(t, lo) if lo else t) + cpu
 
     def decode_run_ends(self, n: int, kv_first: int, k: int, start: float):  # noqa: ANN201  (list or ndarray)
         """End times of k consecutive pure-decode steps of n sequences on one rank starting at `start`, the first
         step's KV sum being kv_first (it grows by n per step). Summed sequentially, as stepping would; short runs in
         plain Python (faster than numpy below a few dozen steps), long ones vectorised; both give identical floats."""
         if k <= 32:
-            c0, c_full, c_win = self._decode_coeffs(n)
+            c0, c_full, c_win, lo, cpu = self._decode_coeffs(n)
             window = n * (self.model.sliding_window or 0)
             out, t, kv = [], start, kv_first
             for _ in range(k):
                 d = c0 + c_full * kv
                 if c_win:
                     d = d + c_win * min(kv, window)
-                t = t + d
+                if lo:
+                    d = max(d, lo)
+                t = t + (d + cpu)
                 out.append(t)
                 kv += n
             return out
@@ -515,7 +552,8 @@ class IterationCost:
             if u is None:
                 continue
             busiest = np.zeros(k)
-            for lane in range(g * a, g * a + a):
+            lanes = range(g * a, g * a + a)
+            for lane in lanes:
                 n = ns[lane]
                 if not n:
                     continue
@@ -524,8 +562,11 @@ class IterationCost:
                 if c_win:
                     t = t + c_win * np.minimum(kv, n * window)
                 busiest = np.maximum(busiest, t)
-            worst = np.maximum(worst, busiest + u)
-        return worst + self.step_overhead_s
+            mb = busiest + u
+            most = max(ns[lane] for lane in lanes)
+            floor = self._floor(most, False)
+            worst = np.maximum(worst, (np.maximum(mb, floor) if floor else mb) + self._cpu(most))
+        return worst
 
     def decode_time_lanes(self, ns: Sequence[int], kvs: Sequence[int]) -> float:
         """One pure-decode step of every rank of every micro-batch (decode counts and KV sums, micro-batch-major)."""
@@ -543,12 +584,14 @@ class IterationCost:
         """Where the time of one single-rank step goes, for reports and sanity checks."""
         tokens = sum(c for c, _ in prefill_chunks) + num_decode
         logits = num_decode + len(prefill_chunks)
-        union, moe = self._union(tokens, tokens) if tokens else (0.0, 0.0)
+        prefill = bool(prefill_chunks)
+        union, moe = self._union(tokens, tokens, prefill) if tokens else (0.0, 0.0)
         return {
             "tokens": tokens,
-            "linear_and_comm_s": (self._rank_linear(tokens, logits) if tokens else 0.0) + union,
+            "linear_and_comm_s": (self._rank_linear(tokens, logits, prefill) if tokens else 0.0) + union,
             "moe_s": moe,
             "prefill_attention_s": self._prefill_attention(prefill_chunks),
             "decode_attention_s": float(self._decode_attention(num_decode, decode_kv_sum)),
-            "overhead_s": self.step_overhead_s,
+            "cpu_s": self._cpu(logits) if tokens else 0.0,  # per step and per sequence, after the forward
+            "eager_floor_s": self._floor(tokens, prefill) if tokens else 0.0,  # the forward's least time
         }

@@ -230,11 +230,11 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
             rows.append({**head, "status": "infeasible", "reason": cand.reason})
             continue
         if prune:
-            overhead = base.engine.step_overhead_s
+            rules = base.engine.cost_args()
 
             def pool_cost(plan: Plan, gpu_name: str) -> IterationCost:
                 return IterationCost(model, Cluster(gpus[gpu_name or gpu.name], node, fabric, plan.num_gpus), plan,
-                                     overhead)
+                                     **rules)
 
             decode_cost = pool_cost(cand.plan, cand.decode_gpu)
             prefill_cost = pool_cost(cand.prefill, cand.prefill_gpu) if cand.prefill else decode_cost

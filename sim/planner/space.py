@@ -174,7 +174,7 @@ def _with_knobs(space: SearchSpace, work: WorkloadNeeds, pools: list[tuple[GPUSp
                 dataclasses.replace(eng, max_num_seqs=seqs, max_num_batched_tokens=tokens)
             except FleetsimError as exc:
                 reason = str(exc)
-            limits = EngineLimits(eng.gpu_memory_utilization, eng.block_size, tokens, seqs, eng.watermark,
+            limits = EngineLimits(eng.gpu_memory_utilization, eng.block_size, tokens, seqs, eng.watermark_fraction,
                                   eng.num_gpu_blocks_override)
             for gpu, plan, policy, longest in pools:
                 reason = reason or pool_problem(work.model, gpu, work.node, plan, limits, moe_policy=policy,

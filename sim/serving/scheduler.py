@@ -45,7 +45,9 @@ class Scheduler:
         self.uid = uid  # unique over the simulation: requests name the scheduler whose decode steps they joined
         self.kv, self.cfg, self.max_model_len, self.on_finish = kv, cfg, max_model_len, on_finish
         self.B = kv.block_size
-        self.watermark_blocks = int(cfg.watermark * kv.num_blocks)
+        self.watermark_blocks = int(cfg.watermark_fraction * kv.num_blocks)
+        # vLLM v0 reserves a new request's whole prompt at admission; v1 only the tokens scheduled in the step.
+        self.whole_prompt_admission = cfg.spec.whole_prompt_admission
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []  # admission order: the tail is preempted first
         self.prefilling: list[Request] = []  # running requests still in prefill, admission order
@@ -135,14 +137,14 @@ class Scheduler:
                 return self._admit(budget=1 << 62, whole=True), True, False
             self._allocate_decode_blocks()
             return [], True, True
-        if not cfg.chunked_prefill and self.waiting and len(self.running) < cfg.max_num_seqs:
+        if not cfg.chunked and self.waiting and len(self.running) < cfg.max_num_seqs:
             chunks = self._admit(budget=cfg.max_num_batched_tokens, whole=True)
             if chunks:
                 return chunks, False, False
         preempted = self._allocate_decode_blocks()
         chunks: Chunks = []
         budget = cfg.max_num_batched_tokens - self.n_dec
-        if cfg.chunked_prefill:
+        if cfg.chunked:
             for r in list(self.prefilling):
                 if budget <= 0:
                     break
@@ -156,7 +158,7 @@ class Scheduler:
                 budget -= n
         blocked = False
         if not preempted and self.waiting:
-            new = self._admit(budget=budget, whole=not cfg.chunked_prefill)
+            new = self._admit(budget=budget, whole=not cfg.chunked)
             chunks.extend(new)
             blocked = bool(self.waiting)
         stable = not chunks and not preempted and (not self.waiting or blocked)
@@ -224,7 +226,8 @@ class Scheduler:
                 break  # unchunked: a prompt never splits; the first one of a step may exceed the budget
             if whole:
                 n = remaining
-            new_blocks = max(0, -(-(start + n) // B) - held)
+            reserved = remaining if self.whole_prompt_admission else n
+            new_blocks = max(0, -(-(start + reserved) // B) - held)
             if kv.num_blocks - kv.used - hit_cached_blocks - new_blocks < self.watermark_blocks:
                 break
             waiting.popleft()
