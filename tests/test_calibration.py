@@ -203,3 +203,53 @@ def test_prefill_attention_grids_predict_points_held_apart(shared_data, capsys):
             r = kt.validate_attention(kt.read_context_attention(shared_data / "calibration", gpu, version), gpu)
             print(f"  {gpu:9s} {r.points:6,} points  median {r.median:5.1%}  p90 {r.p90:5.1%}")
             assert r.median <= 0.05 and r.p90 <= 0.20
+
+
+def test_decode_attention_grids_predict_points_held_apart(shared_data, capsys):
+    """Measured decode attention (vLLM's default kernel per GPU, BF16 and FP8 KV, no window), one (batch, length)
+    grid per head shape and precision: every other interior length and batch size held apart and predicted from the
+    rest (linear interpolation, as the bandwidth-bound part is linear)."""
+    from sim.cost import kernel_tables as kt
+
+    with capsys.disabled():
+        print("\ndecode attention grids, held-apart points:")
+        for gpu, version in kt.GPUS.items():
+            r = kt.validate_generation_attention(
+                kt.read_generation_attention(shared_data / "calibration", gpu, version), gpu)
+            print(f"  {gpu:9s} {r.points:6,} points  median {r.median:5.1%}  p90 {r.p90:5.1%}")
+            assert r.median <= 0.05 and r.p90 <= 0.15
+
+
+def test_decode_attention_follows_the_measured_kernel_and_physics():
+    """A decode step's attention on H100 is the measured kernel's time (Llama-3.1-8B's 32/8/128 shape is measured
+    as is), never falls as KV grows or sequences join, and an FP8 KV cache reads half the bytes."""
+    import dataclasses
+
+    from sim.cost import IterationCost
+    from sim.cost.kernels.decode_attention import load_decode_attention_table
+    from sim.hardware import Cluster, load_node
+    from sim.model import load_model
+    from sim.parallel import Plan
+
+    table = load_decode_attention_table("h100_sxm")
+    model = load_model("llama-3.1-8b")
+    cost = IterationCost(model, Cluster(load_gpu("h100"), load_node("dgx-h100"), None, 1), Plan())
+    # 64 sequences of 4,096 tokens: measured 0.3536 ms per layer (aiconfigurator h100_sxm, vLLM 0.24.0, FA3).
+    per_layer = cost._decode_kv(64, 64 * 4096) / model.num_layers
+    assert per_layer == pytest.approx(table.time(32, 8, 128, "bf16", 64, 64 * 4096), rel=1e-12)
+    assert per_layer == pytest.approx(0.3536e-3, rel=0.03)
+    prev = 0.0
+    for kv in range(64, 64 * 70000, 64 * 997):
+        t = cost._decode_kv(64, kv)
+        assert t >= prev
+        prev = t
+    # One more sequence of the same length is more work (at a fixed total, more, shorter sequences can be faster:
+    # the kernel spreads them over more SMs, as measured).
+    for s in (100, 4096, 50000):
+        assert all(cost._decode_kv(n + 1, (n + 1) * s) >= cost._decode_kv(n, n * s) * (1 - 1e-12)
+                   for n in range(1, 3000, 7))
+    fp8 = IterationCost(dataclasses.replace(model, kv_dtype="fp8"),
+                        Cluster(load_gpu("h100"), load_node("dgx-h100"), None, 1), Plan())
+    long = 64 * 32768
+    assert 0.45 < fp8._decode_kv(64, long) / cost._decode_kv(64, long) < 0.65
+    assert "decode: measured decode-kernel table" in cost.kernel_sources()["attention"]

@@ -32,6 +32,7 @@ from typing import Protocol
 import numpy as np
 
 from sim.cost.kernels.attention import load_attention_table
+from sim.cost.kernels.decode_attention import Piecewise, load_decode_attention_table
 from sim.cost.kernels.comm import load_allreduce
 from sim.cost.kernels.gemm import load_gemm_tables
 from sim.cost.step_plan import RankBatch, StepPlan
@@ -82,6 +83,9 @@ class IterationCost:
         self.gemm_tables = load_gemm_tables(gpu.kernel_tables) if gpu.kernel_tables else {}
         # Prefill attention measured per head shape (MLA prefills as multi-head attention over 192-dim keys).
         self.attn_table = load_attention_table(gpu.kernel_tables) if gpu.kernel_tables else None
+        # Decode attention measured per head shape and KV precision (MLA's latent decode kernel was not measured).
+        self.decode_table = (load_decode_attention_table(gpu.kernel_tables)
+                             if gpu.kernel_tables and not model.mla else None)
         if model.mla:
             self._attn_kv_heads = max(1, model.num_heads // plan.tp)
             self._attn_head_dim = model.mla.qk_nope_head_dim + model.mla.qk_rope_head_dim
@@ -124,7 +128,8 @@ class IterationCost:
         self.expert_activity: Callable[[int], float] | None = None
         self._rank_cache: dict[tuple[int, int], float] = {}
         self._union_cache: dict[tuple[int, int], tuple[float, float]] = {}
-        self._decode_cache: dict[int, tuple[float, float, float]] = {}
+        self._decode_cache: dict[int, tuple] = {}
+        self._decode_curves: dict[int, Piecewise] = {}
         self._rank_decode_cache: dict[int, float] = {}
         self._attn_coeffs()
 
@@ -377,15 +382,44 @@ class IterationCost:
         s = (math.sqrt(1.0 + 8.0 * pairs) - 1.0) / 2.0
         return self.attn_table.time(self.heads, self._attn_kv_heads, self._attn_head_dim, 1.0, s)
 
+    def _decode_curve(self, n: int) -> Piecewise:
+        """One layer's decode attention for n sequences as a function of their summed KV length: the measured grid
+        where there is one, else the roofline (KV read or FLOPs, whichever binds) plus a fixed launch per layer."""
+        curve = self._decode_curves.get(n)
+        if curve is None:
+            if self.decode_table is not None:
+                curve = self.decode_table.curve(self.heads, self.kv_heads, self.model.head_dim, self.model.kv_dtype, n)
+            else:
+                curve = Piecewise(np.array([0.0, 1.0]), np.array([0.0, self.attn_decode_s_per_token]))
+            self._decode_curves[n] = curve
+        return curve
+
+    def _decode_fixed(self) -> float:
+        """The part of every decode step's attention that the curve leaves out: the roofline's launches."""
+        return 0.0 if self.decode_table is not None else self.model.num_layers * self.calib.attention["overhead_s"]
+
+    def _decode_kv(self, n: int, kv_sum: int) -> float:
+        """All layers' decode attention over `kv_sum` cached tokens of n sequences, launches aside (sliding-window
+        layers read at most the window of each)."""
+        m, curve = self.model, self._decode_curve(n)
+        t = m.full_attention_layers * curve.at(kv_sum) if m.full_attention_layers else 0.0
+        if m.sliding_window_layers:
+            cap = n * m.sliding_window
+            t = t + m.sliding_window_layers * curve.at(kv_sum if kv_sum < cap else cap)
+        return t
+
+    def _decode_kv_many(self, n: int, kv_sums: np.ndarray) -> np.ndarray:
+        """_decode_kv for each element (the same operations, so the same floats)."""
+        m, curve = self.model, self._decode_curve(n)
+        t = m.full_attention_layers * curve.at_many(kv_sums) if m.full_attention_layers else np.zeros(len(kv_sums))
+        if m.sliding_window_layers:
+            t = t + m.sliding_window_layers * curve.at_many(np.minimum(kv_sums, n * m.sliding_window))
+        return t
+
     def _decode_attention(self, n: int, kv_sum: int) -> float:
         if n == 0:
             return 0.0
-        m = self.model
-        per_token = self.attn_decode_s_per_token
-        t = m.full_attention_layers * per_token * kv_sum
-        if m.sliding_window_layers:
-            t += m.sliding_window_layers * per_token * min(kv_sum, n * m.sliding_window)
-        return t + m.num_layers * self.calib.attention["overhead_s"]
+        return self._decode_kv(n, kv_sum) + self._decode_fixed()
 
     def _rank_time(self, rank: RankBatch, prefill: bool) -> float:
         tokens = rank.tokens
@@ -405,9 +439,9 @@ class IterationCost:
         ar = self.allreduce or self.ffn_comm
         comm = (f"measured vLLM custom all-reduce and NCCL ({ar.source})" if hasattr(ar, "source")
                 else f"NCCL fit, {self.calib.key} family" if ar is not None else "none")
-        attention = family
-        if self.attn_table is not None:
-            attention = f"prefill: measured FlashAttention table ({self.attn_table.source}); decode: {family}"
+        prefill = f"measured FlashAttention table ({self.attn_table.source})" if self.attn_table else family
+        decode = f"measured decode-kernel table ({self.decode_table.source})" if self.decode_table else family
+        attention = family if prefill == decode == family else f"prefill: {prefill}; decode: {decode}"
         return {"gemm": gemm, "attention": attention, "moe_experts": family, "elementwise": family,
                 "allreduce": comm}
 
@@ -462,44 +496,41 @@ class IterationCost:
         return max(t + self._union(tokens, tokens, prefill)[0], self._floor(tokens, prefill)) + self._cpu(logits)
 
     # ---- pure decode steps: closed forms -------------------------------------------------------------------------
-    def _decode_coeffs(self, n: int) -> tuple[float, float, float, float, float]:
-        """One rank alone: pure-decode step time = max(c0 + c_full * kv_sum + c_win * min(kv_sum, n * window), lo)
-        + cpu, lo being the eager launch floor (0 when the step runs as a CUDA graph) and cpu the CPU's own time."""
+    def _decode_coeffs(self, n: int) -> tuple:
+        """One rank alone: pure-decode step time = max(c0 + attention(kv_sum), lo) + cpu, lo being the eager launch
+        floor (0 when the step runs as a CUDA graph) and cpu the CPU's own time; attention as in _decode_kv (its
+        curve, full and window layers, the window's cap on the KV sum)."""
         cached = self._decode_cache.get(n)
-        if cached is not None:
-            return cached
-        m = self.model
-        per_token = self.attn_decode_s_per_token
-        c0 = self._rank_decode_const(n) + self._union(n, n)[0]
-        c_full = m.full_attention_layers * per_token
-        c_win = m.sliding_window_layers * per_token
-        coeffs = (c0, c_full, c_win, self._floor(n, False), self._cpu(n))
-        self._decode_cache[n] = coeffs
-        return coeffs
+        if cached is None:
+            m = self.model
+            cached = (self._rank_decode_const(n) + self._union(n, n)[0], self._floor(n, False), self._cpu(n),
+                      self._decode_curve(n).at, m.full_attention_layers, m.sliding_window_layers,
+                      n * (m.sliding_window or 0))
+            self._decode_cache[n] = cached
+        return cached
 
     def _rank_decode_const(self, n: int) -> float:
         """A rank's pure-decode GPU time that does not depend on KV lengths."""
         cached = self._rank_decode_cache.get(n)
         if cached is None:
-            cached = self._rank_linear(n, n) + self.model.num_layers * self.calib.attention["overhead_s"]
+            cached = self._rank_linear(n, n) + self._decode_fixed()
             self._rank_decode_cache[n] = cached
         return cached
 
     def decode_time(self, n: int, kv_sum: int) -> float:
         """Seconds for one pure-decode step of `n` sequences on one rank whose KV lengths (new token included) sum
         to kv_sum."""
-        c0, c_full, c_win, lo, cpu = self._decode_coeffs(n)
-        t = c0 + c_full * kv_sum
-        if c_win:
-            t = t + c_win * min(kv_sum, n * self.model.sliding_window)
+        c0, lo, cpu, at, full, win, cap = self._decode_coeffs(n)
+        a = full * at(kv_sum) if full else 0.0  # the operations of _decode_kv, inlined: this runs every step
+        if win:
+            a = a + win * at(kv_sum if kv_sum < cap else cap)
+        t = c0 + a
         return (max(t, lo) if lo else t) + cpu
 
     def decode_times(self, n: int, kv_sums: np.ndarray) -> np.ndarray:
         """decode_time for each element of `kv_sums` (vectorised; bit-identical to the scalar form)."""
-        c0, c_full, c_win, lo, cpu = self._decode_coeffs(n)
-        t = c0 + c_full * kv_sums
-        if c_win:
-            t = t + c_win * np.minimum(kv_sums, n * self.model.sliding_window)
+        c0, lo, cpu = self._decode_coeffs(n)[:3]
+        t = c0 + self._decode_kv_many(n, kv_sums)
         return (np.maximum(t, lo) if lo else t) + cpu
 
     def decode_run_ends(self, n: int, kv_first: int, k: int, start: float):  # noqa: ANN201  (list or ndarray)
@@ -507,16 +538,14 @@ class IterationCost:
         step's KV sum being kv_first (it grows by n per step). Summed sequentially, as stepping would; short runs in
         plain Python (faster than numpy below a few dozen steps), long ones vectorised; both give identical floats."""
         if k <= 32:
-            c0, c_full, c_win, lo, cpu = self._decode_coeffs(n)
-            window = n * (self.model.sliding_window or 0)
+            c0, lo, cpu, at, full, win, cap = self._decode_coeffs(n)
             out, t, kv = [], start, kv_first
             for _ in range(k):
-                d = c0 + c_full * kv
-                if c_win:
-                    d = d + c_win * min(kv, window)
-                if lo:
-                    d = max(d, lo)
-                t = t + (d + cpu)
+                a = full * at(kv) if full else 0.0  # decode_time's operations
+                if win:
+                    a = a + win * at(kv if kv < cap else cap)
+                d = c0 + a
+                t = t + ((max(d, lo) if lo else d) + cpu)
                 out.append(t)
                 kv += n
             return out
@@ -541,10 +570,6 @@ class IterationCost:
         """Times of k pure-decode steps of every rank of every micro-batch (decode counts and first KV sums,
         micro-batch-major; each KV sum grows by its count per step): per micro-batch the busiest rank plus the
         union side, the slowest micro-batch setting each step."""
-        m = self.model
-        c_full = m.full_attention_layers * self.attn_decode_s_per_token
-        c_win = m.sliding_window_layers * self.attn_decode_s_per_token
-        window = m.sliding_window or 0
         a = self.attn_dp
         steps = np.arange(k, dtype=np.int64)
         worst = np.zeros(k)
@@ -558,9 +583,7 @@ class IterationCost:
                 if not n:
                     continue
                 kv = kvs[lane] + n * steps
-                t = self._rank_decode_const(n) + c_full * kv
-                if c_win:
-                    t = t + c_win * np.minimum(kv, n * window)
+                t = self._rank_decode_const(n) + self._decode_kv_many(n, kv)
                 busiest = np.maximum(busiest, t)
             mb = busiest + u
             most = max(ns[lane] for lane in lanes)
