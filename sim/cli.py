@@ -196,6 +196,8 @@ def run(
     compare: Annotated[bool, typer.Option("--compare", help="Trace with measured latencies: report predicted vs measured per metric and a per-request scatter.")] = False,
     input_len: Annotated[Optional[str], typer.Option(help="Generated prompts: fixed:N, uniform:A:B, lognormal:MEDIAN:SIGMA, empirical.")] = None,
     output_len: Annotated[Optional[str], typer.Option(help="Generated outputs, same forms as --input-len.")] = None,
+    weight_dtype: Annotated[Optional[str], typer.Option(help="Store every weight in bf16, fp16, fp8 (W8A8), int8, int4 (W4A16) or mxfp4 (default: the model card's).")] = None,
+    kv_dtype: Annotated[Optional[str], typer.Option(help="KV cache format: bf16, fp16 or fp8 (default: the model card's).")] = None,
     engine: Annotated[Optional[str], typer.Option(help="Engine preset: vllm-v1 (default) or vllm-v0; sets the scheduler's and the step cost's rules (see README).")] = None,
     step_overhead: Annotated[Optional[float], typer.Option(help="CPU seconds per engine step (default: the preset's, 0.002).")] = None,
     policy: Annotated[Optional[str], typer.Option(help="Batching: continuous or static.")] = None,
@@ -228,6 +230,7 @@ def run(
 
     overrides = {
         "model": model, "gpu": gpu, "num_gpus": num_gpus, "node": node, "fabric": fabric, "tp": tp, "pp": pp, "tp_nodes": tp_nodes, "ep": ep, "attn_dp": attn_dp,
+        "weight_dtype": weight_dtype, "kv_dtype": kv_dtype,
         "replicas": replicas,
         "router": router, "seed": seed, "moe_routing": moe_routing, "moe_policy": moe_policy,
         "disagg.prefill_replicas": prefill_replicas, "disagg.prefill_tp": prefill_tp,
@@ -309,7 +312,8 @@ def run(
         else:
             loop = f"{a.agents} agents (closed loop)" if a.agents is not None else f"{a.rate:g} jobs/s (open loop)"
             work = f"{a.programs} agent jobs x {a.turns} calls, {loop}, tools {a.tool_time}, KV {a.kv_policy}"
-    title = f"{info['model']} on {info['num_gpus']}x {info['gpu']}, {info['engine']}: {layout}; {work}"
+    title = (f"{info['model']} ({info['precision']}) on {info['num_gpus']}x {info['gpu']}, {info['engine']}: {layout}; "
+             f"{work}")
     render_summary(result.summary, title)
     if show_jobs and result.jobs is not None and result.jobs.height:
         t = Table(title="\njobs", title_justify="left", show_edge=False)
@@ -327,8 +331,11 @@ def run(
         render_compare(tables["compare"])
     for pool, sources in info.get("kernel_sources", {}).items():
         where = "" if pool == "replicas" else f" ({pool} pool)"
-        out.print(f"\n[dim]kernels costed by{where}: GEMMs: {escape(sources['gemm'])}; attention, MoE experts and "
-                  f"elementwise: {escape(sources['attention'])}[/]", highlight=False, soft_wrap=True)
+        parts = [f"GEMMs: {sources['gemm']}", f"attention: {sources['attention']}",
+                 f"all-reduce: {sources['allreduce']}", f"elementwise: {sources['elementwise']}"]
+        if sources["moe_experts"] != "none":
+            parts.insert(2, f"MoE experts: {sources['moe_experts']}")
+        out.print(f"\n[dim]kernels costed by{where}: {escape('; '.join(parts))}[/]", highlight=False, soft_wrap=True)
     if out_dir is not None:
         out.print(f"\nwrote {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
 
@@ -416,6 +423,8 @@ def search(
     duration: Annotated[Optional[float], typer.Option(help="Window of arrivals in seconds.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random stream.")] = None,
     engine: Annotated[Optional[str], typer.Option(help="Engine preset: vllm-v1 (default) or vllm-v0.")] = None,
+    weight_dtype: Annotated[Optional[str], typer.Option(help="Store every weight in bf16, fp16, fp8, int8, int4 or mxfp4 (default: the card's).")] = None,
+    kv_dtype: Annotated[Optional[str], typer.Option(help="KV cache format: bf16, fp16 or fp8 (default: the card's).")] = None,
     slo_ttft: Annotated[Optional[float], typer.Option(help="TTFT target in seconds.")] = None,
     slo_tpot: Annotated[Optional[float], typer.Option(help="TPOT target in seconds.")] = None,
     objective: Annotated[str, typer.Option(help="goodput (per GPU, under the SLOs), cost ($ per million good output tokens) or throughput.")] = "goodput",
@@ -459,7 +468,7 @@ def search(
         "workload.num_requests": num_requests, "workload.duration_s": duration,
         "slo.ttft_s": slo_ttft, "slo.tpot_s": slo_tpot, "slo.jct_s": slo_jct,
         "agents.agents": agents, "agents.programs": jobs, "agents.turns": turns, "agents.tool_time": tool_time,
-        "moe_routing": moe_routing, "engine.preset": engine,
+        "moe_routing": moe_routing, "engine.preset": engine, "weight_dtype": weight_dtype, "kv_dtype": kv_dtype,
     }
     if num_requests is not None and duration is None:
         overrides["workload.duration_s"] = float("inf")
@@ -616,16 +625,18 @@ def catalog(ctx: typer.Context) -> None:
         return
     from sim.hardware.catalog import fabric_names, load_fabric, load_gpu, load_node, node_names
     from sim.model.catalog import load_model, model_names
+    from sim.model.precision import describe_precision
 
     t = Table(title="models", title_justify="left", show_edge=False)
-    for col in ("name", "params B", "active B", "weights GB", "KV B/token", "context", "attention"):
-        t.add_column(col, justify="left" if col in ("name", "attention") else "right", no_wrap=col == "name")
+    for col in ("name", "params B", "active B", "weights GB", "KV B/token", "context", "attention", "precision"):
+        t.add_column(col, justify="left" if col in ("name", "attention", "precision") else "right",
+                     no_wrap=col == "name")
     for name in model_names():
         m = load_model(name)
         s = m.summary()
         kind = m.attention.upper() + ("+MoE" if m.moe else "")
         t.add_row(name, f"{s['params_total_b']:,.1f}", f"{s['params_active_b']:,.1f}", f"{s['weight_gb']:,.1f}",
-                  f"{s['kv_bytes_per_token']:,}", f"{m.max_context:,}", kind)
+                  f"{s['kv_bytes_per_token']:,}", f"{m.max_context:,}", kind, describe_precision(m))
     out.print(t)
     g = Table(title="\nGPUs", title_justify="left", show_edge=False)
     for col in ("name", "BF16 TFLOP/s", "FP8 TFLOP/s", "HBM GB", "HBM TB/s", "link GB/s", "watts"):

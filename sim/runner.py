@@ -19,12 +19,12 @@ from sim.agents.spec import generate_programs
 from sim.agents.traces import read_agent_trace
 from sim.cost.iteration import IterationCost
 from sim.errors import FleetsimError
+from sim.model.precision import describe_precision
 from sim.hardware.catalog import load_fabric, load_gpu, load_node
 from sim.hardware.cluster import Cluster
 from sim.metrics.export import write_outputs
 from sim.metrics.records import request_table
 from sim.metrics.summary import job_summary, summarize
-from sim.model.catalog import load_model
 from sim.moe.balance import Balancer, Profile, parse_policy
 from sim.moe.routing import parse as parse_routing
 from sim.parallel.feasibility import EngineLimits, fit_pool
@@ -94,7 +94,7 @@ def build(scenario: Scenario, programs: Sequence[AgentProgram] | None = None) ->
     """Assemble a scenario's simulation. `programs`: agent jobs to run instead of the scenario's own (the scenario's
     [agents] section still sets the loop, KV policy and unit size; the plan must hold these jobs' longest call)."""
     programs_override = programs
-    model = load_model(scenario.model)
+    model = scenario.load_model()
     eng = scenario.engine
     node, fabric = load_node(scenario.node), load_fabric(scenario.fabric)
     if model.moe is None and (scenario.moe_routing != "uniform" or scenario.moe_policy != "ep"):
@@ -343,7 +343,7 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
             "max_model_len": sim.max_model_len, "replicas": len(reps),
             "engines": sum(len(rep.lanes) for rep in reps), "model": sim.model_name,
             "gpu": sim.gpu_name, "num_gpus": sum(p.plan.num_gpus for p in sim.pools),
-            "engine": scenario.engine.preset,
+            "engine": scenario.engine.preset, "precision": describe_precision(scenario.load_model()),
             # Which source costs each kind of kernel (per pool: the pools may be different GPUs).
             "kernel_sources": {p.name or "replicas": p.cost.kernel_sources() for p in sim.pools}}
     summary["sim_wall_s"] = wall_s

@@ -13,6 +13,9 @@ from typing import Any
 from sim.agents.spec import AgentSpec
 from sim.core.toml_card import read_toml
 from sim.errors import FleetsimError
+from sim.model.arch import ModelArch
+from sim.model.catalog import load_model
+from sim.model.precision import check_kv_dtype, check_weight_dtype, with_precision
 from sim.parallel.plan import Plan
 from sim.serving.engine_config import EngineConfig
 from sim.workload.spec import WorkloadSpec
@@ -84,6 +87,10 @@ class DisaggSpec:
 @dataclass(frozen=True, slots=True)
 class Scenario:
     model: str = "llama-3.1-8b"
+    # Storage formats overriding the model card's (sim/model/precision.py): every weight (bf16, fp16, fp8 = W8A8,
+    # int8, int4 = W4A16, mxfp4) and the KV cache (bf16, fp16, fp8); None keeps the card's.
+    weight_dtype: str | None = None
+    kv_dtype: str | None = None
     gpu: str = "h100-sxm"
     num_gpus: int | None = None  # default: replicas x tp x pp, or 8 when neither is given
     replicas: int | None = None  # default: num_gpus / (tp x pp)
@@ -121,6 +128,14 @@ class Scenario:
                 raise FleetsimError(f"{name}: expected a positive integer, got {value!r}")
         if not isinstance(self.seed, int):
             raise FleetsimError(f"seed: expected an integer, got {self.seed!r}")
+        if self.weight_dtype is not None:
+            check_weight_dtype(self.weight_dtype)
+        if self.kv_dtype is not None:
+            check_kv_dtype(self.kv_dtype)
+
+    def load_model(self) -> ModelArch:
+        """The scenario's model card in the scenario's storage formats."""
+        return with_precision(load_model(self.model), self.weight_dtype, self.kv_dtype)
 
     def resolved_gpus(self) -> tuple[int, int]:
         """(num_gpus, replicas) after filling in whichever was left out."""

@@ -149,7 +149,7 @@ def test_measured_gemms_cost_the_gpus_that_have_them():
     # The measured H100 BF16 GEMM of 4,096 tokens through an 8,192 x 8,192 weight: 0.698 ms (80% of peak).
     h100 = IterationCost(model, Cluster(load_gpu("h100"), load_node("hgx-8gpu"), load_fabric("ib-ndr-400"), 8),
                          Plan(tp=8))
-    assert h100._gemm(4096, 8192, 8192, 2.0) == pytest.approx(0.698e-3, rel=0.01)
+    assert h100._gemm(4096, 8192, 8192, "bf16") == pytest.approx(0.698e-3, rel=0.01)
 
 
 def test_allreduce_curves_predict_sizes_held_apart(shared_data, capsys):

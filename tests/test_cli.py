@@ -33,7 +33,7 @@ def test_run_table_and_outputs(tmp_path):
     res = invoke("run", "--model", "llama-3.1-70b", "--gpu", "h100", "--tp", "4", "--num-gpus", "8",
                  "--slo-ttft", "1", "--slo-tpot", "0.05", "--out", str(out), *SMALL)
     assert res.exit_code == 0, res.output
-    assert "TTFT" in res.stdout and "goodput" in res.stdout and "llama-3.1-70b on 8x h100-sxm, vllm-v1: 2 replica(s) of TP4" in res.stdout
+    assert "TTFT" in res.stdout and "goodput" in res.stdout and "llama-3.1-70b (bf16 weights, bf16 KV) on 8x h100-sxm, vllm-v1: 2 replica(s) of TP4" in res.stdout
     assert sorted(p.name for p in out.iterdir()) == ["kv_timeline.parquet", "requests.parquet", "summary.json"]
     df = pl.read_parquet(out / "requests.parquet")
     assert df.height == 60 and {"ttft_s", "tpot_s", "itl_p50_s", "itl_max_s", "e2e_s"} <= set(df.columns)
@@ -132,5 +132,5 @@ def test_console_entry_point_runs_the_default_scenario():
     assert proc.returncode == 0 and "run" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "sim.cli"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "llama-3.1-8b on 8x h100-sxm, vllm-v1: 8 replica(s) of TP1" in proc.stdout
+    assert "llama-3.1-8b (bf16 weights, bf16 KV) on 8x h100-sxm, vllm-v1: 8 replica(s) of TP1" in proc.stdout
     assert "2,867 / 0" in proc.stdout  # the first 10 minutes of the Azure conversation trace

@@ -42,6 +42,7 @@ from sim.hardware.cluster import Cluster
 from sim.hardware.collective import allreduce_model, alltoall_model, sendrecv_model
 from sim.model.arch import ModelArch
 from sim.model.dtypes import dtype_bytes
+from sim.model.precision import compute_dtype
 from sim.parallel.plan import Plan
 
 ACT_BYTES = 2.0
@@ -93,11 +94,18 @@ class IterationCost:
             self._attn_kv_heads = max(1, model.num_kv_heads // plan.tp)
             self._attn_head_dim = model.head_dim
         calib_link = load_gpu(_CALIBRATED_GPU[gpu.calibration]).scale_up_gbps
-        self.peak = gpu.peak_flops(model.weight_dtype)
         self.peak_bf16 = gpu.peak_flops("bf16")
         self.bw = gpu.hbm_bytes_per_s
-        self.wbytes = dtype_bytes(model.weight_dtype)
-        self.ebytes = dtype_bytes(model.expert_weight_dtype or model.weight_dtype)
+        # Weights' formats: each GEMM reads its weights' bytes and multiplies at its compute format's peak.
+        self.wdtype = model.weight_dtype
+        self.edtype = model.expert_weight_dtype or model.weight_dtype
+        self.head_dtype = "bf16"  # quantized checkpoints keep the LM head (and the MoE router) in 16 bits
+        self.wbytes = dtype_bytes(self.wdtype)
+        self.ebytes = dtype_bytes(self.edtype)
+        self._formats = {d: (dtype_bytes(d), gpu.peak_flops(compute_dtype(d)),
+                             self.gemm_tables.get({"bf16": "bf16", "fp16": "bf16", "fp8": "fp8"}.get(d, "")))
+                         for d in {self.wdtype, self.edtype, self.head_dtype}}
+        self._bf16_table = self.gemm_tables.get("bf16")
         self.kvbytes = dtype_bytes(model.kv_dtype)
         tp = plan.tp
         self.tp = tp
@@ -145,25 +153,32 @@ class IterationCost:
         return allreduce_model(cluster, self.calib, calib_link, n, nodes)
 
     # ---- kernels -------------------------------------------------------------------------------------------------
-    def _gemm(self, m: float, k: float, n: float, wbytes: float) -> float:
-        """One linear layer: m tokens times a k x n weight shard; measured where the GPU has a table for the weights'
-        precision, else the roofline."""
+    def _gemm(self, m: float, k: float, n: float, dtype: str) -> float:
+        """One linear layer: m tokens times a k x n weight shard stored in `dtype`; measured where the GPU has a
+        table for that format (BF16, FP8), else the roofline."""
         if m <= 0:
             return 0.0
-        table = self.gemm_tables.get("bf16" if wbytes == 2.0 else "fp8" if wbytes == 1.0 else "")
+        wbytes, _, table = self._formats[dtype]
         if table is not None and table.covers(n, k):
             return table.time(m, k, n)
-        return self._roofline_gemm(m, k, n, wbytes)
+        bf16 = self._bf16_table
+        if bf16 is not None and wbytes < 2.0 and compute_dtype(dtype) == "bf16" and bf16.covers(n, k):
+            # Weight-only formats (INT8/INT4/MXFP4 weights, BF16 math) were not measured: the measured BF16 kernel
+            # less the weight bytes they do not read, taken as its one-token time (almost all weight read).
+            t = bf16.time(m, k, n)
+            r = wbytes / 2.0
+            return max(t - (1.0 - r) * bf16.time(1.0, k, n), r * t)
+        return self._roofline_gemm(m, k, n, dtype)
 
-    def _roofline_gemm(self, m: float, k: float, n: float, wbytes: float, weight_copies: float = 1.0) -> float:
+    def _roofline_gemm(self, m: float, k: float, n: float, dtype: str, weight_copies: float = 1.0) -> float:
         """The roofline with the calibration family's efficiency curve (weight_copies distinct weights read)."""
         if m <= 0:
             return 0.0
         g = self.calib.gemm
+        wbytes, peak, _ = self._formats[dtype]
         flops = 2.0 * m * k * n
         nbytes = wbytes * k * n * weight_copies + ACT_BYTES * (m * k + m * n)
         eff = g["compute_eff_max"] * m / (m + g["half_eff_tokens"])
-        peak = self.peak if wbytes <= 1.0 else self.peak_bf16
         return max(flops / (peak * eff), nbytes / (self.bw * g["mem_eff"])) + g["overhead_s"]
 
     def _elementwise(self, nbytes: float) -> float:
@@ -221,16 +236,16 @@ class IterationCost:
         t = float(tokens)
         if m.mla:
             ml = m.mla
-            proj = (self._gemm(t, h, ml.q_lora_rank, self.wbytes) if ml.q_lora_rank else 0.0)
-            proj += self._gemm(t, ml.q_lora_rank or h, m.q_dim / tp, self.wbytes)
-            proj += self._gemm(t, h, ml.kv_lora_rank + ml.qk_rope_head_dim, self.wbytes)
+            proj = (self._gemm(t, h, ml.q_lora_rank, self.wdtype) if ml.q_lora_rank else 0.0)
+            proj += self._gemm(t, ml.q_lora_rank or h, m.q_dim / tp, self.wdtype)
+            proj += self._gemm(t, h, ml.kv_lora_rank + ml.qk_rope_head_dim, self.wdtype)
             # Up-projection of the new tokens' latents (prefill) or its absorbed twin on the queries and outputs
             # (decode): the same weight, the same FLOPs.
             proj += self._gemm(t, ml.kv_lora_rank, m.num_heads * (ml.qk_nope_head_dim + ml.v_head_dim) / tp,
-                               self.wbytes)
+                               self.wdtype)
         else:
-            proj = self._gemm(t, h, (m.q_dim + 2 * m.num_kv_heads * m.head_dim) / tp, self.wbytes)
-        proj += self._gemm(t, m.attn_out_dim / tp, h, self.wbytes)
+            proj = self._gemm(t, h, (m.q_dim + 2 * m.num_kv_heads * m.head_dim) / tp, self.wdtype)
+        proj += self._gemm(t, m.attn_out_dim / tp, h, self.wdtype)
         ew = self._elementwise(t * ACT_BYTES * (4 * h + 2 * (m.q_dim / tp) + 6 * h))
         # Steps the engine runs as CUDA graphs pay the graph's collective latency, the others the eager one.
         eager = self._eager(tokens, prefill)
@@ -241,11 +256,11 @@ class IterationCost:
             dense = self._dense_mlp(t, tp) + (self.ffn_comm.time(t * h * ACT_BYTES, eager) if self.ffn_comm else 0.0)
             total += m.num_dense_layers * dense
         if m.moe:
-            moe_rank = self._gemm(t, h, m.moe.num_experts, 2.0)  # the router
+            moe_rank = self._gemm(t, h, m.moe.num_experts, self.head_dtype)  # the router (kept in 16 bits)
             if self.ffn_tp == tp:
                 moe_rank += self._shared_experts(t, tp)
             total += m.num_moe_layers * moe_rank
-        total += self._gemm(float(logits), h, m.vocab_size / tp, self.wbytes) if logits else 0.0
+        total += self._gemm(float(logits), h, m.vocab_size / tp, self.head_dtype) if logits else 0.0
         if self.pp > 1:
             total += (self.pp - 1) * self.p2p.time(t * h * ACT_BYTES)
         self._rank_cache[key] = total
@@ -253,8 +268,8 @@ class IterationCost:
 
     def _dense_mlp(self, t: float, split: int) -> float:
         m, h = self.model, self.model.hidden_size
-        return (self._gemm(t, h, 2 * m.intermediate_size / split, self.wbytes)
-                + self._gemm(t, m.intermediate_size / split, h, self.wbytes)
+        return (self._gemm(t, h, 2 * m.intermediate_size / split, self.wdtype)
+                + self._gemm(t, m.intermediate_size / split, h, self.wdtype)
                 + self._elementwise(t * ACT_BYTES * 3 * m.intermediate_size / split))
 
     def _shared_experts(self, t: float, split: int) -> float:
@@ -262,7 +277,7 @@ class IterationCost:
         if not moe.shared_experts:
             return 0.0
         fs = moe.expert_intermediate_size * moe.shared_experts
-        return self._gemm(t, h, 2 * fs / split, self.wbytes) + self._gemm(t, fs / split, h, self.wbytes)
+        return self._gemm(t, h, 2 * fs / split, self.wdtype) + self._gemm(t, fs / split, h, self.wdtype)
 
     # ---- union side (all ranks of a micro-batch) -----------------------------------------------------------------
     def _union(self, tokens: int, busiest_rank_tokens: int, prefill: bool = False) -> tuple[float, float]:
@@ -338,8 +353,8 @@ class IterationCost:
         width = self.model.moe.expert_intermediate_size if width is None else width
         overhead = self.calib.gemm["overhead_s"]
         per_expert = copies / active
-        up = self._roofline_gemm(per_expert, h, 2 * width, self.ebytes) - overhead
-        down = self._roofline_gemm(per_expert, width, h, self.ebytes) - overhead
+        up = self._roofline_gemm(per_expert, h, 2 * width, self.edtype) - overhead
+        down = self._roofline_gemm(per_expert, width, h, self.edtype) - overhead
         # The grouped GEMM runs `active` expert problems in one kernel: sum their times, one launch overhead.
         return (active * (up + down) + 2 * overhead
                 + self._elementwise(active * per_expert * ACT_BYTES * 3 * width))
@@ -373,7 +388,7 @@ class IterationCost:
                 # The cached context's latents are up-projected to keys and values again for each chunk.
                 ml = m.mla
                 context_up += self._gemm(float(ctx), ml.kv_lora_rank,
-                                         m.num_heads * (ml.qk_nope_head_dim + ml.v_head_dim) / self.tp, self.wbytes)
+                                         m.num_heads * (ml.qk_nope_head_dim + ml.v_head_dim) / self.tp, self.wdtype)
         return (total + context_up) * m.num_layers
 
     def _table_prefill(self, pairs: float) -> float:
@@ -436,13 +451,17 @@ class IterationCost:
         if self.gemm_tables:
             table = next(iter(self.gemm_tables.values()))
             gemm = f"measured {'/'.join(self.gemm_tables)} table ({table.source}), else {family}"
+            d = self.wdtype
+            if self._formats[d][0] < 2.0 and compute_dtype(d) == "bf16" and self._bf16_table is not None:
+                gemm += f"; {d} weights: the bf16 table less the weight bytes not read"
         ar = self.allreduce or self.ffn_comm
         comm = (f"measured vLLM custom all-reduce and NCCL ({ar.source})" if hasattr(ar, "source")
                 else f"NCCL fit, {self.calib.key} family" if ar is not None else "none")
         prefill = f"measured FlashAttention table ({self.attn_table.source})" if self.attn_table else family
         decode = f"measured decode-kernel table ({self.decode_table.source})" if self.decode_table else family
         attention = family if prefill == decode == family else f"prefill: {prefill}; decode: {decode}"
-        return {"gemm": gemm, "attention": attention, "moe_experts": family, "elementwise": family,
+        return {"gemm": gemm, "attention": attention, "moe_experts": family if self.model.moe else "none",
+                "elementwise": family,
                 "allreduce": comm}
 
     def plan_time(self, plan: StepPlan) -> float:

@@ -28,8 +28,9 @@ class GPUSpec:
     kernel_tables: str = ""
 
     def peak_flops(self, dtype: str) -> float:
-        """Dense tensor-core FLOP/s for GEMMs whose weights are stored in `dtype`."""
-        return (self.fp8_tflops if dtype in ("fp8", "mxfp4", "int4") else self.bf16_tflops) * 1e12
+        """Dense tensor-core FLOP/s of GEMMs that multiply in `dtype`: fp8 (W8A8), else bf16 (16-bit weights, and
+        weight-only formats, which dequantize to BF16 in the kernel)."""
+        return (self.fp8_tflops if dtype == "fp8" else self.bf16_tflops) * 1e12
 
     @property
     def hbm_bytes(self) -> float:

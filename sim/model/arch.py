@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from sim.model.dtypes import dtype_bytes
 
+EMBEDDING_BYTES = 2.0  # embeddings and LM head: 16-bit in every checkpoint, quantized or not
+
 
 @dataclass(frozen=True, slots=True)
 class MoESpec:
@@ -121,12 +123,15 @@ class ModelArch:
 
     @property
     def weight_bytes(self) -> float:
+        """Bytes of all weights. Quantized checkpoints quantize the linear layers only: the embeddings and the LM
+        head stay in 16 bits (as every FP8, GPTQ/AWQ and MXFP4 checkpoint we know leaves them)."""
         wb = dtype_bytes(self.weight_dtype, "weight_dtype")
-        if self.expert_weight_dtype and self.moe:
-            eb = dtype_bytes(self.expert_weight_dtype, "expert_weight_dtype")
-            routed = self.routed_expert_params_total
-            return (self.params_total - routed) * wb + routed * eb
-        return self.params_total * wb
+        embed = self.embedding_params
+        routed = self.routed_expert_params_total if (self.expert_weight_dtype and self.moe) else 0
+        total = embed * EMBEDDING_BYTES + (self.params_total - embed - routed) * wb
+        if routed:
+            total += routed * dtype_bytes(self.expert_weight_dtype, "expert_weight_dtype")
+        return total
 
     # ---- KV cache --------------------------------------------------------------------------------------------
     @property

@@ -11,6 +11,7 @@ from sim.core.paths import data_dir
 from sim.core.toml_card import cards_in, read_toml, resolve_name
 from sim.errors import FleetsimError
 from sim.model.arch import MLASpec, ModelArch, MoESpec
+from sim.model.precision import check_kv_dtype, check_weight_dtype, from_quantization_config
 
 _TOP_FIELDS = {
     "num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "intermediate_size", "vocab_size",
@@ -42,7 +43,28 @@ def load_model(name_or_path: str) -> ModelArch:
     return from_card(_catalog()[canonical], canonical)
 
 
+# A card naming a `base` card inherits its architecture and replaces only what it sets: the catalog's quantized
+# checkpoints are their BF16 model with other storage formats, a name and a source.
+_OWN = ("name", "display_name", "aliases", "source", "base")
+
+
+def _with_base(card: dict[str, Any], origin: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    base_name = card.get("base")
+    if base_name is None:
+        return card
+    if not isinstance(base_name, str):
+        raise FleetsimError(f"{origin}: base: expected a model card name, got {base_name!r}")
+    canonical = resolve_name(base_name, _catalog(), "model")
+    if canonical in seen:
+        raise FleetsimError(f"{origin}: base cards form a loop through {canonical}")
+    base = _with_base(_catalog()[canonical], canonical, (*seen, canonical))
+    merged = {k: v for k, v in base.items() if k not in _OWN}
+    merged.update({k: v for k, v in card.items() if k != "base"})
+    return merged
+
+
 def from_card(card: dict[str, Any], origin: str) -> ModelArch:
+    card = _with_base(card, origin)
     missing = sorted(_TOP_FIELDS - card.keys())
     if missing:
         raise FleetsimError(f"{origin}: model card lacks required field(s) {', '.join(missing)}")
@@ -59,16 +81,17 @@ def from_card(card: dict[str, Any], origin: str) -> ModelArch:
         value = getattr(arch, name)
         if not isinstance(value, int) or value <= 0:
             raise FleetsimError(f"{origin}: field '{name}' must be a positive integer, got {value!r}")
-    arch.weight_bytes  # validates the dtype names early
-    arch.kv_bytes_per_token
+    check_weight_dtype(arch.weight_dtype, f"{origin}: weight_dtype")
+    if arch.expert_weight_dtype is not None:
+        check_weight_dtype(arch.expert_weight_dtype, f"{origin}: expert_weight_dtype")
+    check_kv_dtype(arch.kv_dtype, f"{origin}: kv_dtype")
     return arch
 
 
 def _hf_dtype(cfg: dict[str, Any]) -> str:
-    qc = cfg.get("quantization_config") or {}
-    if qc.get("quant_method") == "fp8":
-        return "fp8"
-    return {"float16": "fp16", "bfloat16": "bf16", "float32": "bf16"}.get(str(cfg.get("torch_dtype")), "bf16")
+    """The checkpoint's unquantized format (float32 checkpoints are served in BF16)."""
+    dtype = cfg.get("torch_dtype") or cfg.get("dtype")
+    return {"float16": "fp16", "bfloat16": "bf16", "float32": "bf16"}.get(str(dtype), "bf16")
 
 
 def from_hf_config(path: Path) -> ModelArch:
@@ -113,6 +136,6 @@ def from_hf_config(path: Path) -> ModelArch:
     if cfg.get("sliding_window") and layer_types:
         card["sliding_window"] = cfg["sliding_window"]
         card["sliding_window_layers"] = sum(1 for t in layer_types if t == "sliding_attention")
-    if (cfg.get("quantization_config") or {}).get("quant_method") == "mxfp4":
-        card["expert_weight_dtype"] = "mxfp4"
+    if "quantization_config" in cfg:
+        card.update(from_quantization_config(cfg["quantization_config"], str(path)))
     return from_card(card, str(path))

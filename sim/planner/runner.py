@@ -26,7 +26,6 @@ from sim.errors import FleetsimError
 from sim.hardware.catalog import load_fabric, load_gpu, load_node
 from sim.hardware.cluster import Cluster
 from sim.metrics.export import write_outputs
-from sim.model.catalog import load_model
 from sim.runner import load_workload, run
 from sim.parallel.plan import Plan
 from sim.scenario import DisaggSpec, Scenario
@@ -181,7 +180,7 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
     space = space or SearchSpace()
     if capacity and base.agents is not None and base.slo.jct_s is None:
         raise FleetsimError("capacity for agent jobs needs a JCT target: set slo.jct_s (--slo-jct)")
-    model, gpu, node = load_model(base.model), load_gpu(base.gpu), load_node(base.node)
+    model, gpu, node = base.load_model(), load_gpu(base.gpu), load_node(base.node)
     if base.disagg is not None:
         num_gpus = base.num_gpus or base.disagg.num_gpus
     else:
