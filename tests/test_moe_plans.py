@@ -52,7 +52,10 @@ def test_attention_work_is_the_busiest_ranks():
     rank_side = dp8.plan_time(lone) - dp8.moe_time(lone) - dp8.step_overhead_s
     # One sequence on each rank: the busiest rank holds one, as when only one rank works; only the MoE part grows.
     assert dp8.plan_time(spread) - dp8.moe_time(spread) - dp8.step_overhead_s == pytest.approx(rank_side, rel=1e-12)
-    assert dp8.moe_time(spread) > dp8.moe_time(lone)
+    # The MoE part never shrinks with more tokens; at a token per rank it is the measured kernel's launch floor for
+    # both, at 64 per rank it grows.
+    assert dp8.moe_time(spread) >= dp8.moe_time(lone)
+    assert dp8.moe_time(step([64] * 8)) > dp8.moe_time(step([64] + [0] * 7))
     # A second sequence on one rank makes that rank the busiest: the step waits for it.
     busier = step([2] + [1] * 7)
     assert dp8.plan_time(busier) - dp8.moe_time(busier) > dp8.plan_time(spread) - dp8.moe_time(spread)
@@ -71,9 +74,11 @@ def test_plan_validation():
 
 
 def test_search_tries_expert_parallel_layouts_for_moe_models():
-    """DeepSeek-V3 on 8 x H200: at light load TP8 decodes faster (DP attention replicates the attention weights on
-    every rank, and a prefill on any rank stalls every rank's step); at heavy load DP8/EP8 serves the queue sooner
-    (TP8 keeps MLA's single KV latent on all 8 GPUs: an eighth of the KV capacity)."""
+    """DeepSeek-V3 on 8 x H200: the search tries TP, TP+EP and DP-attention+EP layouts; at light load TP8 decodes
+    faster than DP8/EP8 (DP attention replicates the attention weights on every rank, a prefill on any rank stalls
+    every rank's step, and vLLM 0.24's EP fused-MoE kernel for block FP8, FlashInfer's CUTLASS, is measured slower
+    than the TP one, Triton: 1.67 against 0.69 ms per layer at 2,048 tokens on H200). DP8/EP8's advantage, an
+    eighth of the KV copies of MLA's latent, is tested in test_dp_attention_stops_replicating_mla_kv."""
     def searched(rate):
         r = search(model="deepseek-v3", gpu="h200", num_gpus=8, workers=2,
                    space=SearchSpace(tp=(1, 2, 8), attn_dp=(1, 4, 8), max_num_seqs=(256,),
@@ -84,9 +89,8 @@ def test_search_tries_expert_parallel_layouts_for_moe_models():
         assert {"1x(TP8)", "1x(TP8,EP8)", "1x(TP1,DP8,EP8)", "1x(TP2,DP4,EP8)"} <= set(ok["plan"])
         return {p: (tpot, ttft) for p, tpot, ttft in zip(ok["plan"], ok["tpot_p90_s"], ok["ttft_p90_s"])}
 
-    light, heavy = searched(8.0), searched(40.0)
+    light = searched(8.0)
     assert light["1x(TP8)"][0] < light["1x(TP1,DP8,EP8)"][0]
-    assert heavy["1x(TP1,DP8,EP8)"][1] < heavy["1x(TP8)"][1]
     dense = search(model="llama-3.1-8b", gpu="h100", num_gpus=2, workers=1,
                    space=SearchSpace(max_num_seqs=(256,), max_num_batched_tokens=(2048,)),
                    **{"workload.num_requests": 40, "workload.duration_s": None})

@@ -33,6 +33,7 @@ import numpy as np
 
 from sim.cost.kernels.attention import load_attention_table
 from sim.cost.kernels.decode_attention import Piecewise, load_decode_attention_table
+from sim.cost.kernels.moe import load_moe_table
 from sim.cost.kernels.comm import load_allreduce
 from sim.cost.kernels.gemm import load_gemm_tables
 from sim.cost.step_plan import RankBatch, StepPlan
@@ -84,6 +85,9 @@ class IterationCost:
         self.gemm_tables = load_gemm_tables(gpu.kernel_tables) if gpu.kernel_tables else {}
         # Prefill attention measured per head shape (MLA prefills as multi-head attention over 192-dim keys).
         self.attn_table = load_attention_table(gpu.kernel_tables) if gpu.kernel_tables else None
+        # Fused MoE measured per model shape, precision and split (None: no table for this GPU).
+        self.moe_table = load_moe_table(gpu.kernel_tables) if gpu.kernel_tables and model.moe else None
+        self._moe_curves: dict[float, tuple | None] = {}
         # Decode attention measured per head shape and KV precision (MLA's latent decode kernel was not measured).
         self.decode_table = (load_decode_attention_table(gpu.kernel_tables)
                              if gpu.kernel_tables and not model.mla else None)
@@ -351,6 +355,16 @@ class IterationCost:
             return 0.0
         h = self.model.hidden_size
         width = self.model.moe.expert_intermediate_size if width is None else width
+        measured = self._moe_curve(width)
+        if measured is not None:
+            # The measured layer under even routing has all the GPU's experts busy, each with load copies / active:
+            # take its time per expert at that load, times the experts this GPU actually runs (fewer experts hit,
+            # fewer weights read), and never less than the measured one-token layer (sim/cost/kernels/moe.py).
+            moe, curve = self.model.moe, measured[0]
+            local = moe.num_experts / self.ep
+            busy = min(active, local)
+            n_even = max(copies / busy, 1.0) * moe.num_experts / moe.top_k
+            return max(busy / local * curve.time(n_even), curve.time(1.0))
         overhead = self.calib.gemm["overhead_s"]
         per_expert = copies / active
         up = self._roofline_gemm(per_expert, h, 2 * width, self.edtype) - overhead
@@ -358,6 +372,17 @@ class IterationCost:
         # The grouped GEMM runs `active` expert problems in one kernel: sum their times, one launch overhead.
         return (active * (up + down) + 2 * overhead
                 + self._elementwise(active * per_expert * ACT_BYTES * 3 * width))
+
+    def _moe_curve(self, width: float) -> tuple | None:
+        """The measured fused-MoE curve (and its kernel) for experts cut to `width` on this plan, if measured."""
+        if width not in self._moe_curves:
+            moe, found = self.model.moe, None
+            split = moe.expert_intermediate_size / width
+            if self.moe_table is not None and split == int(split):
+                found = self.moe_table.curve(self.edtype, self.model.hidden_size, moe.expert_intermediate_size,
+                                             moe.top_k, moe.num_experts, int(split), self.ep)
+            self._moe_curves[width] = found
+        return self._moe_curves[width]
 
     # ---- attention -----------------------------------------------------------------------------------------------
     def _prefill_attention(self, chunks: Sequence[tuple[int, int]]) -> float:
@@ -460,7 +485,13 @@ class IterationCost:
         prefill = f"measured FlashAttention table ({self.attn_table.source})" if self.attn_table else family
         decode = f"measured decode-kernel table ({self.decode_table.source})" if self.decode_table else family
         attention = family if prefill == decode == family else f"prefill: {prefill}; decode: {decode}"
-        return {"gemm": gemm, "attention": attention, "moe_experts": family if self.model.moe else "none",
+        experts = "none"
+        if self.model.moe:
+            width = self.model.moe.expert_intermediate_size / (1 if self.ep > 1 else self.ffn_tp)
+            found = self._moe_curve(width)
+            experts = (f"measured fused-MoE table ({self.moe_table.source}, {found[1]} kernel)" if found
+                       else family)
+        return {"gemm": gemm, "attention": attention, "moe_experts": experts,
                 "elementwise": family,
                 "allreduce": comm}
 

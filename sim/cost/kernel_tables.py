@@ -182,7 +182,7 @@ def allreduce_curves(df: pl.DataFrame) -> dict[str, np.ndarray]:
 
 def validate_allreduce(df: pl.DataFrame, gpu: str) -> HeldOut:
     """Every other message size held apart, predicted from its neighbours (log-log), over all kinds and GPU counts."""
-    from sim.cost.kernels.comm import Curve
+    from sim.cost.kernels.curve import Curve
 
     errors = []
     for kind in ("graph", "eager", "nccl"):
@@ -327,6 +327,64 @@ def validate_generation_attention(df: pl.DataFrame, gpu: str) -> HeldOut:
     return HeldOut(gpu, "decode attention", len(err), float(np.median(err)), float(np.percentile(err, 90)))
 
 
+# ---- fused MoE (vLLM's fused_experts and its quantized variants), per model shape ---------------------------------
+def read_moe(data_root: Path, gpu: str, version: str) -> pl.DataFrame:
+    """Measured fused-MoE layers under balanced routing: kind (MOE_KINDS code), hidden, inter, topk, experts, tp, ep,
+    n (tokens entering the layer on the GPU) and seconds (the fastest kernel measured for the point)."""
+    from sim.cost.kernels.moe import MOE_KINDS
+
+    path = data_root / "aiconfigurator_kernels" / gpu / "moe" / "vllm" / version / "moe_perf.parquet"
+    df = pl.read_parquet(path).filter((pl.col("distribution") == "balanced")
+                                      & pl.col("moe_dtype").is_in(list(MOE_KINDS)))
+    df = df.with_columns(pl.col("moe_dtype").replace_strict({k: i for i, k in enumerate(MOE_KINDS)},
+                                                            return_dtype=pl.Int64).alias("kind"))
+    return df.group_by("kind", pl.col("hidden_size").alias("hidden"), pl.col("inter_size").alias("inter"), "topk",
+                       pl.col("num_experts").alias("experts"), pl.col("moe_tp_size").alias("tp"),
+                       pl.col("moe_ep_size").alias("ep"), pl.col("num_tokens").alias("n")).agg(
+        (pl.col("latency").min() * 1e-3).alias("seconds")).sort("kind", "hidden", "inter", "topk", "experts", "tp",
+                                                                "ep", "n")
+
+
+_MOE_KEY = ("kind", "hidden", "inter", "topk", "experts", "tp", "ep")
+
+
+def _moe_curve(n: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    """Log-seconds made non-decreasing in the token count, isolated glitches dropped first."""
+    log_s = np.log(seconds)[:, None, None]
+    return _monotone(_drop_spikes(log_s, (0,)), (0,))[:, 0, 0]
+
+
+def moe_curves(df: pl.DataFrame) -> dict[str, np.ndarray]:
+    """One curve per measured configuration: keys [K, 7], offsets [K + 1] into the token counts and log-seconds."""
+    keys, offsets, ns, logs = [], [0], [], []
+    for key, g in df.group_by(*_MOE_KEY, maintain_order=True):
+        if g.height < 2:
+            continue
+        keys.append(key)
+        ns.append(g["n"].to_numpy().astype(float))
+        logs.append(_moe_curve(ns[-1], g["seconds"].to_numpy()))
+        offsets.append(offsets[-1] + g.height)
+    return {"moe_keys": np.array(keys, float), "moe_offsets": np.array(offsets, np.int64),
+            "moe_n": np.concatenate(ns), "moe_log_s": np.concatenate(logs)}
+
+
+def validate_moe(df: pl.DataFrame, gpu: str) -> HeldOut:
+    """Every other interior token count of each configuration held apart, predicted from the rest of its curve."""
+    from sim.cost.kernels.curve import Curve
+
+    errors = []
+    for _, g in df.group_by(*_MOE_KEY):
+        if g.height < 4:
+            continue
+        n, seconds = g["n"].to_numpy().astype(float), g["seconds"].to_numpy()
+        idx = np.arange(len(n))
+        held = (idx % 2 == 1) & (idx < len(n) - 1)
+        curve = Curve(n[~held], _moe_curve(n[~held], seconds[~held]))
+        errors += [abs(curve.time(x) / s - 1) for x, s in zip(n[held], seconds[held])]
+    err = np.array(errors)
+    return HeldOut(gpu, "fused MoE", len(err), float(np.median(err)), float(np.percentile(err, 90)))
+
+
 def build(data_root: Path, gpu: str, version: str) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     axes = None
@@ -346,6 +404,7 @@ def build(data_root: Path, gpu: str, version: str) -> dict[str, np.ndarray]:
     gen = generation_grids(read_generation_attention(data_root, gpu, version))
     gen["gen_log_s"] = gen["gen_log_s"].astype(np.float16)
     arrays.update(gen)
+    arrays.update(moe_curves(read_moe(data_root, gpu, version)))
     arrays["source"] = np.array(f"aiconfigurator {gpu}, vLLM {version}")
     return arrays
 
