@@ -53,7 +53,7 @@ def test_scenario_file_with_flag_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--model", "llama-9"], "unknown model 'llama-9'; valid names: deepseek-v3"),
+    (["--model", "llama-9"], "unknown model 'llama-9'; valid names: bloom-176b, deepseek-v3"),
     (["--gpu", "h900"], "unknown GPU 'h900'; valid names: a10, a100-80gb-sxm"),
     (["--model", "llama-3.1-405b", "--gpu", "a100", "--num-gpus", "2", "--tp", "2"], "short by 306.0 GiB"),
     (["--rate", "-1"], "workload.rate: expected a positive"),

@@ -1,0 +1,100 @@
+"""The validation report: every figure an error on measurements held apart from what it was built or fitted on.
+
+    python benchmarks/validate.py [--data ../shared/data] [--update-docs]
+
+Prints one markdown table (operator, dataset, split, points, median and p90 relative error); --update-docs writes
+it into docs/validation.md between its markers. Operators: each measured kernel table rebuilt without the held-apart
+points and scored on them (sim/cost/kernel_tables.py). End to end: Splitwise's prompt and per-token times, three
+engine constants fitted on the TP4 rows, scored on the rest (sim/report/end_to_end.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sim.cost import kernel_tables as kt  # noqa: E402
+from sim.report.end_to_end import CALIBRATION_TP, validate_splitwise  # noqa: E402
+
+BEGIN, END = "<!-- validate.py:begin -->", "<!-- validate.py:end -->"
+GPU_NAMES = {"h100_sxm": "H100 SXM", "h200_sxm": "H200 SXM", "b200_sxm": "B200"}
+
+
+def operator_rows(data: Path) -> list[tuple[str, str, str, int, float, float]]:
+    root = data / "calibration"
+    rows = []
+    for gpu, version in kt.GPUS.items():
+        source = f"aiconfigurator {GPU_NAMES[gpu]}, vLLM {version}"
+        checks = [(f"GEMM {p.upper()}", "every 3rd n and k, every other m held apart",
+                   lambda p=p: kt.validate_gemm(kt.read_gemm(root, gpu, version, p), gpu, p)) for p in kt.PRECISIONS]
+        checks += [
+            ("all-reduce", "every other message size held apart",
+             lambda: kt.validate_allreduce(kt.read_allreduce(root, gpu, version), gpu)),
+            ("prefill attention", "every other length and batch held apart",
+             lambda: kt.validate_attention(kt.read_context_attention(root, gpu, version), gpu)),
+            ("decode attention", "every other length and batch held apart",
+             lambda: kt.validate_generation_attention(kt.read_generation_attention(root, gpu, version), gpu)),
+            ("fused MoE", "every other token count held apart",
+             lambda: kt.validate_moe(kt.read_moe(root, gpu, version), gpu)),
+        ]
+        for name, split, run in checks:
+            r = run()
+            rows.append((name, source, split, r.points, r.median, r.p90))
+    return rows
+
+
+def end_to_end_rows(data: Path) -> tuple[list[tuple[str, str, str, int, float, float]], str]:
+    result = validate_splitwise(data / "calibration" / "splitwise_perf_model" / "perf_model.csv")
+    rows = []
+    for metric, label in (("prompt", "prompt time"), ("token", "per-token time")):
+        for split in ("validation", "calibration"):
+            n, median, p90 = result.summary(split, metric)
+            where = (f"TP2 and TP8 rows (fit never saw them)" if split == "validation"
+                     else f"TP{CALIBRATION_TP} rows (the fit's own, for reference)")
+            rows.append((f"end to end: {label}", "Splitwise, Llama-2-70B and BLOOM-176B, A100 and H100", where, n,
+                         median, p90))
+    f = result.fit
+    note = (f"Engine constants fitted on the TP{CALIBRATION_TP} rows: {f.step_overhead_s * 1e3:.2f} ms per step, "
+            f"{f.eager_layer_s * 1e6:.0f} us per layer launched, {f.seq_overhead_s * 1e3:.3f} ms per sequence.")
+    return rows, note
+
+
+def table(rows: list[tuple[str, str, str, int, float, float]]) -> str:
+    lines = ["| operator | dataset | split | points | median error | p90 error |", "|---|---|---|---:|---:|---:|"]
+    lines += [f"| {o} | {d} | {s} | {n:,} | {m:.1%} | {p:.1%} |" for o, d, s, n, m, p in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--update-docs", action="store_true", help="write the table into docs/validation.md")
+    args = parser.parse_args(argv)
+    if not (args.data / "calibration").is_dir():
+        print(f"error: {args.data / 'calibration'}: not found; pass --data DIR (the shared data folder)",
+              file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    e2e, note = end_to_end_rows(args.data)
+    report = table(operator_rows(args.data) + e2e) + "\n\n" + note
+    print(report)
+    print(f"\n({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    if args.update_docs:
+        doc = ROOT / "docs" / "validation.md"
+        text = doc.read_text()
+        if BEGIN not in text or END not in text:
+            print(f"error: {doc}: markers {BEGIN} / {END} not found", file=sys.stderr)
+            return 2
+        head, rest = text.split(BEGIN, 1)
+        doc.write_text(head + BEGIN + "\n" + report + "\n" + END + rest.split(END, 1)[1])
+        print(f"wrote {doc}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
