@@ -236,8 +236,25 @@ def attention_grids(df: pl.DataFrame, b_axis: list[int] | None = None,
                 logs = np.log(np.array(s_axis, float))
                 row[~ok] = np.interp(logs[~ok], logs[ok], row[ok]) if ok.any() else 0.0
     grids = _monotone(_drop_spikes(grids, (1, 2)), (1, 2))  # axis 0 lists head shapes, not a dimension
+    dense, grids = _densify_lengths(np.array(s_axis, float), grids)
     return {"attn_configs": np.array(configs, float), "attn_b": np.array(b_axis, float),
-            "attn_s": np.array(s_axis, float), "attn_log_s": grids}
+            "attn_s": dense, "attn_log_s": grids}
+
+
+DENSE_LENGTHS = 48  # lengths added between the measured ones
+
+
+def _densify_lengths(s_axis: np.ndarray, grids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fill the length axis between measured points with a monotone cubic (PCHIP) through them in log-log space.
+    Prefill attention bends from a launch floor (short sequences) to s^2 growth, and the measured lengths are sparse
+    at the bend (1, 16, 32, ...): straight log-log lines across it over-predict, the cubic follows it; being
+    monotone, it never makes a longer sequence cheaper. Runtime interpolation stays log-log linear on the dense axis."""
+    from scipy.interpolate import PchipInterpolator
+
+    logs = np.log(s_axis)
+    dense = np.union1d(logs, np.linspace(logs[0], logs[-1], DENSE_LENGTHS))
+    values = PchipInterpolator(logs, grids, axis=2)(dense)
+    return np.exp(dense), np.maximum.accumulate(values, axis=2)
 
 
 def validate_attention(df: pl.DataFrame, gpu: str) -> HeldOut:
