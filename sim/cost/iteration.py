@@ -141,7 +141,7 @@ class IterationCost:
         self._rank_cache: dict[tuple[int, int], float] = {}
         self._union_cache: dict[tuple[int, int], tuple[float, float]] = {}
         self._decode_cache: dict[int, tuple] = {}
-        self._decode_curves: dict[int, Piecewise] = {}
+        self._decode_curves: dict[tuple[int, bool], Piecewise | None] = {}
         self._rank_decode_cache: dict[int, float] = {}
         self._attn_coeffs()
 
@@ -425,14 +425,25 @@ class IterationCost:
     def _decode_curve(self, n: int) -> Piecewise:
         """One layer's decode attention for n sequences as a function of their summed KV length: the measured grid
         where there is one, else the roofline (KV read or FLOPs, whichever binds) plus a fixed launch per layer."""
-        curve = self._decode_curves.get(n)
-        if curve is None:
+        key = (n, False)
+        if key not in self._decode_curves:
             if self.decode_table is not None:
                 curve = self.decode_table.curve(self.heads, self.kv_heads, self.model.head_dim, self.model.kv_dtype, n)
             else:
                 curve = Piecewise(np.array([0.0, 1.0]), np.array([0.0, self.attn_decode_s_per_token]))
-            self._decode_curves[n] = curve
-        return curve
+            self._decode_curves[key] = curve
+        return self._decode_curves[key]
+
+    def _window_curve(self, n: int) -> Piecewise | None:
+        """A sliding-window layer's measured decode over the whole KV sum, where that window was measured; None:
+        the full-attention curve over at most the window of each sequence."""
+        key = (n, True)
+        if key not in self._decode_curves:
+            m, table, curve = self.model, self.decode_table, None
+            if m.sliding_window_layers and table is not None and table.has_window(m.sliding_window):
+                curve = table.curve(self.heads, self.kv_heads, m.head_dim, m.kv_dtype, n, m.sliding_window)
+            self._decode_curves[key] = curve
+        return self._decode_curves[key]
 
     def _decode_fixed(self) -> float:
         """The part of every decode step's attention that the curve leaves out: the roofline's launches."""
@@ -444,8 +455,12 @@ class IterationCost:
         m, curve = self.model, self._decode_curve(n)
         t = m.full_attention_layers * curve.at(kv_sum) if m.full_attention_layers else 0.0
         if m.sliding_window_layers:
-            cap = n * m.sliding_window
-            t = t + m.sliding_window_layers * curve.at(kv_sum if kv_sum < cap else cap)
+            windowed = self._window_curve(n)
+            if windowed is not None:
+                t = t + m.sliding_window_layers * windowed.at(kv_sum)
+            else:
+                cap = n * m.sliding_window
+                t = t + m.sliding_window_layers * curve.at(kv_sum if kv_sum < cap else cap)
         return t
 
     def _decode_kv_many(self, n: int, kv_sums: np.ndarray) -> np.ndarray:
@@ -453,7 +468,11 @@ class IterationCost:
         m, curve = self.model, self._decode_curve(n)
         t = m.full_attention_layers * curve.at_many(kv_sums) if m.full_attention_layers else np.zeros(len(kv_sums))
         if m.sliding_window_layers:
-            t = t + m.sliding_window_layers * curve.at_many(np.minimum(kv_sums, n * m.sliding_window))
+            windowed = self._window_curve(n)
+            if windowed is not None:
+                t = t + m.sliding_window_layers * windowed.at_many(kv_sums)
+            else:
+                t = t + m.sliding_window_layers * curve.at_many(np.minimum(kv_sums, n * m.sliding_window))
         return t
 
     def _decode_attention(self, n: int, kv_sum: int) -> float:
@@ -553,9 +572,10 @@ class IterationCost:
         cached = self._decode_cache.get(n)
         if cached is None:
             m = self.model
+            windowed = self._window_curve(n)
             cached = (self._rank_decode_const(n) + self._union(n, n)[0], self._floor(n, False), self._cpu(n),
                       self._decode_curve(n).at, m.full_attention_layers, m.sliding_window_layers,
-                      n * (m.sliding_window or 0))
+                      n * (m.sliding_window or 0), windowed.at if windowed is not None else None)
             self._decode_cache[n] = cached
         return cached
 
@@ -570,10 +590,10 @@ class IterationCost:
     def decode_time(self, n: int, kv_sum: int) -> float:
         """Seconds for one pure-decode step of `n` sequences on one rank whose KV lengths (new token included) sum
         to kv_sum."""
-        c0, lo, cpu, at, full, win, cap = self._decode_coeffs(n)
+        c0, lo, cpu, at, full, win, cap, wat = self._decode_coeffs(n)
         a = full * at(kv_sum) if full else 0.0  # the operations of _decode_kv, inlined: this runs every step
         if win:
-            a = a + win * at(kv_sum if kv_sum < cap else cap)
+            a = a + win * (wat(kv_sum) if wat is not None else at(kv_sum if kv_sum < cap else cap))
         t = c0 + a
         return (max(t, lo) if lo else t) + cpu
 
@@ -588,12 +608,12 @@ class IterationCost:
         step's KV sum being kv_first (it grows by n per step). Summed sequentially, as stepping would; short runs in
         plain Python (faster than numpy below a few dozen steps), long ones vectorised; both give identical floats."""
         if k <= 32:
-            c0, lo, cpu, at, full, win, cap = self._decode_coeffs(n)
+            c0, lo, cpu, at, full, win, cap, wat = self._decode_coeffs(n)
             out, t, kv = [], start, kv_first
             for _ in range(k):
                 a = full * at(kv) if full else 0.0  # decode_time's operations
                 if win:
-                    a = a + win * at(kv if kv < cap else cap)
+                    a = a + win * (wat(kv) if wat is not None else at(kv if kv < cap else cap))
                 d = c0 + a
                 t = t + ((max(d, lo) if lo else d) + cpu)
                 out.append(t)

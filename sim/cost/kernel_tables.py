@@ -276,38 +276,38 @@ def validate_attention(df: pl.DataFrame, gpu: str) -> HeldOut:
 
 # ---- decode attention (FlashAttention decode over cached KV), per head shape and KV precision ---------------------
 def read_generation_attention(data_root: Path, gpu: str, version: str) -> pl.DataFrame:
-    """Measured decode attention without a sliding window, by the kernel vLLM picks on the GPU (FlashAttention 3 on
-    Hopper, FlashInfer's TRT-LLM decode on Blackwell; Hopper's FA4 rows, head dim 512 only, are left out): heads,
-    kv_heads, head_dim, kv (0 BF16, 1 FP8 KV cache), b, s (cached tokens per sequence) and seconds per layer."""
+    """Measured decode attention, by the kernel vLLM picks on the GPU (FlashAttention 3 on Hopper, FlashInfer's
+    TRT-LLM decode on Blackwell; Hopper's FA4 rows, head dim 512 only, are left out): heads, kv_heads, head_dim, kv
+    (0 BF16, 1 FP8 KV cache), window (0: full attention, else the sliding window), b, s (cached tokens per sequence)
+    and seconds per layer."""
     from sim.cost.kernels.decode_attention import KV_DTYPES
 
     path = (data_root / "aiconfigurator_kernels" / gpu / "attention" / "vllm" / version
             / "generation_attention_perf.parquet")
-    df = pl.read_parquet(path).filter((pl.col("window_size") == 0)
-                                      & (pl.col("kernel_source") != "vllm_flash_attn_fa4"))
+    df = pl.read_parquet(path).filter(pl.col("kernel_source") != "vllm_flash_attn_fa4")
     codes = {"bfloat16": KV_DTYPES.index("bf16"), "fp8": KV_DTYPES.index("fp8")}
     df = df.with_columns(pl.col("kv_cache_dtype").replace_strict(codes, return_dtype=pl.Int64).alias("kv"))
     # `step` counts the tokens before the new one; the kernel reads step + 1.
     return df.group_by(pl.col("num_heads").alias("heads"), pl.col("num_key_value_heads").alias("kv_heads"),
-                       "head_dim", "kv", pl.col("batch_size").alias("b"), (pl.col("step") + 1).alias("s")).agg(
-        (pl.col("latency").min() * 1e-3).alias("seconds"))
+                       "head_dim", "kv", pl.col("window_size").alias("window"), pl.col("batch_size").alias("b"),
+                       (pl.col("step") + 1).alias("s")).agg((pl.col("latency").min() * 1e-3).alias("seconds"))
 
 
 def generation_grids(df: pl.DataFrame, b_axis: list[int] | None = None,
                      s_axis: list[int] | None = None) -> dict[str, np.ndarray]:
-    """Per head shape and KV precision, log-seconds on the (b, s) grid. Lengths not measured for a batch (the
+    """Per head shape, KV precision and window, log-seconds on the (b, s) grid. Lengths not measured for a batch (the
     largest b x s, beyond the GPU's memory) extend the row's last segment (bandwidth-bound: linear in s); a batch
     not measured at all scales the one below it. Glitches are dropped and the grid made non-decreasing."""
     b_axis = b_axis or sorted(df["b"].unique().to_list())
     s_axis = s_axis or sorted(df["s"].unique().to_list())
-    configs = sorted(df.select("heads", "kv_heads", "head_dim", "kv").unique().rows())
+    configs = sorted(df.select("heads", "kv_heads", "head_dim", "kv", "window").unique().rows())
     ci = {c: i for i, c in enumerate(configs)}
     bi, si = {v: i for i, v in enumerate(b_axis)}, {v: i for i, v in enumerate(s_axis)}
     grids = np.full((len(configs), len(b_axis), len(s_axis)), np.nan)
-    for h, kv, d, code, b, s, sec in df.select("heads", "kv_heads", "head_dim", "kv", "b", "s",
-                                               "seconds").iter_rows():
+    for h, kv, d, code, w, b, s, sec in df.select("heads", "kv_heads", "head_dim", "kv", "window", "b", "s",
+                                                  "seconds").iter_rows():
         if b in bi and s in si:
-            grids[ci[(h, kv, d, code)], bi[b], si[s]] = sec
+            grids[ci[(h, kv, d, code, w)], bi[b], si[s]] = sec
     xs = np.array(s_axis, float)
     for g in grids:
         for i, row in enumerate(g):
@@ -339,8 +339,9 @@ def validate_generation_attention(df: pl.DataFrame, gpu: str) -> HeldOut:
     g = generation_grids(df.filter(pl.col("b").is_in(b_fit) & pl.col("s").is_in(s_fit)), b_fit, s_fit)
     table = DecodeAttentionTable(g["gen_configs"], g["gen_b"], g["gen_s"], g["gen_log_s"], "validation")
     test = df.filter(pl.col("b").is_in(list(held_b)) | pl.col("s").is_in(list(held_s)))
-    err = np.array([abs(table.time(h, kv, d, KV_DTYPES[code], b, b * s) / sec - 1) for h, kv, d, code, b, s, sec in
-                    test.select("heads", "kv_heads", "head_dim", "kv", "b", "s", "seconds").iter_rows()])
+    err = np.array([abs(table.time(h, kv, d, KV_DTYPES[code], b, b * s, w) / sec - 1)
+                    for h, kv, d, code, w, b, s, sec in
+                    test.select("heads", "kv_heads", "head_dim", "kv", "window", "b", "s", "seconds").iter_rows()])
     return HeldOut(gpu, "decode attention", len(err), float(np.median(err)), float(np.percentile(err, 90)))
 
 

@@ -51,7 +51,7 @@ class Piecewise:
 
 @dataclass(frozen=True)
 class DecodeAttentionTable:
-    configs: np.ndarray  # [C, 4]: query heads, KV heads, head dim, KV dtype code (KV_DTYPES)
+    configs: np.ndarray  # [C, 5]: query heads, KV heads, head dim, KV dtype code (KV_DTYPES), window (0: full)
     b: np.ndarray  # batch sizes, ascending
     s: np.ndarray  # cached tokens per sequence, ascending
     log_s: np.ndarray  # [C, len(b), len(s)] natural log of seconds per layer
@@ -63,14 +63,18 @@ class DecodeAttentionTable:
         object.__setattr__(self, "_pick", {})
         object.__setattr__(self, "_grids", {})
 
-    def config(self, heads: int, kv_heads: int, head_dim: int, kv_dtype: str) -> tuple[int, float]:
-        """The measured shape to use (same KV precision, nearest head dim, then nearest head counts) and the factor
-        its time is scaled by: the KV bytes read per token, which set the bandwidth-bound part."""
+    def has_window(self, window: int) -> bool:
+        """Whether decode over this sliding window was measured."""
+        return bool(np.any(self.configs[:, 4] == window))
+
+    def config(self, heads: int, kv_heads: int, head_dim: int, kv_dtype: str, window: int = 0) -> tuple[int, float]:
+        """The measured shape to use (same KV precision and window, nearest head dim, then nearest head counts) and
+        the factor its time is scaled by: the KV bytes read per token, which set the bandwidth-bound part."""
         code = KV_DTYPES.index(kv_dtype) if kv_dtype in KV_DTYPES else 0
-        key = (heads, kv_heads, head_dim, code)
+        key = (heads, kv_heads, head_dim, code, window)
         found = self._pick.get(key)
         if found is None:
-            rows = np.flatnonzero(self.configs[:, 3] == code)
+            rows = np.flatnonzero((self.configs[:, 3] == code) & (self.configs[:, 4] == window))
             dims = np.unique(self.configs[rows, 2])
             d = dims[np.argmin(np.abs(np.log(dims / head_dim)))]
             rows = rows[self.configs[rows, 2] == d]
@@ -81,9 +85,10 @@ class DecodeAttentionTable:
             self._pick[key] = found
         return found
 
-    def curve(self, heads: int, kv_heads: int, head_dim: int, kv_dtype: str, n: int) -> Piecewise:
-        """Seconds per layer for n decodes as a function of their summed KV length."""
-        c, scale = self.config(heads, kv_heads, head_dim, kv_dtype)
+    def curve(self, heads: int, kv_heads: int, head_dim: int, kv_dtype: str, n: int, window: int = 0) -> Piecewise:
+        """Seconds per layer for n decodes as a function of their summed KV length (the whole length: a windowed
+        kernel's grid holds what it costs to skip the tokens outside the window)."""
+        c, scale = self.config(heads, kv_heads, head_dim, kv_dtype, window)
         grid = self._grids.get(c)
         if grid is None:
             grid = self._grids[c] = np.exp(self.log_s[c])  # [b, s]
@@ -96,8 +101,9 @@ class DecodeAttentionTable:
             row = grid[i] * (1.0 - w) + grid[i + 1] * w
         return Piecewise(self.s * n, row * scale)
 
-    def time(self, heads: int, kv_heads: int, head_dim: int, kv_dtype: str, n: int, kv_sum: float) -> float:
-        return self.curve(heads, kv_heads, head_dim, kv_dtype, n).at(kv_sum)
+    def time(self, heads: int, kv_heads: int, head_dim: int, kv_dtype: str, n: int, kv_sum: float,
+             window: int = 0) -> float:
+        return self.curve(heads, kv_heads, head_dim, kv_dtype, n, window).at(kv_sum)
 
 
 @cache
