@@ -54,7 +54,7 @@ def end_to_end_rows(data: Path) -> tuple[list[tuple[str, str, str, int, float, f
     for metric, label in (("prompt", "prompt time"), ("token", "per-token time")):
         for split in ("validation", "calibration"):
             n, median, p90 = result.summary(split, metric)
-            where = (f"TP2 and TP8 rows (fit never saw them)" if split == "validation"
+            where = ("TP2 and TP8 rows (fit never saw them)" if split == "validation"
                      else f"TP{CALIBRATION_TP} rows (the fit's own, for reference)")
             rows.append((f"end to end: {label}", "Splitwise, Llama-2-70B and BLOOM-176B, A100 and H100", where, n,
                          median, p90))

@@ -17,7 +17,7 @@ from functools import cache
 
 import numpy as np
 
-from sim.core.paths import data_dir
+from sim.cost.kernels.shipped import shipped
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,8 @@ class AttentionTable:
 
 @cache
 def load_attention_table(name: str) -> AttentionTable | None:
-    path = data_dir("hardware") / "calibration" / "kernels" / f"{name}.npz"
-    if not path.exists():
+    z = shipped(name, "attn_configs")
+    if z is None:
         return None
-    with np.load(path, allow_pickle=False) as z:
-        if "attn_configs" not in z:
-            return None
-        return AttentionTable(z["attn_configs"], z["attn_b"], z["attn_s"], z["attn_log_s"].astype(np.float64),
-                              str(z["source"]))
+    return AttentionTable(z["attn_configs"], z["attn_b"], z["attn_s"], z["attn_log_s"].astype(np.float64),
+                          str(z["source"]))

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-import numpy as np
 
-from sim.core.paths import data_dir
+from sim.cost.kernels.shipped import shipped
 from sim.cost.kernels.curve import Curve
 
 CUSTOM_AR_MAX_BYTES = 8192 * 1024  # vLLM's custom all-reduce takes messages up to this size
@@ -38,12 +37,9 @@ class MeasuredAllReduce:
 @cache
 def load_allreduce(name: str, n: int) -> MeasuredAllReduce | None:
     """The measured all-reduce of `n` GPUs (the nearest measured group size: 2, 4 or 8), or None without tables."""
-    path = data_dir("hardware") / "calibration" / "kernels" / f"{name}.npz"
-    if not path.exists():
+    z = shipped(name, "ar_graph_2_bytes")
+    if z is None:
         return None
-    with np.load(path, allow_pickle=False) as z:
-        if "ar_graph_2_bytes" not in z:
-            return None
-        m = min((2, 4, 8), key=lambda g: (abs(g - n), g))
-        curve = lambda kind: Curve(z[f"ar_{kind}_{m}_bytes"], z[f"ar_{kind}_{m}_log_s"])  # noqa: E731
-        return MeasuredAllReduce(n, curve("graph"), curve("eager"), curve("nccl"), str(z["source"]))
+    m = min((2, 4, 8), key=lambda g: (abs(g - n), g))
+    curve = lambda kind: Curve(z[f"ar_{kind}_{m}_bytes"], z[f"ar_{kind}_{m}_log_s"])  # noqa: E731
+    return MeasuredAllReduce(n, curve("graph"), curve("eager"), curve("nccl"), str(z["source"]))

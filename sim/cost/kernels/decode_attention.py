@@ -20,7 +20,7 @@ from functools import cache
 
 import numpy as np
 
-from sim.core.paths import data_dir
+from sim.cost.kernels.shipped import shipped
 
 KV_DTYPES = ("bf16", "fp8")  # the code in the table's configs[:, 3]
 
@@ -108,11 +108,8 @@ class DecodeAttentionTable:
 
 @cache
 def load_decode_attention_table(name: str) -> DecodeAttentionTable | None:
-    path = data_dir("hardware") / "calibration" / "kernels" / f"{name}.npz"
-    if not path.exists():
+    z = shipped(name, "gen_configs")
+    if z is None:
         return None
-    with np.load(path, allow_pickle=False) as z:
-        if "gen_configs" not in z:
-            return None
-        return DecodeAttentionTable(z["gen_configs"], z["gen_b"], z["gen_s"], z["gen_log_s"].astype(np.float64),
-                                    str(z["source"]))
+    return DecodeAttentionTable(z["gen_configs"], z["gen_b"], z["gen_s"], z["gen_log_s"].astype(np.float64),
+                                str(z["source"]))

@@ -13,11 +13,10 @@ import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 
-from sim.core.paths import data_dir
+from sim.cost.kernels.shipped import shipped
 
 
 @dataclass(frozen=True)
@@ -66,16 +65,9 @@ class GemmTable:
 @cache
 def load_gemm_tables(name: str) -> dict[str, GemmTable]:
     """precision ('bf16', 'fp8') -> table, from hardware/calibration/kernels/<name>.npz ({} when none ships)."""
-    path = data_dir("hardware") / "calibration" / "kernels" / f"{name}.npz"
-    return read_gemm_tables(path) if path.exists() else {}
-
-
-def read_gemm_tables(path: Path) -> dict[str, GemmTable]:
-    with np.load(path, allow_pickle=False) as z:
-        source = str(z["source"])
-        out = {}
-        for dtype in ("bf16", "fp8"):
-            if f"gemm_{dtype}_log_s" in z:
-                out[dtype] = GemmTable(z["gemm_m"], z["gemm_n"], z["gemm_k"],
-                                       z[f"gemm_{dtype}_log_s"].astype(np.float64), source)
-        return out
+    z = shipped(name, "gemm_m")
+    if z is None:
+        return {}
+    return {dtype: GemmTable(z["gemm_m"], z["gemm_n"], z["gemm_k"], z[f"gemm_{dtype}_log_s"].astype(np.float64),
+                             str(z["source"]))
+            for dtype in ("bf16", "fp8") if f"gemm_{dtype}_log_s" in z}

@@ -17,7 +17,7 @@ from functools import cache
 
 import numpy as np
 
-from sim.core.paths import data_dir
+from sim.cost.kernels.shipped import shipped
 from sim.cost.kernels.curve import Curve
 
 # The table's precision names, by their code in the shipped keys.
@@ -53,10 +53,7 @@ class MoeTable:
 
 @cache
 def load_moe_table(name: str) -> MoeTable | None:
-    path = data_dir("hardware") / "calibration" / "kernels" / f"{name}.npz"
-    if not path.exists():
+    z = shipped(name, "moe_keys")
+    if z is None:
         return None
-    with np.load(path, allow_pickle=False) as z:
-        if "moe_keys" not in z:
-            return None
-        return MoeTable(z["moe_keys"], z["moe_offsets"], z["moe_n"], z["moe_log_s"], str(z["source"]))
+    return MoeTable(z["moe_keys"], z["moe_offsets"], z["moe_n"], z["moe_log_s"], str(z["source"]))
