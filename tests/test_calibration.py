@@ -152,19 +152,6 @@ def test_measured_gemms_cost_the_gpus_that_have_them():
     assert h100._gemm(4096, 8192, 8192, "bf16") == pytest.approx(0.698e-3, rel=0.01)
 
 
-def test_allreduce_curves_predict_sizes_held_apart(shared_data, capsys):
-    """vLLM's custom all-reduce (in a CUDA graph and eager) and NCCL's, 2/4/8 GPUs: every other message size held
-    apart and predicted from its neighbours."""
-    from sim.cost import kernel_tables as kt
-
-    with capsys.disabled():
-        print("\nall-reduce curves, held-apart sizes:")
-        for gpu, version in kt.GPUS.items():
-            r = kt.validate_allreduce(kt.read_allreduce(shared_data / "calibration", gpu, version), gpu)
-            print(f"  {gpu:9s} {r.points:4} sizes  median {r.median:5.1%}  p90 {r.p90:5.1%}")
-            assert r.median <= 0.05 and r.p90 <= 0.15
-
-
 def test_tensor_parallel_allreduce_is_vllms_where_measured():
     """Inside an NVLink node with tables, TP all-reduces cost what vLLM's custom kernel takes: ~5 us inside a CUDA
     graph (steps up to 512 tokens), ~20 us eagerly, NCCL above 8 MiB; elsewhere the NCCL fit of the family."""
@@ -190,34 +177,6 @@ def test_tensor_parallel_allreduce_is_vllms_where_measured():
                          Plan(tp=8))
     for other in (pcie, a100):
         assert other.kernel_sources()["allreduce"].startswith("NCCL fit")
-
-
-def test_prefill_attention_grids_predict_points_held_apart(shared_data, capsys):
-    """Measured FlashAttention prefill (BF16 KV, no window), one (batch, length) grid per head shape: every other
-    interior length and batch size held apart and predicted from the rest."""
-    from sim.cost import kernel_tables as kt
-
-    with capsys.disabled():
-        print("\nprefill attention grids, held-apart points:")
-        for gpu, version in kt.GPUS.items():
-            r = kt.validate_attention(kt.read_context_attention(shared_data / "calibration", gpu, version), gpu)
-            print(f"  {gpu:9s} {r.points:6,} points  median {r.median:5.1%}  p90 {r.p90:5.1%}")
-            assert r.median <= 0.05 and r.p90 <= 0.15
-
-
-def test_decode_attention_grids_predict_points_held_apart(shared_data, capsys):
-    """Measured decode attention (vLLM's default kernel per GPU, BF16 and FP8 KV, no window), one (batch, length)
-    grid per head shape and precision: every other interior length and batch size held apart and predicted from the
-    rest (linear interpolation, as the bandwidth-bound part is linear)."""
-    from sim.cost import kernel_tables as kt
-
-    with capsys.disabled():
-        print("\ndecode attention grids, held-apart points:")
-        for gpu, version in kt.GPUS.items():
-            r = kt.validate_generation_attention(
-                kt.read_generation_attention(shared_data / "calibration", gpu, version), gpu)
-            print(f"  {gpu:9s} {r.points:6,} points  median {r.median:5.1%}  p90 {r.p90:5.1%}")
-            assert r.median <= 0.05 and r.p90 <= 0.15
 
 
 def test_decode_attention_follows_the_measured_kernel_and_physics():
@@ -253,19 +212,6 @@ def test_decode_attention_follows_the_measured_kernel_and_physics():
     long = 64 * 32768
     assert 0.45 < fp8._decode_kv(64, long) / cost._decode_kv(64, long) < 0.65
     assert "decode: measured decode-kernel table" in cost.kernel_sources()["attention"]
-
-
-def test_fused_moe_curves_predict_token_counts_held_apart(shared_data, capsys):
-    """Measured fused-MoE layers (vLLM 0.24.0's kernels per precision, balanced routing), one curve per model shape
-    and (TP, EP) split: every other interior token count held apart and predicted from the rest (log-log)."""
-    from sim.cost import kernel_tables as kt
-
-    with capsys.disabled():
-        print("\nfused MoE curves, held-apart token counts:")
-        for gpu, version in kt.GPUS.items():
-            r = kt.validate_moe(kt.read_moe(shared_data / "calibration", gpu, version), gpu)
-            print(f"  {gpu:9s} {r.points:6,} points  median {r.median:5.1%}  p90 {r.p90:5.1%}")
-            assert r.median <= 0.05 and r.p90 <= 0.16
 
 
 def test_routed_experts_follow_the_measured_fused_moe_layer():
@@ -321,3 +267,30 @@ def test_sliding_window_layers_use_the_measured_window_kernel():
     assert odd._window_curve(64) is None
     capped = odd._decode_kv(64, 64 * 4096) - oss.full_attention_layers * odd._decode_curve(64).at(64 * 4096)
     assert capped == pytest.approx(oss.sliding_window_layers * odd._decode_curve(64).at(64 * 300), rel=1e-12)
+
+
+# Held-apart checks of the measured tables other than GEMM: (label, reader, validator, p90 bound). All-reduce:
+# vLLM's custom kernel (graph and eager) and NCCL on 2/4/8 GPUs, every other message size held apart. Prefill
+# attention (BF16 KV, no window): one (batch, length) grid per head shape. Decode attention (vLLM's default kernel
+# per GPU, BF16 and FP8 KV, full and sliding windows): one grid per head shape, precision and window, interpolated
+# linearly. Fused MoE (balanced routing): one curve per model shape, precision and (TP, EP) split over tokens. The
+# grids drop every other interior point of each axis and are scored on them.
+HELD_APART = {
+    "all-reduce curves": ("read_allreduce", "validate_allreduce", 0.15),
+    "prefill attention grids": ("read_context_attention", "validate_attention", 0.15),
+    "decode attention grids": ("read_generation_attention", "validate_generation_attention", 0.15),
+    "fused MoE curves": ("read_moe", "validate_moe", 0.16),
+}
+
+
+@pytest.mark.parametrize("label", sorted(HELD_APART))
+def test_measured_tables_predict_points_held_apart(label, shared_data, capsys):
+    from sim.cost import kernel_tables as kt
+
+    read, validate, p90 = HELD_APART[label]
+    with capsys.disabled():
+        print(f"\n{label}, held-apart points:")
+        for gpu, version in kt.GPUS.items():
+            r = getattr(kt, validate)(getattr(kt, read)(shared_data / "calibration", gpu, version), gpu)
+            print(f"  {gpu:9s} {r.points:6,} points  median {r.median:5.1%}  p90 {r.p90:5.1%}")
+            assert r.median <= 0.05 and r.p90 <= p90

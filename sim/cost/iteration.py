@@ -104,7 +104,6 @@ class IterationCost:
         self.wdtype = model.weight_dtype
         self.edtype = model.expert_weight_dtype or model.weight_dtype
         self.head_dtype = "bf16"  # quantized checkpoints keep the LM head (and the MoE router) in 16 bits
-        self.wbytes = dtype_bytes(self.wdtype)
         self.ebytes = dtype_bytes(self.edtype)
         self._formats = {d: (dtype_bytes(d), gpu.peak_flops(compute_dtype(d)),
                              self.gemm_tables.get({"bf16": "bf16", "fp16": "bf16", "fp8": "fp8"}.get(d, "")))
@@ -360,11 +359,11 @@ class IterationCost:
             # The measured layer under even routing has all the GPU's experts busy, each with load copies / active:
             # take its time per expert at that load, times the experts this GPU actually runs (fewer experts hit,
             # fewer weights read), and never less than the measured one-token layer (sim/cost/kernels/moe.py).
-            moe, curve = self.model.moe, measured[0]
+            moe, (curve, _, floor) = self.model.moe, measured
             local = moe.num_experts / self.ep
             busy = min(active, local)
             n_even = max(copies / busy, 1.0) * moe.num_experts / moe.top_k
-            return max(busy / local * curve.time(n_even), curve.time(1.0))
+            return max(busy / local * curve.time(n_even), floor)
         overhead = self.calib.gemm["overhead_s"]
         per_expert = copies / active
         up = self._roofline_gemm(per_expert, h, 2 * width, self.edtype) - overhead
@@ -374,13 +373,16 @@ class IterationCost:
                 + self._elementwise(active * per_expert * ACT_BYTES * 3 * width))
 
     def _moe_curve(self, width: float) -> tuple | None:
-        """The measured fused-MoE curve (and its kernel) for experts cut to `width` on this plan, if measured."""
+        """The measured fused-MoE curve, its kernel and its one-token time for experts cut to `width` on this plan,
+        if measured."""
         if width not in self._moe_curves:
             moe, found = self.model.moe, None
             split = moe.expert_intermediate_size / width
             if self.moe_table is not None and split == int(split):
                 found = self.moe_table.curve(self.edtype, self.model.hidden_size, moe.expert_intermediate_size,
                                              moe.top_k, moe.num_experts, int(split), self.ep)
+                if found is not None:
+                    found = (*found, found[0].time(1.0))
             self._moe_curves[width] = found
         return self._moe_curves[width]
 
