@@ -228,6 +228,12 @@ def test_routed_experts_follow_the_measured_fused_moe_layer():
     cluster = Cluster(load_gpu("h100"), load_node("dgx-h100"), None, 1)
     oss = IterationCost(load_model("gpt-oss-120b"), cluster, Plan())
     assert oss.expert_time(64 * 4, 128) == pytest.approx(0.689e-3, rel=0.03)
+    # Below the point where every expert is busy (32 tokens), even routing reads back the measured layer (8 tokens:
+    # 32 copies on 32 experts, 0.201 ms), not a share of the all-busy time (0.25 x 0.687 = 0.172 ms).
+    assert oss.expert_time(8 * 4, 32) == pytest.approx(0.2006e-3, rel=0.01)
+    # The same 32 copies piled on 8 experts read a quarter of those weights but load each expert four times.
+    piled = oss.expert_time(8 * 4, 8)
+    assert oss.expert_time(2 * 4, 8) < piled < oss.expert_time(8 * 4, 32)
     times = [oss.expert_time(c, 128) for c in range(1, 40000, 97)]
     assert all(b >= a * (1 - 1e-12) for a, b in zip(times, times[1:]))
     assert "w4a16_mxfp4 kernel" in oss.kernel_sources()["moe_experts"]
@@ -279,7 +285,7 @@ HELD_APART = {
     "all-reduce curves": ("read_allreduce", "validate_allreduce", 0.15),
     "prefill attention grids": ("read_context_attention", "validate_attention", 0.15),
     "decode attention grids": ("read_generation_attention", "validate_generation_attention", 0.15),
-    "fused MoE curves": ("read_moe", "validate_moe", 0.16),
+    "fused MoE curves": ("read_moe", "validate_moe", 0.15),
 }
 
 

@@ -356,14 +356,16 @@ class IterationCost:
         width = self.model.moe.expert_intermediate_size if width is None else width
         measured = self._moe_curve(width)
         if measured is not None:
-            # The measured layer under even routing has all the GPU's experts busy, each with load copies / active:
-            # take its time per expert at that load, times the experts this GPU actually runs (fewer experts hit,
-            # fewer weights read), and never less than the measured one-token layer (sim/cost/kernels/moe.py).
-            moe, (curve, _, floor) = self.model.moe, measured
+            # Two measured factors (sim/cost/kernels/moe.py): the even-routing layer with as many experts busy, and
+            # how much longer the all-busy layer takes at this load per expert than at one copy each.
+            moe, (curve, _, at_busy) = self.model.moe, measured
             local = moe.num_experts / self.ep
             busy = min(active, local)
-            n_even = max(copies / busy, 1.0) * moe.num_experts / moe.top_k
-            return max(busy / local * curve.time(n_even), floor)
+            all_busy = moe.num_experts / moe.top_k
+            load = curve.time(max(copies / busy, 1.0) * all_busy)
+            if busy >= local:
+                return load
+            return curve.time(busy / local * all_busy) * load / at_busy
         overhead = self.calib.gemm["overhead_s"]
         per_expert = copies / active
         up = self._roofline_gemm(per_expert, h, 2 * width, self.edtype) - overhead
@@ -373,8 +375,8 @@ class IterationCost:
                 + self._elementwise(active * per_expert * ACT_BYTES * 3 * width))
 
     def _moe_curve(self, width: float) -> tuple | None:
-        """The measured fused-MoE curve, its kernel and its one-token time for experts cut to `width` on this plan,
-        if measured."""
+        """The measured fused-MoE curve, its kernel and its time when every expert is just busy, for experts cut to
+        `width` on this plan, if measured."""
         if width not in self._moe_curves:
             moe, found = self.model.moe, None
             split = moe.expert_intermediate_size / width
@@ -382,7 +384,7 @@ class IterationCost:
                 found = self.moe_table.curve(self.edtype, self.model.hidden_size, moe.expert_intermediate_size,
                                              moe.top_k, moe.num_experts, int(split), self.ep)
                 if found is not None:
-                    found = (*found, found[0].time(1.0))
+                    found = (*found, found[0].time(moe.num_experts / moe.top_k))
             self._moe_curves[width] = found
         return self._moe_curves[width]
 

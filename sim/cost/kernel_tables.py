@@ -372,32 +372,51 @@ def _moe_curve(n: np.ndarray, seconds: np.ndarray) -> np.ndarray:
     return _monotone(_drop_spikes(log_s, (0,)), (0,))[:, 0, 0]
 
 
+def _busy_knot(n: np.ndarray, log_s: np.ndarray, experts: int, topk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Add the point where every expert becomes busy (n = experts / topk under even routing) when it was not
+    measured. Below it each more token hits new experts and reads their weights, so the time grows along the line
+    through the two measured points below; above it the experts only get fuller and the time flattens. Its time is
+    that line's, capped by the next measured point so the curve stays non-decreasing."""
+    knot = experts / topk
+    if knot <= n[0] or knot >= n[-1] or np.any(np.isclose(n, knot)):
+        return n, log_s
+    i = int(np.searchsorted(n, knot))
+    s = np.exp(log_s)
+    lo = i - 2 if i >= 2 else i - 1
+    hi = i - 1 if i >= 2 else i
+    t = s[hi] + (s[hi] - s[lo]) / (n[hi] - n[lo]) * (knot - n[hi])
+    return np.insert(n, i, knot), np.insert(log_s, i, np.log(min(max(t, s[i - 1]), s[i])))
+
+
 def moe_curves(df: pl.DataFrame) -> dict[str, np.ndarray]:
     """One curve per measured configuration: keys [K, 7], offsets [K + 1] into the token counts and log-seconds."""
     keys, offsets, ns, logs = [], [0], [], []
     for key, g in df.group_by(*_MOE_KEY, maintain_order=True):
         if g.height < 2:
             continue
+        n = g["n"].to_numpy().astype(float)
+        n, log_s = _busy_knot(n, _moe_curve(n, g["seconds"].to_numpy()), experts=key[4], topk=key[3])
         keys.append(key)
-        ns.append(g["n"].to_numpy().astype(float))
-        logs.append(_moe_curve(ns[-1], g["seconds"].to_numpy()))
-        offsets.append(offsets[-1] + g.height)
+        ns.append(n)
+        logs.append(log_s)
+        offsets.append(offsets[-1] + len(n))
     return {"moe_keys": np.array(keys, float), "moe_offsets": np.array(offsets, np.int64),
             "moe_n": np.concatenate(ns), "moe_log_s": np.concatenate(logs)}
 
 
 def validate_moe(df: pl.DataFrame, gpu: str) -> HeldOut:
-    """Every other interior token count of each configuration held apart, predicted from the rest of its curve."""
-    from sim.cost.kernels.curve import Curve
+    """Every other interior token count of each configuration held apart, predicted from the rest of its curve
+    (built as the shipped curves are, the busy-experts point added where the remaining counts lack it)."""
+    from sim.cost.kernels.curve import LinearCurve
 
     errors = []
-    for _, g in df.group_by(*_MOE_KEY):
+    for key, g in df.group_by(*_MOE_KEY):
         if g.height < 4:
             continue
         n, seconds = g["n"].to_numpy().astype(float), g["seconds"].to_numpy()
         idx = np.arange(len(n))
         held = (idx % 2 == 1) & (idx < len(n) - 1)
-        curve = Curve(n[~held], _moe_curve(n[~held], seconds[~held]))
+        curve = LinearCurve(*_busy_knot(n[~held], _moe_curve(n[~held], seconds[~held]), experts=key[4], topk=key[3]))
         errors += [abs(curve.time(x) / s - 1) for x, s in zip(n[held], seconds[held])]
     err = np.array(errors)
     return HeldOut(gpu, "fused MoE", len(err), float(np.median(err)), float(np.percentile(err, 90)))

@@ -2,12 +2,14 @@
 
 The measurements time vLLM's fused MoE layer on one GPU (the routed experts' two grouped GEMMs, the activation and
 the weighted sum) for `n` tokens entering the layer, routed evenly among `experts` experts, top-k each, of which the
-GPU holds experts / ep, each cut to inter / tp. Under even routing every expert the GPU holds is busy, each with
-n x top_k / experts token copies. fleetsim prices a GPU that runs `active` experts with `copies` copies in all as
-active / (experts / ep) of the measured layer whose experts carry the same load (copies / active each): a busier
-GPU (a skewed routing, or the EP rank the balancer leaves heaviest) reads as a heavier load, a routing that hits
-fewer experts as fewer weights read. Between measured token counts the curve is interpolated log-log; past the
-largest, scaled by the tokens.
+GPU holds experts / ep, each cut to inter / tp. Even routing gives each copy its own expert until every expert is
+busy (n = experts / top_k, where the measured time stops rising steeply), and fuller experts above it. fleetsim
+prices a GPU that runs `active` experts with `copies` copies in all as two measured factors: the even-routing layer
+with as many experts busy (fewer experts hit, fewer weights read), times how much longer the all-busy layer takes
+when each expert carries copies / active copies instead of one (a skewed routing, or the EP rank the balancer
+leaves heaviest, is a heavier load). Even routing reads back the measured curve exactly. Between measured token
+counts the curve is linear (sim/cost/kernels/curve.py), with the all-busy point added where it was not measured;
+past the largest count, scaled by the tokens.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from functools import cache
 import numpy as np
 
 from sim.cost.kernels.shipped import shipped
-from sim.cost.kernels.curve import Curve
+from sim.cost.kernels.curve import LinearCurve
 
 # The table's precision names, by their code in the shipped keys.
 MOE_KINDS = ("bfloat16", "fp8", "fp8_block", "w4a16_mxfp4", "int4_wo")
@@ -41,13 +43,13 @@ class MoeTable:
         object.__setattr__(self, "_index", {tuple(int(v) for v in k): i for i, k in enumerate(self.keys)})
 
     def curve(self, dtype: str, hidden: int, inter: int, topk: int, experts: int, tp: int,
-              ep: int) -> tuple[Curve, str] | None:
+              ep: int) -> tuple[LinearCurve, str] | None:
         """The measured curve for this layer split, in the first kernel that serves `dtype`; None if not measured."""
         for kind in KINDS_FOR.get(dtype, ()):
             i = self._index.get((MOE_KINDS.index(kind), hidden, inter, topk, experts, tp, ep))
             if i is not None:
                 a, b = self.offsets[i], self.offsets[i + 1]
-                return Curve(self.n[a:b], self.log_s[a:b].astype(np.float64)), kind
+                return LinearCurve(self.n[a:b], self.log_s[a:b].astype(np.float64)), kind
         return None
 
 
