@@ -179,6 +179,29 @@ def test_tensor_parallel_allreduce_is_vllms_where_measured():
         assert other.kernel_sources()["allreduce"].startswith("NCCL fit")
 
 
+def test_expert_parallel_alltoall_is_nccls_where_measured():
+    """EP all-to-alls inside an NVLink node with tables cost NCCL's measured all-to-all (aiconfigurator h100_sxm,
+    NCCL 2.29.2: 8 GPUs, a 1 MiB buffer each, 15.6 us); across nodes, and on GPUs without tables, the model."""
+    from sim.cost import IterationCost
+    from sim.hardware import Cluster, load_fabric, load_node
+    from sim.model import load_model
+    from sim.parallel import Plan
+
+    model = load_model("qwen3-235b-a22b")
+    node, fabric = load_node("hgx-8gpu"), load_fabric("ib-ndr-400")
+    cost = IterationCost(model, Cluster(load_gpu("h100"), node, fabric, 8), Plan(tp=1, attn_dp=8, ep=8))
+    assert cost.alltoall(2 ** 20) == pytest.approx(15.6e-6, rel=0.01)
+    assert cost.kernel_sources()["alltoall"] == "measured NCCL (aiconfigurator h100_sxm, NCCL 2.29.2)"
+    sizes = [2.0 ** e for e in range(8, 31)]
+    assert all(cost.alltoall(b) <= cost.alltoall(2 * b) for b in sizes)
+    across = IterationCost(model, Cluster(load_gpu("h100"), node, fabric, 16), Plan(tp=1, attn_dp=16, ep=16))
+    a100 = IterationCost(model, Cluster(load_gpu("a100"), node, fabric, 8), Plan(tp=1, attn_dp=8, ep=8))
+    assert across.kernel_sources()["alltoall"].startswith("NCCL fit")
+    assert a100.kernel_sources()["alltoall"].startswith("NCCL fit")
+    assert IterationCost(model, Cluster(load_gpu("h100"), node, fabric, 8), Plan(tp=8)).kernel_sources()[
+        "alltoall"] == "none"
+
+
 def test_decode_attention_follows_the_measured_kernel_and_physics():
     """A decode step's attention on H100 is the measured kernel's time (Llama-3.1-8B's 32/8/128 shape is measured
     as is), never falls as KV grows or sequences join, and an FP8 KV cache reads half the bytes."""
@@ -276,13 +299,15 @@ def test_sliding_window_layers_use_the_measured_window_kernel():
 
 
 # Held-apart checks of the measured tables other than GEMM: (label, reader, validator, p90 bound). All-reduce:
-# vLLM's custom kernel (graph and eager) and NCCL on 2/4/8 GPUs, every other message size held apart. Prefill
-# attention (BF16 KV, no window): one (batch, length) grid per head shape. Decode attention (vLLM's default kernel
-# per GPU, BF16 and FP8 KV, full and sliding windows): one grid per head shape, precision and window, interpolated
-# linearly. Fused MoE (balanced routing): one curve per model shape, precision and (TP, EP) split over tokens. The
+# vLLM's custom kernel (graph and eager) and NCCL on 2/4/8 GPUs, every other message size held apart; all-to-all:
+# NCCL's on 2/4/8 GPUs, likewise. Prefill attention (BF16 KV, no window): one (batch, length) grid per head shape.
+# Decode attention (vLLM's default kernel per GPU, BF16 and FP8 KV, full and sliding windows): one grid per head
+# shape, precision and window, interpolated linearly. Fused MoE (balanced routing): one curve per model shape, precision and (TP, EP) split over tokens. The
 # grids drop every other interior point of each axis and are scored on them.
 HELD_APART = {
     "all-reduce curves": ("read_allreduce", "validate_allreduce", 0.15),
+    # NCCL's small all-to-alls jitter by several microseconds between neighbouring sizes (H200: 16.5% p90).
+    "all-to-all curves": ("read_alltoall", "validate_alltoall", 0.17),
     "prefill attention grids": ("read_context_attention", "validate_attention", 0.15),
     "decode attention grids": ("read_generation_attention", "validate_generation_attention", 0.15),
     "fused MoE curves": ("read_moe", "validate_moe", 0.15),

@@ -34,7 +34,7 @@ import numpy as np
 from sim.cost.kernels.attention import load_attention_table
 from sim.cost.kernels.decode_attention import Piecewise, load_decode_attention_table
 from sim.cost.kernels.moe import load_moe_table
-from sim.cost.kernels.comm import load_allreduce
+from sim.cost.kernels.comm import load_allreduce, load_alltoall
 from sim.cost.kernels.gemm import load_gemm_tables
 from sim.cost.step_plan import RankBatch, StepPlan
 from sim.hardware.calibration import Calibration, load_calibration
@@ -124,7 +124,7 @@ class IterationCost:
         self.ep = plan.ep if model.moe else 1
         self.alltoall = None
         if self.ep > 1:
-            self.alltoall = alltoall_model(cluster, self.calib, calib_link, self.ep, model.moe.top_k)
+            self.alltoall = self._alltoall(self.ep, calib_link)
         # Without EP, data-parallel attention ranks gather their tokens for an FFN split over all tp x attn_dp
         # GPUs, then scatter them back: an all-gather and a reduce-scatter, the bytes of one all-reduce.
         self.ffn_tp = tp * plan.attn_dp if self.ep == 1 else tp
@@ -154,6 +154,16 @@ class IterationCost:
             if measured is not None:
                 return measured
         return allreduce_model(cluster, self.calib, calib_link, n, nodes)
+
+    def _alltoall(self, n: int, calib_link: float) -> Callable[[float], float]:
+        """NCCL's all-to-all as measured on this GPU when the EP group sits in one NVLink node and tables exist, else
+        the calibration family's model (two-hop across nodes)."""
+        cluster = self.cluster
+        if -(-n // cluster.node.gpus_per_node) == 1 and cluster.node.link == "nvlink" and cluster.gpu.kernel_tables:
+            measured = load_alltoall(cluster.gpu.kernel_tables, n)
+            if measured is not None:
+                return measured
+        return alltoall_model(cluster, self.calib, calib_link, n, self.model.moe.top_k)
 
     # ---- kernels -------------------------------------------------------------------------------------------------
     def _gemm(self, m: float, k: float, n: float, dtype: str) -> float:
@@ -514,9 +524,11 @@ class IterationCost:
             found = self._moe_curve(width)
             experts = (f"measured fused-MoE table ({self.moe_table.source}, {found[1]} kernel)" if found
                        else family)
+        a2a = ("none" if self.alltoall is None else f"measured NCCL ({self.alltoall.source})"
+               if hasattr(self.alltoall, "source") else f"NCCL fit, {self.calib.key} family")
         return {"gemm": gemm, "attention": attention, "moe_experts": experts,
                 "elementwise": family,
-                "allreduce": comm}
+                "allreduce": comm, "alltoall": a2a}
 
     def plan_time(self, plan: StepPlan) -> float:
         """Seconds for one step: the slowest micro-batch, each the busiest rank's side plus its union side."""

@@ -197,6 +197,48 @@ def validate_allreduce(df: pl.DataFrame, gpu: str) -> HeldOut:
     return HeldOut(gpu, "all-reduce", len(err), float(np.median(err)), float(np.percentile(err, 90)))
 
 
+# ---- all-to-all: NCCL's, for expert parallelism inside one node ---------------------------------------------------
+def read_alltoall(data_root: Path, gpu: str, version: str | None = None) -> pl.DataFrame:
+    """Measured NCCL all-to-alls of 16-bit tensors on 2, 4 and 8 GPUs of one node (the newest NCCL measured; the
+    vLLM `version` does not apply): columns gpus, bytes (each GPU's whole buffer; the tables give it in elements),
+    seconds and nccl (the version)."""
+    base = data_root / "aiconfigurator_kernels" / gpu / "comm" / "nccl"
+    newest = max((d for d in base.iterdir() if (d / "nccl_perf.parquet").exists()),
+                 key=lambda d: tuple(int(x) for x in d.name.split(".")))
+    df = pl.read_parquet(newest / "nccl_perf.parquet").filter(
+        (pl.col("op_name") == "alltoall") & (pl.col("nccl_dtype") == "half"))
+    return (df.select(pl.col("num_gpus").alias("gpus"), (pl.col("message_size") * 2).alias("bytes"),
+                      (pl.col("latency") * 1e-3).alias("seconds"))
+            .group_by("gpus", "bytes").agg(pl.col("seconds").min()).sort("gpus", "bytes")
+            .with_columns(pl.lit(newest.name).alias("nccl")))
+
+
+def alltoall_curves(df: pl.DataFrame) -> dict[str, np.ndarray]:
+    """Per GPU count: buffer sizes and log-seconds, a size never faster than a smaller one (as the all-reduce's)."""
+    out = {"a2a_source": np.array(f"NCCL {df['nccl'][0]}")}
+    for n in AR_GPUS:
+        d = df.filter(pl.col("gpus") == n).sort("bytes")
+        out[f"a2a_{n}_bytes"] = d["bytes"].to_numpy().astype(float)
+        out[f"a2a_{n}_log_s"] = np.flip(np.minimum.accumulate(np.flip(np.log(d["seconds"].to_numpy()))))
+    return out
+
+
+def validate_alltoall(df: pl.DataFrame, gpu: str) -> HeldOut:
+    """Every other buffer size held apart, predicted from its neighbours (log-log), over the GPU counts."""
+    from sim.cost.kernels.curve import Curve
+
+    errors = []
+    for n in AR_GPUS:
+        d = df.filter(pl.col("gpus") == n).sort("bytes")
+        sizes, secs = d["bytes"].to_numpy().astype(float), d["seconds"].to_numpy()
+        keep = np.arange(len(sizes)) % 2 == 0
+        keep[-1] = True
+        curve = Curve(sizes[keep], np.flip(np.minimum.accumulate(np.flip(np.log(secs[keep])))))
+        errors += [abs(curve.time(b) / s - 1) for b, s in zip(sizes[~keep], secs[~keep])]
+    err = np.array(errors)
+    return HeldOut(gpu, "all-to-all", len(err), float(np.median(err)), float(np.percentile(err, 90)))
+
+
 # ---- prefill attention (FlashAttention over fresh sequences), per head shape ----------------------------------------
 def read_context_attention(data_root: Path, gpu: str, version: str) -> pl.DataFrame:
     """Measured prefill attention with a BF16 KV cache and no sliding window: heads, kv_heads, head_dim, b, s and
@@ -435,6 +477,7 @@ def build(data_root: Path, gpu: str, version: str) -> dict[str, np.ndarray]:
         table = gemm_grid(df, *axes, source="")
         arrays[f"gemm_{precision}_log_s"] = table.log_s.astype(np.float16)
     arrays.update(allreduce_curves(read_allreduce(data_root, gpu, version)))
+    arrays.update(alltoall_curves(read_alltoall(data_root, gpu)))
     grids = attention_grids(read_context_attention(data_root, gpu, version))
     grids["attn_log_s"] = grids["attn_log_s"].astype(np.float16)
     arrays.update(grids)

@@ -97,7 +97,8 @@ def collective_model(kind: str, cluster: Cluster, calib: Calibration, calib_link
     intra = _intra_node(calib, table, local, "busbw_gbps")
     intra = AlphaBeta(intra.alpha_s, intra.bw_bytes_per_s * scale)
     factor = COLLECTIVE_FACTORS[kind]
-    fabric = AlphaBeta(2 * (nodes - 1) * cluster.fabric.latency_us * 1e-6, cluster.fabric.gbps_per_gpu * 1e9)
+    fabric = (AlphaBeta(2 * (nodes - 1) * cluster.fabric.latency_us * 1e-6, cluster.fabric.gbps_per_gpu * 1e9)
+              if nodes > 1 else None)  # a single node needs no fabric card
 
     def time(nbytes: float) -> float:
         t = intra.time(nbytes, factor(local)) if local > 1 else 0.0

@@ -1,4 +1,5 @@
-"""Collective latency from measured curves: vLLM's custom all-reduce (inside a CUDA graph, or eager) and NCCL's.
+"""Collective latency from measured curves: vLLM's custom all-reduce (inside a CUDA graph, or eager) and NCCL's
+all-reduce and all-to-all.
 
 vLLM's tensor-parallel all-reduce uses its own one-shot/two-shot kernel for messages up to 8 MiB between the GPUs
 of one NVLink node, and NCCL beyond (vllm/distributed/device_communicators/custom_all_reduce.py, max_size =
@@ -43,3 +44,26 @@ def load_allreduce(name: str, n: int) -> MeasuredAllReduce | None:
     m = min((2, 4, 8), key=lambda g: (abs(g - n), g))
     curve = lambda kind: Curve(z[f"ar_{kind}_{m}_bytes"], z[f"ar_{kind}_{m}_log_s"])  # noqa: E731
     return MeasuredAllReduce(n, curve("graph"), curve("eager"), curve("nccl"), str(z["source"]))
+
+
+@dataclass(frozen=True)
+class MeasuredAllToAll:
+    """NCCL's all-to-all of `n` GPUs inside one NVLink node: `time(bytes of each GPU's whole buffer)`."""
+
+    n: int
+    curve: Curve
+    source: str
+
+    def __call__(self, nbytes: float) -> float:
+        return self.curve.time(nbytes)
+
+
+@cache
+def load_alltoall(name: str, n: int) -> MeasuredAllToAll | None:
+    """The measured all-to-all of `n` GPUs (the nearest measured group size: 2, 4 or 8), or None without tables."""
+    z = shipped(name, "a2a_2_bytes")
+    if z is None:
+        return None
+    m = min((2, 4, 8), key=lambda g: (abs(g - n), g))
+    source = f"{str(z['source']).split(',')[0]}, {z['a2a_source']}"
+    return MeasuredAllToAll(n, Curve(z[f"a2a_{m}_bytes"], z[f"a2a_{m}_log_s"]), source)
