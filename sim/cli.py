@@ -335,6 +335,8 @@ def run(
                  f"all-reduce: {sources['allreduce']}", f"elementwise: {sources['elementwise']}"]
         if sources["moe_experts"] != "none":
             parts.insert(2, f"MoE experts: {sources['moe_experts']}")
+        if sources.get("alltoall", "none") != "none":
+            parts.insert(-1, f"all-to-all: {sources['alltoall']}")
         out.print(f"\n[dim]kernels costed by{where}: {escape('; '.join(parts))}[/]", highlight=False, soft_wrap=True)
     if out_dir is not None:
         out.print(f"\nwrote {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)

@@ -42,6 +42,18 @@ def test_run_table_and_outputs(tmp_path):
     assert doc["scenario"]["engine"]["preset"] == "vllm-v1" and doc["run"]["engine"] == "vllm-v1"
 
 
+def test_run_names_the_source_of_each_kernel():
+    """The footer says which measurement or model costed each operator; an EP plan names its all-to-all."""
+    res = invoke("run", "--model", "qwen3-30b-a3b", "--gpu", "h100", "--num-gpus", "8", "--tp", "1", "--attn-dp",
+                 "8", "--ep", "8", *SMALL)
+    assert res.exit_code == 0, res.output
+    footer = " ".join(res.stdout.split("kernels costed by:")[1].split())
+    assert "MoE experts: measured fused-MoE table (aiconfigurator h100_sxm" in footer
+    assert "all-to-all: measured NCCL (aiconfigurator h100_sxm, NCCL 2.29.2)" in footer
+    dense = invoke("run", "--model", "llama-3.1-8b", "--gpu", "h100", *SMALL)
+    assert "all-to-all" not in dense.stdout and "MoE experts" not in dense.stdout
+
+
 def test_scenario_file_with_flag_overrides(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('model = "llama-2-7b"\ngpu = "a100"\nnum_gpus = 2\n[engine]\nmax_num_seqs = 32\n'
