@@ -168,13 +168,19 @@ def read_allreduce(data_root: Path, gpu: str, version: str) -> pl.DataFrame:
     return both.sort("kind", "gpus", "bytes")
 
 
+def _never_faster_when_larger(seconds: np.ndarray) -> np.ndarray:
+    """Log-seconds by increasing message size, each the fastest measured at that size or above: a collective can
+    always pad a message to a larger one, so a smaller message never needs longer."""
+    return np.flip(np.minimum.accumulate(np.flip(np.log(seconds))))
+
+
 def allreduce_curves(df: pl.DataFrame) -> dict[str, np.ndarray]:
     """Per kind and GPU count: message sizes and log-seconds, made non-decreasing in the size."""
     out = {}
     for kind in ("graph", "eager", "nccl"):
         for n in AR_GPUS:
             d = df.filter((pl.col("kind") == kind) & (pl.col("gpus") == n)).sort("bytes")
-            log_s = np.flip(np.minimum.accumulate(np.flip(np.log(d["seconds"].to_numpy()))))
+            log_s = _never_faster_when_larger(d["seconds"].to_numpy())
             out[f"ar_{kind}_{n}_bytes"] = d["bytes"].to_numpy().astype(float)
             out[f"ar_{kind}_{n}_log_s"] = log_s
     return out
@@ -219,7 +225,7 @@ def alltoall_curves(df: pl.DataFrame) -> dict[str, np.ndarray]:
     for n in AR_GPUS:
         d = df.filter(pl.col("gpus") == n).sort("bytes")
         out[f"a2a_{n}_bytes"] = d["bytes"].to_numpy().astype(float)
-        out[f"a2a_{n}_log_s"] = np.flip(np.minimum.accumulate(np.flip(np.log(d["seconds"].to_numpy()))))
+        out[f"a2a_{n}_log_s"] = _never_faster_when_larger(d["seconds"].to_numpy())
     return out
 
 
@@ -233,7 +239,7 @@ def validate_alltoall(df: pl.DataFrame, gpu: str) -> HeldOut:
         sizes, secs = d["bytes"].to_numpy().astype(float), d["seconds"].to_numpy()
         keep = np.arange(len(sizes)) % 2 == 0
         keep[-1] = True
-        curve = Curve(sizes[keep], np.flip(np.minimum.accumulate(np.flip(np.log(secs[keep])))))
+        curve = Curve(sizes[keep], _never_faster_when_larger(secs[keep]))
         errors += [abs(curve.time(b) / s - 1) for b, s in zip(sizes[~keep], secs[~keep])]
     err = np.array(errors)
     return HeldOut(gpu, "all-to-all", len(err), float(np.median(err)), float(np.percentile(err, 90)))

@@ -35,13 +35,18 @@ class MeasuredAllReduce:
         return self.nccl.time(nbytes)
 
 
+def _measured_group(n: int) -> int:
+    """The measured group size (2, 4 or 8 GPUs) nearest to `n`, the smaller on a tie."""
+    return min((2, 4, 8), key=lambda g: (abs(g - n), g))
+
+
 @cache
 def load_allreduce(name: str, n: int) -> MeasuredAllReduce | None:
     """The measured all-reduce of `n` GPUs (the nearest measured group size: 2, 4 or 8), or None without tables."""
     z = shipped(name, "ar_graph_2_bytes")
     if z is None:
         return None
-    m = min((2, 4, 8), key=lambda g: (abs(g - n), g))
+    m = _measured_group(n)
     curve = lambda kind: Curve(z[f"ar_{kind}_{m}_bytes"], z[f"ar_{kind}_{m}_log_s"])  # noqa: E731
     return MeasuredAllReduce(n, curve("graph"), curve("eager"), curve("nccl"), str(z["source"]))
 
@@ -64,6 +69,6 @@ def load_alltoall(name: str, n: int) -> MeasuredAllToAll | None:
     z = shipped(name, "a2a_2_bytes")
     if z is None:
         return None
-    m = min((2, 4, 8), key=lambda g: (abs(g - n), g))
+    m = _measured_group(n)
     source = f"{str(z['source']).split(',')[0]}, {z['a2a_source']}"
     return MeasuredAllToAll(n, Curve(z[f"a2a_{m}_bytes"], z[f"a2a_{m}_log_s"]), source)
