@@ -5,7 +5,7 @@
 Prints one markdown table (operator, dataset, split, points, median and p90 relative error); --update-docs writes
 it into docs/validation.md between its markers. Operators: each measured kernel table rebuilt without the held-apart
 points and scored on them (sim/cost/kernel_tables.py). End to end: Splitwise's prompt and per-token times, three
-engine constants fitted on the TP4 rows, scored on the rest (sim/report/end_to_end.py).
+each TP degree predicted by four engine constants fitted on the other degrees' rows (sim/report/end_to_end.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sim.cost import kernel_tables as kt  # noqa: E402
-from sim.report.end_to_end import CALIBRATION_TP, validate_splitwise  # noqa: E402
+from sim.report.end_to_end import TP_DEGREES, validate_splitwise  # noqa: E402
 
 BEGIN, END = "<!-- validate.py:begin -->", "<!-- validate.py:end -->"
 GPU_NAMES = {"h100_sxm": "H100 SXM", "h200_sxm": "H200 SXM", "b200_sxm": "B200"}
@@ -55,16 +55,18 @@ def operator_rows(data: Path) -> list[tuple[str, str, str, int, float, float]]:
 def end_to_end_rows(data: Path) -> tuple[list[tuple[str, str, str, int, float, float]], str]:
     result = validate_splitwise(data / "calibration" / "splitwise_perf_model" / "perf_model.csv")
     rows = []
+    dataset = "Splitwise, Llama-2-70B and BLOOM-176B, A100 and H100"
     for metric, label in (("prompt", "prompt time"), ("token", "per-token time")):
-        for split in ("validation", "calibration"):
-            n, median, p90 = result.summary(split, metric)
-            where = ("TP2 and TP8 rows (fit never saw them)" if split == "validation"
-                     else f"TP{CALIBRATION_TP} rows (the fit's own, for reference)")
-            rows.append((f"end to end: {label}", "Splitwise, Llama-2-70B and BLOOM-176B, A100 and H100", where, n,
-                         median, p90))
-    f = result.fit
-    note = (f"Engine constants fitted on the TP{CALIBRATION_TP} rows: {f.step_overhead_s * 1e3:.2f} ms per step, "
-            f"{f.eager_layer_s * 1e6:.0f} us per layer launched, {f.seq_overhead_s * 1e3:.3f} ms per sequence.")
+        n, median, p90 = result.summary(metric)
+        rows.append((f"end to end: {label}", dataset, "leave one TP degree out (every row)", n, median, p90))
+        for tp in TP_DEGREES:
+            others = " and ".join(f"TP{t}" for t in TP_DEGREES if t != tp)
+            n, median, p90 = result.summary(metric, tp)
+            rows.append((f"end to end: {label}", dataset, f"TP{tp} rows, fit on {others}", n, median, p90))
+    note = "Engine constants per held-out TP degree (CPU per step + per TP worker per step, per layer launched, " \
+           "per sequence): " + "; ".join(
+               f"TP{tp} out: {f.step_overhead_s * 1e3:.2f} + {f.worker_overhead_s * 1e3:.2f} ms, "
+               f"{f.eager_layer_s * 1e6:.0f} us, {f.seq_overhead_s * 1e3:.3f} ms" for tp, f in result.fits.items()) + "."
     return rows, note
 
 
