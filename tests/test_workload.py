@@ -125,3 +125,31 @@ def test_bad_closed_loop_settings_are_one_line():
                    "workload.duration_s": 60})
     with pytest.raises(sim.FleetsimError, match="agent jobs run their own closed loop"):
         sim.run(agents=AgentSpec(programs=2, agents=1), **{"workload.concurrency": 4})
+
+
+def test_lengths_given_without_an_arrival_process_generate_the_workload():
+    """`--concurrency 10 --input-len 1024 --output-len 1024` (vllm bench serve's random dataset) generates those
+    requests; the default trace's lengths are not used in their place."""
+    spec = WorkloadSpec(input_len="fixed:1024", output_len="fixed:1024", num_requests=10, duration_s=None,
+                        concurrency=10)
+    assert spec.arrival_kind == "poisson"
+    table, _ = build_requests(spec, seed=0)
+    assert table.height == 10
+    assert set(table["input_tokens"]) == {1024} and set(table["output_tokens"]) == {1024}
+    # Only the prompts given: the outputs still follow the trace's distribution.
+    half = WorkloadSpec(input_len="fixed:512", num_requests=200, duration_s=None)
+    out = build_requests(half, seed=0)[0]["output_tokens"]
+    assert set(build_requests(half, seed=0)[0]["input_tokens"]) == {512} and out.n_unique() > 20
+    assert WorkloadSpec().arrival_kind == "trace"  # nothing set: the default trace is replayed
+
+
+def test_options_that_would_be_ignored_are_refused():
+    with pytest.raises(FleetsimError, match="a replayed trace keeps its own lengths"):
+        WorkloadSpec(arrival="trace", input_len="fixed:100")
+    with pytest.raises(FleetsimError, match="burstiness of gamma arrivals; these arrivals are poisson"):
+        WorkloadSpec(arrival="poisson", cv=3.0)
+    with pytest.raises(FleetsimError, match="these arrivals are trace"):
+        WorkloadSpec(cv=2.0)
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(FleetsimError, match="workload.cv: expected a positive, finite"):
+            WorkloadSpec(arrival="gamma", cv=bad)

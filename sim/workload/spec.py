@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +21,9 @@ from sim.workload.transform import Transform, apply, clip
 class WorkloadSpec:
     trace: str | None = "azure-conv"  # shipped name or path; None for synthetic traffic
     format: str = "auto"
-    arrival: str | None = None  # "trace" (the trace's timestamps), "poisson" or "gamma"; default: trace if any
+    # "trace" (the trace's timestamps), "poisson" or "gamma"; default: the trace's, unless prompt or output lengths
+    # are set (a generated workload, as `vllm bench serve --dataset-name random`)
+    arrival: str | None = None
     rate: float | None = None  # req/s; with arrival="trace" the trace is time-scaled to this mean rate
     cv: float = 1.0  # gamma arrivals: coefficient of variation of inter-arrival gaps
     num_requests: int | None = None
@@ -52,14 +55,26 @@ class WorkloadSpec:
             raise FleetsimError(f"workload.concurrency: expected a positive integer, got {self.concurrency!r}")
         parse(self.input_len, "workload.input_len")
         parse(self.output_len, "workload.output_len")
+        if not (isinstance(self.cv, (int, float)) and math.isfinite(self.cv) and self.cv > 0):
+            raise FleetsimError(f"workload.cv: expected a positive, finite coefficient of variation, got {self.cv!r}")
+        if self.cv != 1.0 and self.arrival_kind != "gamma":
+            raise FleetsimError(f"workload.cv: sets the burstiness of gamma arrivals; these arrivals are "
+                                f"{self.arrival_kind} (add arrival = gamma)")
+        if self.arrival == "trace" and self._lengths_set:
+            raise FleetsimError("workload.input_len/output_len: a replayed trace keeps its own lengths; drop them, "
+                                "or generate arrivals (arrival = poisson or gamma) to use them")
         self.transform(None)  # checks the replay fields
 
     def transform(self, duration_s: float | None) -> Transform:
         return Transform(self.start_s, duration_s, self.rate_scale, self.sample, self.model_filter, self.max_tokens)
 
     @property
+    def _lengths_set(self) -> bool:
+        return self.input_len != "empirical" or self.output_len != "empirical"
+
+    @property
     def arrival_kind(self) -> str:
-        return self.arrival or ("trace" if self.trace else "poisson")
+        return self.arrival or ("trace" if self.trace and not self._lengths_set else "poisson")
 
     def describe(self) -> str:
         """One line for a report title."""
