@@ -5,7 +5,9 @@
 Prints one markdown table (operator, dataset, split, points, median and p90 relative error); --update-docs writes
 it into docs/validation.md between its markers. Operators: each measured kernel table rebuilt without the held-apart
 points and scored on them (sim/cost/kernel_tables.py). End to end: Splitwise's prompt and per-token times, three
-each TP degree predicted by four engine constants fitted on the other degrees' rows (sim/report/end_to_end.py).
+each TP degree predicted by four engine constants fitted on the other degrees' rows (sim/report/end_to_end.py);
+and measured vLLM V1 serving runs (benchmarks/data/), simulated with the vllm-v1 preset, nothing fitted
+(sim/report/serving_runs.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from sim.cost import kernel_tables as kt  # noqa: E402
 from sim.report.end_to_end import TP_DEGREES, validate_splitwise  # noqa: E402
+from sim.report.serving_runs import validate_serving_runs  # noqa: E402
 
 BEGIN, END = "<!-- validate.py:begin -->", "<!-- validate.py:end -->"
 GPU_NAMES = {"h100_sxm": "H100 SXM", "h200_sxm": "H200 SXM", "b200_sxm": "B200"}
@@ -70,6 +73,14 @@ def end_to_end_rows(data: Path) -> tuple[list[tuple[str, str, str, int, float, f
     return rows, note
 
 
+def serving_rows() -> list[tuple[str, str, str, int, float, float]]:
+    result = validate_serving_runs(ROOT / "benchmarks" / "data" / "vllm_v1_bursts.csv")
+    dataset = "vLLM 0.10.1.1, Qwen2-7B and Qwen2.5-32B, one A100 80GB (dennislee22/vLLM-benchmarking)"
+    split = "never fitted; bursts of 1-200 prompts, 1,024 in and out"
+    return [(f"end to end, vLLM V1: {label}", dataset, split, *result.summary(metric))
+            for metric, label in (("ttft", "mean TTFT"), ("tpot", "mean TPOT"), ("duration", "duration"))]
+
+
 def table(rows: list[tuple[str, str, str, int, float, float]]) -> str:
     lines = ["| operator | dataset | split | points | median error | p90 error |", "|---|---|---|---:|---:|---:|"]
     lines += [f"| {o} | {d} | {s} | {n:,} | {m:.1%} | {p:.1%} |" for o, d, s, n, m, p in rows]
@@ -87,7 +98,7 @@ def main(argv: list[str]) -> int:
         return 2
     t0 = time.perf_counter()
     e2e, note = end_to_end_rows(args.data)
-    report = table(operator_rows(args.data) + e2e) + "\n\n" + note
+    report = table(operator_rows(args.data) + e2e + serving_rows()) + "\n\n" + note
     print(report)
     print(f"\n({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     if args.update_docs:
