@@ -48,10 +48,11 @@ def operator_rows(data: Path) -> list[tuple[str, str, str, int, float, float]]:
         for name, split, run in checks:
             r = run()
             rows.append((name, source, split, r.points, r.median, r.p90))
-        a2a = kt.read_alltoall(root, gpu)
-        r = kt.validate_alltoall(a2a, gpu)
-        rows.append(("all-to-all", f"aiconfigurator {GPU_NAMES[gpu]}, NCCL {a2a['nccl'][0]}",
-                     "every other message size held apart", r.points, r.median, r.p90))
+        for op, label in (("alltoall", "all-to-all"), ("all_gather", "all-gather"), ("reduce_scatter", "reduce-scatter")):
+            df = kt.read_nccl(root, gpu, op)
+            r = kt.validate_nccl(df, gpu, label)
+            rows.append((label, f"aiconfigurator {GPU_NAMES[gpu]}, NCCL {df['nccl'][0]}",
+                         "every other message size held apart", r.points, r.median, r.p90))
     return rows
 
 

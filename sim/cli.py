@@ -337,6 +337,8 @@ def run(
             parts.insert(2, f"MoE experts: {sources['moe_experts']}")
         if sources.get("alltoall", "none") != "none":
             parts.insert(-1, f"all-to-all: {sources['alltoall']}")
+        if sources.get("gather_scatter", "none") != "none":
+            parts.insert(-1, f"data-parallel attention's gather/scatter: {sources['gather_scatter']}")
         out.print(f"\n[dim]kernels costed by{where}: {escape('; '.join(parts))}[/]", highlight=False, soft_wrap=True)
     if out_dir is not None:
         out.print(f"\nwrote {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)

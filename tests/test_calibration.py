@@ -299,15 +299,18 @@ def test_sliding_window_layers_use_the_measured_window_kernel():
 
 
 # Held-apart checks of the measured tables other than GEMM: (label, reader, validator, p90 bound). All-reduce:
-# vLLM's custom kernel (graph and eager) and NCCL on 2/4/8 GPUs, every other message size held apart; all-to-all:
-# NCCL's on 2/4/8 GPUs, likewise. Prefill attention (BF16 KV, no window): one (batch, length) grid per head shape.
+# vLLM's custom kernel (graph and eager) and NCCL on 2/4/8 GPUs, every other message size held apart; all-to-all,
+# all-gather and reduce-scatter: NCCL's on 2/4/8 GPUs, likewise. Prefill attention (BF16 KV, no window): one (batch, length) grid per head shape.
 # Decode attention (vLLM's default kernel per GPU, BF16 and FP8 KV, full and sliding windows): one grid per head
 # shape, precision and window, interpolated linearly. Fused MoE (balanced routing): one curve per model shape, precision and (TP, EP) split over tokens. The
 # grids drop every other interior point of each axis and are scored on them.
 HELD_APART = {
     "all-reduce curves": ("read_allreduce", "validate_allreduce", 0.15),
-    # NCCL's small all-to-alls jitter by several microseconds between neighbouring sizes (H200: 16.5% p90).
+    # NCCL's small all-to-alls jitter by several microseconds between neighbouring sizes (H200: 16.5% p90), and so
+    # do its all-gathers (H200: 20.5% p90).
     "all-to-all curves": ("read_alltoall", "validate_alltoall", 0.17),
+    "all-gather curves": ("read_allgather", "validate_allgather", 0.21),
+    "reduce-scatter curves": ("read_reducescatter", "validate_reducescatter", 0.15),
     "prefill attention grids": ("read_context_attention", "validate_attention", 0.15),
     "decode attention grids": ("read_generation_attention", "validate_generation_attention", 0.15),
     "fused MoE curves": ("read_moe", "validate_moe", 0.15),
@@ -325,3 +328,34 @@ def test_measured_tables_predict_points_held_apart(label, shared_data, capsys):
             r = getattr(kt, validate)(getattr(kt, read)(shared_data / "calibration", gpu, version), gpu)
             print(f"  {gpu:9s} {r.points:6,} points  median {r.median:5.1%}  p90 {r.p90:5.1%}")
             assert r.median <= 0.05 and r.p90 <= p90
+
+
+def test_data_parallel_attention_gathers_and_scatters_as_nccl_measures(shared_data):
+    """Attention DP without EP feeds an FFN split over all GPUs: the step pays NCCL's all-gather of the gathered
+    tokens plus its reduce-scatter, read back from aiconfigurator's h100_sxm NCCL 2.29.2 tables at a measured size;
+    on GPUs without tables, one all-reduce of the same bytes (the family's fit)."""
+    import polars as pl
+
+    from sim.cost import IterationCost
+    from sim.cost import kernel_tables as kt
+    from sim.hardware import Cluster, load_node
+    from sim.model import load_model
+    from sim.parallel import Plan
+
+    model = load_model("qwen3-30b-a3b")
+    cost = IterationCost(model, Cluster(load_gpu("h100"), load_node("dgx-h100"), None, 8), Plan(tp=1, attn_dp=8))
+    root = shared_data / "calibration"
+    nbytes = 2 ** 21
+    measured = sum(kt.read_nccl(root, "h100_sxm", op).filter((pl.col("gpus") == 8) & (pl.col("bytes") == nbytes))
+                   ["seconds"].item() for op in ("all_gather", "reduce_scatter"))
+    assert cost.ffn_comm.time(nbytes) == pytest.approx(measured, rel=1e-3)
+    assert cost.ffn_comm.time(nbytes, eager=True) == cost.ffn_comm.time(nbytes)
+    sizes = [2.0 ** e for e in range(8, 31)]
+    assert all(cost.ffn_comm.time(b) <= cost.ffn_comm.time(2 * b) for b in sizes)
+    assert cost.kernel_sources()["gather_scatter"] == (
+        "measured NCCL all-gather + reduce-scatter (aiconfigurator h100_sxm, NCCL 2.29.2)")
+    # Plain TP all-reduces its FFN output (no gather); a GPU without tables prices the gather as one all-reduce.
+    assert IterationCost(model, Cluster(load_gpu("h100"), load_node("dgx-h100"), None, 8),
+                         Plan(tp=8)).kernel_sources()["gather_scatter"] == "none"
+    a100 = IterationCost(model, Cluster(load_gpu("a100"), load_node("hgx-8gpu"), None, 8), Plan(tp=1, attn_dp=8))
+    assert a100.kernel_sources()["gather_scatter"] == "as one all-reduce: NCCL fit, a100 family"

@@ -34,7 +34,7 @@ import numpy as np
 from sim.cost.kernels.attention import load_attention_table
 from sim.cost.kernels.decode_attention import Piecewise, load_decode_attention_table
 from sim.cost.kernels.moe import load_moe_table
-from sim.cost.kernels.comm import load_allreduce, load_alltoall
+from sim.cost.kernels.comm import MeasuredGatherScatter, load_allreduce, load_alltoall, load_gather_scatter
 from sim.cost.kernels.gemm import load_gemm_tables
 from sim.cost.step_plan import RankBatch, StepPlan
 from sim.hardware.calibration import Calibration, load_calibration
@@ -126,12 +126,15 @@ class IterationCost:
         if self.ep > 1:
             self.alltoall = self._alltoall(self.ep, calib_link)
         # Without EP, data-parallel attention ranks gather their tokens for an FFN split over all tp x attn_dp
-        # GPUs, then scatter them back: an all-gather and a reduce-scatter, the bytes of one all-reduce.
+        # GPUs, then scatter them back: an all-gather and a reduce-scatter (measured where tables exist, else the
+        # bytes of one all-reduce).
         self.ffn_tp = tp * plan.attn_dp if self.ep == 1 else tp
         self.ffn_comm = None
         if self.ffn_tp > 1:
-            self.ffn_comm = self._allreduce(self.ffn_tp, plan.tp_nodes or None if self.ffn_tp == tp else None,
-                                            calib_link)
+            if self.ffn_tp != tp:
+                self.ffn_comm = self._gather_scatter(self.ffn_tp, calib_link)
+            else:
+                self.ffn_comm = self._allreduce(self.ffn_tp, plan.tp_nodes or None, calib_link)
         # Expert-parallel loads under a routing and balancing policy; None: every GPU gets the mean (the search's
         # optimistic bounds use that).
         self.expert_profile: ExpertProfile | None = None
@@ -154,6 +157,16 @@ class IterationCost:
             if measured is not None:
                 return measured
         return allreduce_model(cluster, self.calib, calib_link, n, nodes)
+
+    def _gather_scatter(self, n: int, calib_link: float):  # noqa: ANN202  (AllReduce-like)
+        """NCCL's all-gather and reduce-scatter as measured on this GPU when the `n` GPUs sit in one NVLink node and
+        tables exist, else the all-reduce of the same bytes (the family's NCCL fit)."""
+        cluster = self.cluster
+        if -(-n // cluster.node.gpus_per_node) == 1 and cluster.node.link == "nvlink" and cluster.gpu.kernel_tables:
+            measured = load_gather_scatter(cluster.gpu.kernel_tables, n)
+            if measured is not None:
+                return measured
+        return self._allreduce(n, None, calib_link)
 
     def _alltoall(self, n: int, calib_link: float) -> Callable[[float], float]:
         """NCCL's all-to-all as measured on this GPU when the EP group sits in one NVLink node and tables exist, else
@@ -512,9 +525,17 @@ class IterationCost:
             d = self.wdtype
             if self._formats[d][0] < 2.0 and compute_dtype(d) == "bf16" and self._bf16_table is not None:
                 gemm += f"; {d} weights: the bf16 table less the weight bytes not read"
-        ar = self.allreduce or self.ffn_comm
-        comm = (f"measured vLLM custom all-reduce and NCCL ({ar.source})" if hasattr(ar, "source")
-                else f"NCCL fit, {self.calib.key} family" if ar is not None else "none")
+
+        def collective(c: object, measured: str) -> str:
+            return (f"{measured} ({c.source})" if hasattr(c, "source")
+                    else f"NCCL fit, {self.calib.key} family" if c is not None else "none")
+
+        comm = collective(self.allreduce, "measured vLLM custom all-reduce and NCCL")
+        gather = "none"
+        if self.ffn_tp != self.tp and self.ffn_comm is not None:
+            gather = (f"measured NCCL all-gather + reduce-scatter ({self.ffn_comm.source})"
+                      if isinstance(self.ffn_comm, MeasuredGatherScatter)
+                      else "as one all-reduce: " + collective(self.ffn_comm, "measured vLLM custom all-reduce and NCCL"))
         prefill = f"measured FlashAttention table ({self.attn_table.source})" if self.attn_table else family
         decode = f"measured decode-kernel table ({self.decode_table.source})" if self.decode_table else family
         attention = family if prefill == decode == family else f"prefill: {prefill}; decode: {decode}"
@@ -524,11 +545,10 @@ class IterationCost:
             found = self._moe_curve(width)
             experts = (f"measured fused-MoE table ({self.moe_table.source}, {found[1]} kernel)" if found
                        else family)
-        a2a = ("none" if self.alltoall is None else f"measured NCCL ({self.alltoall.source})"
-               if hasattr(self.alltoall, "source") else f"NCCL fit, {self.calib.key} family")
+        a2a = collective(self.alltoall, "measured NCCL")
         return {"gemm": gemm, "attention": attention, "moe_experts": experts,
                 "elementwise": family,
-                "allreduce": comm, "alltoall": a2a}
+                "allreduce": comm, "alltoall": a2a, "gather_scatter": gather}
 
     def plan_time(self, plan: StepPlan) -> float:
         """Seconds for one step: the slowest micro-batch, each the busiest rank's side plus its union side."""

@@ -204,32 +204,43 @@ def validate_allreduce(df: pl.DataFrame, gpu: str) -> HeldOut:
 
 
 # ---- all-to-all: NCCL's, for expert parallelism inside one node ---------------------------------------------------
-def read_alltoall(data_root: Path, gpu: str, version: str | None = None) -> pl.DataFrame:
-    """Measured NCCL all-to-alls of 16-bit tensors on 2, 4 and 8 GPUs of one node (the newest NCCL measured; the
-    vLLM `version` does not apply): columns gpus, bytes (each GPU's whole buffer; the tables give it in elements),
-    seconds and nccl (the version)."""
+# NCCL collectives read from the same tables: name in the tables -> prefix of the shipped curves.
+NCCL_OPS = {"alltoall": "a2a", "all_gather": "ag", "reduce_scatter": "rs"}
+
+
+def read_nccl(data_root: Path, gpu: str, op: str = "alltoall") -> pl.DataFrame:
+    """Measured NCCL collectives `op` (alltoall, all_gather or reduce_scatter) of 16-bit tensors on 2, 4 and 8 GPUs
+    of one node, the newest NCCL measured: columns gpus, bytes, seconds and nccl (the version). The tables give
+    nccl-tests' size in elements (aiconfigurator's collect_nccl.py divides the bytes by the element size); that
+    size is each GPU's whole buffer: what an all-to-all sends, what an all-gather receives (every GPU's share),
+    what a reduce-scatter reduces."""
     base = data_root / "aiconfigurator_kernels" / gpu / "comm" / "nccl"
     newest = max((d for d in base.iterdir() if (d / "nccl_perf.parquet").exists()),
                  key=lambda d: tuple(int(x) for x in d.name.split(".")))
     df = pl.read_parquet(newest / "nccl_perf.parquet").filter(
-        (pl.col("op_name") == "alltoall") & (pl.col("nccl_dtype") == "half"))
+        (pl.col("op_name") == op) & (pl.col("nccl_dtype") == "half"))
     return (df.select(pl.col("num_gpus").alias("gpus"), (pl.col("message_size") * 2).alias("bytes"),
                       (pl.col("latency") * 1e-3).alias("seconds"))
             .group_by("gpus", "bytes").agg(pl.col("seconds").min()).sort("gpus", "bytes")
             .with_columns(pl.lit(newest.name).alias("nccl")))
 
 
-def alltoall_curves(df: pl.DataFrame) -> dict[str, np.ndarray]:
+def read_alltoall(data_root: Path, gpu: str, version: str | None = None) -> pl.DataFrame:
+    """NCCL's measured all-to-alls (the vLLM `version` does not apply)."""
+    return read_nccl(data_root, gpu, "alltoall")
+
+
+def nccl_curves(df: pl.DataFrame, prefix: str = "a2a") -> dict[str, np.ndarray]:
     """Per GPU count: buffer sizes and log-seconds, a size never faster than a smaller one (as the all-reduce's)."""
-    out = {"a2a_source": np.array(f"NCCL {df['nccl'][0]}")}
+    out = {f"{prefix}_source": np.array(f"NCCL {df['nccl'][0]}")}
     for n in AR_GPUS:
         d = df.filter(pl.col("gpus") == n).sort("bytes")
-        out[f"a2a_{n}_bytes"] = d["bytes"].to_numpy().astype(float)
-        out[f"a2a_{n}_log_s"] = _never_faster_when_larger(d["seconds"].to_numpy())
+        out[f"{prefix}_{n}_bytes"] = d["bytes"].to_numpy().astype(float)
+        out[f"{prefix}_{n}_log_s"] = _never_faster_when_larger(d["seconds"].to_numpy())
     return out
 
 
-def validate_alltoall(df: pl.DataFrame, gpu: str) -> HeldOut:
+def validate_nccl(df: pl.DataFrame, gpu: str, name: str = "all-to-all") -> HeldOut:
     """Every other buffer size held apart, predicted from its neighbours (log-log), over the GPU counts."""
     from sim.cost.kernels.curve import Curve
 
@@ -242,7 +253,27 @@ def validate_alltoall(df: pl.DataFrame, gpu: str) -> HeldOut:
         curve = Curve(sizes[keep], _never_faster_when_larger(secs[keep]))
         errors += [abs(curve.time(b) / s - 1) for b, s in zip(sizes[~keep], secs[~keep])]
     err = np.array(errors)
-    return HeldOut(gpu, "all-to-all", len(err), float(np.median(err)), float(np.percentile(err, 90)))
+    return HeldOut(gpu, name, len(err), float(np.median(err)), float(np.percentile(err, 90)))
+
+
+def validate_alltoall(df: pl.DataFrame, gpu: str) -> HeldOut:
+    return validate_nccl(df, gpu, "all-to-all")
+
+
+def read_allgather(data_root: Path, gpu: str, version: str | None = None) -> pl.DataFrame:
+    return read_nccl(data_root, gpu, "all_gather")
+
+
+def validate_allgather(df: pl.DataFrame, gpu: str) -> HeldOut:
+    return validate_nccl(df, gpu, "all-gather")
+
+
+def read_reducescatter(data_root: Path, gpu: str, version: str | None = None) -> pl.DataFrame:
+    return read_nccl(data_root, gpu, "reduce_scatter")
+
+
+def validate_reducescatter(df: pl.DataFrame, gpu: str) -> HeldOut:
+    return validate_nccl(df, gpu, "reduce-scatter")
 
 
 # ---- prefill attention (FlashAttention over fresh sequences), per head shape ----------------------------------------
@@ -483,7 +514,8 @@ def build(data_root: Path, gpu: str, version: str) -> dict[str, np.ndarray]:
         table = gemm_grid(df, *axes, source="")
         arrays[f"gemm_{precision}_log_s"] = table.log_s.astype(np.float16)
     arrays.update(allreduce_curves(read_allreduce(data_root, gpu, version)))
-    arrays.update(alltoall_curves(read_alltoall(data_root, gpu)))
+    for op, prefix in NCCL_OPS.items():
+        arrays.update(nccl_curves(read_nccl(data_root, gpu, op), prefix))
     grids = attention_grids(read_context_attention(data_root, gpu, version))
     grids["attn_log_s"] = grids["attn_log_s"].astype(np.float16)
     arrays.update(grids)

@@ -1,5 +1,5 @@
 """Collective latency from measured curves: vLLM's custom all-reduce (inside a CUDA graph, or eager) and NCCL's
-all-reduce and all-to-all.
+all-reduce, all-to-all, all-gather and reduce-scatter.
 
 vLLM's tensor-parallel all-reduce uses its own one-shot/two-shot kernel for messages up to 8 MiB between the GPUs
 of one NVLink node, and NCCL beyond (vllm/distributed/device_communicators/custom_all_reduce.py, max_size =
@@ -63,12 +63,44 @@ class MeasuredAllToAll:
         return self.curve.time(nbytes)
 
 
+def _nccl_curve(z, prefix: str, n: int) -> tuple[Curve, str]:
+    m = _measured_group(n)
+    return Curve(z[f"{prefix}_{m}_bytes"], z[f"{prefix}_{m}_log_s"]), f"{str(z['source']).split(',')[0]}, " \
+        f"{z[f'{prefix}_source']}"
+
+
 @cache
 def load_alltoall(name: str, n: int) -> MeasuredAllToAll | None:
     """The measured all-to-all of `n` GPUs (the nearest measured group size: 2, 4 or 8), or None without tables."""
     z = shipped(name, "a2a_2_bytes")
     if z is None:
         return None
-    m = _measured_group(n)
-    source = f"{str(z['source']).split(',')[0]}, {z['a2a_source']}"
-    return MeasuredAllToAll(n, Curve(z[f"a2a_{m}_bytes"], z[f"a2a_{m}_log_s"]), source)
+    return MeasuredAllToAll(n, *_nccl_curve(z, "a2a", n))
+
+
+@dataclass(frozen=True)
+class MeasuredGatherScatter:
+    """Data-parallel attention feeding an FFN split over all `n` GPUs, as vLLM's all-gather/reduce-scatter
+    dispatcher does (vllm/distributed/device_communicators/all2all.py, AgRsAll2AllManager): each GPU gathers every
+    rank's tokens before the FFN and reduce-scatters the outputs back after it. `time(bytes of the gathered
+    tokens)`: NCCL's all-gather of that buffer plus its reduce-scatter; the same eagerly or in a CUDA graph."""
+
+    n: int
+    gather: Curve
+    scatter: Curve
+    source: str
+
+    def time(self, nbytes: float, eager: bool = False) -> float:
+        return self.gather.time(nbytes) + self.scatter.time(nbytes)
+
+
+@cache
+def load_gather_scatter(name: str, n: int) -> MeasuredGatherScatter | None:
+    """The measured all-gather + reduce-scatter of `n` GPUs (nearest measured group size), or None without tables
+    (or without those measurements)."""
+    z = shipped(name, "ag_2_bytes")
+    if z is None or "rs_2_bytes" not in z:
+        return None
+    gather, source = _nccl_curve(z, "ag", n)
+    scatter, _ = _nccl_curve(z, "rs", n)
+    return MeasuredGatherScatter(n, gather, scatter, source)
