@@ -90,7 +90,8 @@ def test_tp8_inside_one_node_beats_tp8_over_two_nodes():
 
 
 def test_pipeline_micro_batches_keep_every_stage_busy_under_load():
-    """PP=2 runs two micro-batches (virtual engines): at saturation it serves what two TP4 replicas do. A token
+    """PP=2 runs two micro-batches (virtual engines): at saturation it serves about what two TP4 replicas do (about
+    10% less: the activation sends between stages, and micro-batches that never carry exactly equal work). A token
     still traverses both stages, so PP never decodes faster than TP over the same GPUs."""
     def summary(rate, **plan):
         return sim.run(model="llama-3.1-70b", gpu="h100", num_gpus=8,
@@ -98,7 +99,7 @@ def test_pipeline_micro_batches_keep_every_stage_busy_under_load():
                                   "workload.duration_s": None}).summary
 
     heavy_pp, heavy_dp = summary(30.0, tp=4, pp=2), summary(30.0, tp=4, replicas=2)
-    assert heavy_pp["output_tokens_per_s"] > 0.9 * heavy_dp["output_tokens_per_s"]
+    assert 0.85 * heavy_dp["output_tokens_per_s"] < heavy_pp["output_tokens_per_s"] <= heavy_dp["output_tokens_per_s"]
     assert heavy_pp["gpu_busy_fraction"] > 0.9  # no stage idles when both micro-batches have work
     light_pp, light_dp, light_tp8 = summary(0.5, tp=4, pp=2), summary(0.5, tp=4, replicas=2), summary(0.5, tp=8)
     assert light_pp["tpot_p50_s"] >= light_dp["tpot_p50_s"]  # plus the activation send between stages

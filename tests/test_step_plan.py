@@ -220,3 +220,35 @@ def test_uneven_pipeline_micro_batches_stall_the_stages_behind_the_heaviest():
     assert uneven == cost.plan_time(StepPlan([[heavy], [RankBatch()]]))
     halves = cost.plan_time(StepPlan([[RankBatch([(2048, 0)], 4, 4000, 5)], [RankBatch([(2048, 0)], 4, 4000, 5)]]))
     assert uneven > halves
+
+
+many_chunks = st.lists(st.tuples(st.integers(1, 9000), st.integers(0, 30000)), min_size=1, max_size=48)
+
+
+@given(st.integers(0, len(KINDS) - 1), many_chunks, st.tuples(st.integers(1, 9000), st.integers(0, 30000)),
+       st.integers(0, 47), st.integers(1, 4000))
+def test_a_steps_prefill_attention_never_costs_less_with_more_chunks_or_tokens(kind, chunks, extra, which, more):
+    """The step's chunks share one FlashAttention call (the measured grid read for all of them at once): adding a
+    chunk, lengthening one or giving it more cached context never lowers the attention time."""
+    cost = cost_of(kind)
+    before = cost._prefill_attention(chunks)
+    assert cost._prefill_attention(chunks + [extra]) >= before
+    i = which % len(chunks)
+    c, ctx = chunks[i]
+    for changed in ((c + more, ctx), (c, ctx + more)):
+        assert cost._prefill_attention(chunks[:i] + [changed] + chunks[i + 1:]) >= before
+
+
+def test_many_short_prefill_chunks_pay_the_kernel_once():
+    """64 prompts of 16 tokens in one step: one varlen FlashAttention call per layer, as the grid measured 64 such
+    sequences (aiconfigurator h100_sxm), not 64 calls each paying the kernel's fixed cost."""
+    model = load_model("llama-3.1-8b")
+    cost = IterationCost(model, Cluster(load_gpu("h100"), load_node("dgx-h100"), None, 1), Plan())
+    table = cost.attn_table
+    step = cost._prefill_attention([(16, 0)] * 64)
+    assert step == pytest.approx(table.time(32, 8, 128, 64, 16) * model.num_layers, rel=1e-9)
+    assert step < 0.1 * 64 * cost._prefill_attention([(16, 0)])
+    # Equal long prompts are compute-bound: batching them saves little.
+    long = cost._prefill_attention([(4096, 0)] * 4)
+    assert long == pytest.approx(table.time(32, 8, 128, 4, 4096) * model.num_layers, rel=1e-9)
+    assert long > 0.8 * 4 * cost._prefill_attention([(4096, 0)])

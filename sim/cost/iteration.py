@@ -413,41 +413,61 @@ class IterationCost:
 
     # ---- attention -----------------------------------------------------------------------------------------------
     def _prefill_attention(self, chunks: Sequence[tuple[int, int]]) -> float:
+        """All layers' attention over a step's prefill chunks ((new tokens, cached context) each). vLLM V1 runs the
+        step's sequences through one variable-length FlashAttention call per layer (vllm/v1/attention/backends/
+        flash_attn.py): the measured table prices the chunks together (`_table_prefill`), and the roofline adds its
+        launch overhead once per step."""
         m = self.model
         flop_rate, byte_rate, overhead = self._prefill_rates
         window = m.sliding_window if m.sliding_window_layers else 0
         per_pair, per_token = self.prefill_flops_per_pair, self.prefill_kv_read_per_token
-        table = self.attn_table
-        total = 0.0
-        context_up = 0.0
+        pairs, pairs_win, kv_read, context_up = [], [], 0.0, 0.0
         for c, ctx in chunks:
-            pairs = c * (ctx + (c + 1) / 2.0)
-            memory = per_token * (ctx + c) / byte_rate
-            if table is not None:
-                # Measured FlashAttention: the chunk as the fresh sequence with as many (query, key) pairs.
-                t = self._table_prefill(pairs)
-                if window:
-                    t_win = self._table_prefill(c * min(ctx + (c + 1) / 2.0, window))
-                    t = (m.full_attention_layers * t + m.sliding_window_layers * t_win) / m.num_layers
-                total += t if t > memory else memory
-            else:
-                if window:
-                    pairs_win = c * min(ctx + (c + 1) / 2.0, window)
-                    pairs = (m.full_attention_layers * pairs + m.sliding_window_layers * pairs_win) / m.num_layers
-                compute = per_pair * pairs / flop_rate
-                total += (compute if compute > memory else memory) + overhead
+            if c <= 0:
+                continue
+            pairs.append(c * (ctx + (c + 1) / 2.0))
+            if window:
+                pairs_win.append(c * min(ctx + (c + 1) / 2.0, window))
+            kv_read += per_token * (ctx + c)
             if m.mla and ctx:
                 # The cached context's latents are up-projected to keys and values again for each chunk.
                 ml = m.mla
                 context_up += self._gemm(float(ctx), ml.kv_lora_rank,
                                          m.num_heads * (ml.qk_nope_head_dim + ml.v_head_dim) / self.tp, self.wdtype)
-        return (total + context_up) * m.num_layers
+        if not pairs:
+            return 0.0
+        memory = kv_read / byte_rate
+        if self.attn_table is not None:
+            t = self._table_prefill(pairs)
+            if window:
+                t = (m.full_attention_layers * t + m.sliding_window_layers * self._table_prefill(pairs_win)) \
+                    / m.num_layers
+            layer = t if t > memory else memory
+        else:
+            total = sum(pairs)
+            if window:
+                total = (m.full_attention_layers * total + m.sliding_window_layers * sum(pairs_win)) / m.num_layers
+            compute = per_pair * total / flop_rate
+            layer = (compute if compute > memory else memory) + overhead
+        return (layer + context_up) * m.num_layers
 
-    def _table_prefill(self, pairs: float) -> float:
-        """One layer's measured prefill attention over `pairs` (query, key) pairs of one sequence: the fresh sequence
-        of length s with s (s + 1) / 2 pairs."""
-        s = (math.sqrt(1.0 + 8.0 * pairs) - 1.0) / 2.0
-        return self.attn_table.time(self.heads, self._attn_kv_heads, self._attn_head_dim, 1.0, s)
+    def _table_prefill(self, pairs: Sequence[float]) -> float:
+        """One layer's measured prefill attention over sequences holding these (query, key) pairs, each counted as
+        the fresh sequence of the length s with s (s + 1) / 2 pairs. The grid times b equal sequences; a step's
+        unequal ones take the largest of three bounds, each never lower with another sequence or a longer one (so
+        more work never costs less): for every k, the k longest as k sequences of the k-th longest length; the b
+        sequences' fixed cost (b one-token sequences); and each sequence at the least per-sequence cost of any
+        measured batch. On b equal sequences that is the grid's own time."""
+        table, h, kv, d = self.attn_table, self.heads, self._attn_kv_heads, self._attn_head_dim
+        lengths = sorted(((math.sqrt(1.0 + 8.0 * p) - 1.0) / 2.0 for p in pairs), reverse=True)
+        best = table.time(h, kv, d, float(len(lengths)), 1.0)
+        amortized = 0.0
+        for k, s in enumerate(lengths, 1):
+            t = table.time(h, kv, d, float(k), s)
+            if t > best:
+                best = t
+            amortized += table.per_sequence(h, kv, d, s)
+        return best if best > amortized else amortized
 
     def _decode_curve(self, n: int) -> Piecewise:
         """One layer's decode attention for n sequences as a function of their summed KV length: the measured grid

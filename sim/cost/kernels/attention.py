@@ -30,12 +30,16 @@ class AttentionTable:
     _logb: list = field(init=False, repr=False, compare=False)
     _logs: list = field(init=False, repr=False, compare=False)
     _cells: list = field(init=False, repr=False, compare=False)
+    _amortized: list = field(init=False, repr=False, compare=False)
     _pick: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_logb", [math.log(v) for v in self.b])
         object.__setattr__(self, "_logs", [math.log(v) for v in self.s])
         object.__setattr__(self, "_cells", self.log_s.tolist())
+        # Per head shape and length: the log of the least time per sequence over the measured batches.
+        per_seq = self.log_s - np.log(self.b)[None, :, None]
+        object.__setattr__(self, "_amortized", per_seq.min(axis=1).tolist())
         object.__setattr__(self, "_pick", {})
 
     def config(self, heads: int, kv_heads: int, head_dim: int) -> tuple[int, float]:
@@ -70,6 +74,20 @@ class AttentionTable:
         lo = grid[i][j] * (1 - w) + grid[i][j + 1] * w
         hi = grid[i + 1][j] * (1 - w) + grid[i + 1][j + 1] * w
         return math.exp(lo * (1 - a) + hi * a) * scale
+
+    def per_sequence(self, heads: int, kv_heads: int, head_dim: int, seq: float) -> float:
+        """Seconds per fresh sequence of `seq` tokens in the measured batch that runs them cheapest per sequence:
+        what each sequence adds, at least, to a large batch."""
+        c, scale = self.config(heads, kv_heads, head_dim)
+        logs, x = self._logs, math.log(max(seq, 1.0))
+        if x > logs[-1]:
+            scale *= math.exp((x - logs[-1]) * 2.0)
+            x = logs[-1]
+        j = min(max(bisect_right(logs, x) - 1, 0), len(logs) - 2)
+        w = (x - logs[j]) / (logs[j + 1] - logs[j])
+        w = 0.0 if w < 0.0 else 1.0 if w > 1.0 else w
+        row = self._amortized[c]
+        return math.exp(row[j] * (1 - w) + row[j + 1] * w) * scale
 
 
 @cache
