@@ -40,6 +40,8 @@ def operator_rows(data: Path) -> list[tuple[str, str, str, int, float, float]]:
              lambda: kt.validate_allreduce(kt.read_allreduce(root, gpu, version), gpu)),
             ("prefill attention", "every other length and batch held apart",
              lambda: kt.validate_attention(kt.read_context_attention(root, gpu, version), gpu)),
+            ("prefill attention, sliding windows", "every other length and batch held apart",
+             lambda: kt.validate_window_attention(kt.read_window_attention(root, gpu, version), gpu)),
             ("decode attention", "every other length and batch held apart",
              lambda: kt.validate_generation_attention(kt.read_generation_attention(root, gpu, version), gpu)),
             ("fused MoE", "every other token count held apart",

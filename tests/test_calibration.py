@@ -312,6 +312,7 @@ HELD_APART = {
     "all-gather curves": ("read_allgather", "validate_allgather", 0.21),
     "reduce-scatter curves": ("read_reducescatter", "validate_reducescatter", 0.15),
     "prefill attention grids": ("read_context_attention", "validate_attention", 0.15),
+    "sliding-window prefill attention grids": ("read_window_attention", "validate_window_attention", 0.15),
     "decode attention grids": ("read_generation_attention", "validate_generation_attention", 0.15),
     "fused MoE curves": ("read_moe", "validate_moe", 0.15),
 }
@@ -359,3 +360,34 @@ def test_data_parallel_attention_gathers_and_scatters_as_nccl_measures(shared_da
                          Plan(tp=8)).kernel_sources()["gather_scatter"] == "none"
     a100 = IterationCost(model, Cluster(load_gpu("a100"), load_node("hgx-8gpu"), None, 8), Plan(tp=1, attn_dp=8))
     assert a100.kernel_sources()["gather_scatter"] == "as one all-reduce: NCCL fit, a100 family"
+
+
+def test_sliding_window_prefill_reads_the_windowed_grid(shared_data):
+    """gpt-oss-120b's 128-token window layers (TP2 on H100): a fresh prompt is priced by FlashAttention's measured
+    windowed kernel (aiconfigurator h100_sxm, window_size 128), not by the full-attention grid at as many (query,
+    key) pairs, which under-prices long prompts (the kernel still walks the tiles the window cuts through)."""
+    import dataclasses
+
+    import polars as pl
+
+    from sim.cost import IterationCost
+    from sim.cost import kernel_tables as kt
+    from sim.hardware import Cluster, load_node
+    from sim.model import load_model
+    from sim.parallel import Plan
+
+    model = load_model("gpt-oss-120b")
+    cost = IterationCost(model, Cluster(load_gpu("h100"), load_node("dgx-h100"), None, 2), Plan(tp=2))
+    measured = kt.read_context_attention(shared_data / "calibration", "h100_sxm", "0.24.0", window=128).filter(
+        (pl.col("heads") == 32) & (pl.col("kv_heads") == 4) & (pl.col("head_dim") == 64) & (pl.col("b") == 1)
+        & (pl.col("s") == 8192))["seconds"].item()
+    pairs = 8192 * 128
+    windowed = cost._table_prefill([pairs], cost.attn_window_table, 128)
+    assert windowed == pytest.approx(measured, rel=0.05)
+    assert windowed > 2 * cost._table_prefill([pairs])  # the pair-equivalent full-attention reading
+    # A window not measured (300 tokens) keeps the pair reading, and the run says so.
+    odd = IterationCost(dataclasses.replace(model, sliding_window=300),
+                        Cluster(load_gpu("h100"), load_node("dgx-h100"), None, 2), Plan(tp=2))
+    assert odd.attn_window_table is None
+    assert "300-token window read at its (query, key) pairs" in odd.kernel_sources()["attention"]
+    assert "128-token window measured" in cost.kernel_sources()["attention"]

@@ -31,7 +31,7 @@ from typing import Protocol
 
 import numpy as np
 
-from sim.cost.kernels.attention import load_attention_table
+from sim.cost.kernels.attention import AttentionTable, load_attention_table
 from sim.cost.kernels.decode_attention import Piecewise, load_decode_attention_table
 from sim.cost.kernels.moe import load_moe_table
 from sim.cost.kernels.comm import MeasuredGatherScatter, load_allreduce, load_alltoall, load_gather_scatter
@@ -85,6 +85,9 @@ class IterationCost:
         self.gemm_tables = load_gemm_tables(gpu.kernel_tables) if gpu.kernel_tables else {}
         # Prefill attention measured per head shape (MLA prefills as multi-head attention over 192-dim keys).
         self.attn_table = load_attention_table(gpu.kernel_tables) if gpu.kernel_tables else None
+        # Sliding-window layers' prefill, measured per window (None: that window was not measured).
+        self.attn_window_table = (load_attention_table(gpu.kernel_tables, model.sliding_window)
+                                  if gpu.kernel_tables and model.sliding_window_layers else None)
         # Fused MoE measured per model shape, precision and split (None: no table for this GPU).
         self.moe_table = load_moe_table(gpu.kernel_tables) if gpu.kernel_tables and model.moe else None
         self._moe_curves: dict[float, tuple | None] = {}
@@ -440,8 +443,9 @@ class IterationCost:
         if self.attn_table is not None:
             t = self._table_prefill(pairs)
             if window:
-                t = (m.full_attention_layers * t + m.sliding_window_layers * self._table_prefill(pairs_win)) \
-                    / m.num_layers
+                t_win = (self._table_prefill(pairs_win, self.attn_window_table, window)
+                         if self.attn_window_table is not None else self._table_prefill(pairs_win))
+                t = (m.full_attention_layers * t + m.sliding_window_layers * t_win) / m.num_layers
             layer = t if t > memory else memory
         else:
             total = sum(pairs)
@@ -451,15 +455,24 @@ class IterationCost:
             layer = (compute if compute > memory else memory) + overhead
         return (layer + context_up) * m.num_layers
 
-    def _table_prefill(self, pairs: Sequence[float]) -> float:
+    def _table_prefill(self, pairs: Sequence[float], table: AttentionTable | None = None, window: int = 0) -> float:
         """One layer's measured prefill attention over sequences holding these (query, key) pairs, each counted as
-        the fresh sequence of the length s with s (s + 1) / 2 pairs. The grid times b equal sequences; a step's
+        the fresh sequence of the length s with as many pairs: s (s + 1) / 2, or under a sliding window of w (a
+        window `table` measured for it) s min((s + 1) / 2, w). Without a window table a windowed layer is read
+        from the full-attention grid at its pairs, which under-prices it (the kernel still walks the tiles the
+        window cuts through). The grid times b equal sequences; a step's
         unequal ones take the largest of three bounds, each never lower with another sequence or a longer one (so
         more work never costs less): for every k, the k longest as k sequences of the k-th longest length; the b
         sequences' fixed cost (b one-token sequences); and each sequence at the least per-sequence cost of any
         measured batch. On b equal sequences that is the grid's own time."""
-        table, h, kv, d = self.attn_table, self.heads, self._attn_kv_heads, self._attn_head_dim
-        lengths = sorted(((math.sqrt(1.0 + 8.0 * p) - 1.0) / 2.0 for p in pairs), reverse=True)
+        table = table or self.attn_table
+        h, kv, d = self.heads, self._attn_kv_heads, self._attn_head_dim
+        if window:
+            knee = (2 * window - 1) * window  # pairs of a fresh sequence 2w - 1 long: beyond it, w per token
+            lengths = sorted((p / window if p > knee else (math.sqrt(1.0 + 8.0 * p) - 1.0) / 2.0 for p in pairs),
+                             reverse=True)
+        else:
+            lengths = sorted(((math.sqrt(1.0 + 8.0 * p) - 1.0) / 2.0 for p in pairs), reverse=True)
         best = table.time(h, kv, d, float(len(lengths)), 1.0)
         amortized = 0.0
         for k, s in enumerate(lengths, 1):
@@ -557,6 +570,9 @@ class IterationCost:
                       if isinstance(self.ffn_comm, MeasuredGatherScatter)
                       else "as one all-reduce: " + collective(self.ffn_comm, "measured vLLM custom all-reduce and NCCL"))
         prefill = f"measured FlashAttention table ({self.attn_table.source})" if self.attn_table else family
+        if self.attn_table and self.model.sliding_window_layers:
+            prefill += (f", its {self.model.sliding_window}-token window measured" if self.attn_window_table
+                        else f", its {self.model.sliding_window}-token window read at its (query, key) pairs")
         decode = f"measured decode-kernel table ({self.decode_table.source})" if self.decode_table else family
         attention = family if prefill == decode == family else f"prefill: {prefill}; decode: {decode}"
         experts = "none"

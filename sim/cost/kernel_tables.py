@@ -277,11 +277,11 @@ def validate_reducescatter(df: pl.DataFrame, gpu: str) -> HeldOut:
 
 
 # ---- prefill attention (FlashAttention over fresh sequences), per head shape ----------------------------------------
-def read_context_attention(data_root: Path, gpu: str, version: str) -> pl.DataFrame:
-    """Measured prefill attention with a BF16 KV cache and no sliding window: heads, kv_heads, head_dim, b, s and
-    seconds (the fastest kernel measured for each point)."""
+def read_context_attention(data_root: Path, gpu: str, version: str, window: int = 0) -> pl.DataFrame:
+    """Measured prefill attention with a BF16 KV cache, with no sliding window (0) or the given one: heads,
+    kv_heads, head_dim, b, s and seconds (the fastest kernel measured for each point)."""
     path = data_root / "aiconfigurator_kernels" / gpu / "attention" / "vllm" / version / "context_attention_perf.parquet"
-    df = pl.read_parquet(path).filter((pl.col("kv_cache_dtype") == "bfloat16") & (pl.col("window_size") == 0))
+    df = pl.read_parquet(path).filter((pl.col("kv_cache_dtype") == "bfloat16") & (pl.col("window_size") == window))
     return df.group_by(pl.col("num_heads").alias("heads"), pl.col("num_key_value_heads").alias("kv_heads"),
                        "head_dim", pl.col("batch_size").alias("b"), pl.col("isl").alias("s")).agg(
         (pl.col("latency").min() * 1e-3).alias("seconds"))
@@ -336,9 +336,32 @@ def _densify_lengths(s_axis: np.ndarray, grids: np.ndarray) -> tuple[np.ndarray,
     return np.exp(dense), np.maximum.accumulate(values, axis=2)
 
 
+def context_windows(data_root: Path, gpu: str, version: str) -> list[int]:
+    """The sliding windows prefill attention was measured with."""
+    path = data_root / "aiconfigurator_kernels" / gpu / "attention" / "vllm" / version / "context_attention_perf.parquet"
+    return sorted(w for w in pl.read_parquet(path, columns=["window_size"])["window_size"].unique().to_list() if w)
+
+
 def validate_attention(df: pl.DataFrame, gpu: str) -> HeldOut:
     """Every other interior sequence length and batch size held apart, predicted from the rest of each head shape's
     grid."""
+    err = _attention_errors(df)
+    return HeldOut(gpu, "prefill attention", len(err), float(np.median(err)), float(np.percentile(err, 90)))
+
+
+def read_window_attention(data_root: Path, gpu: str, version: str) -> dict[int, pl.DataFrame]:
+    """Measured sliding-window prefill attention, per window."""
+    return {w: read_context_attention(data_root, gpu, version, w) for w in context_windows(data_root, gpu, version)}
+
+
+def validate_window_attention(dfs: dict[int, pl.DataFrame], gpu: str) -> HeldOut:
+    """validate_attention on each window's grids, the errors pooled."""
+    err = np.concatenate([_attention_errors(df, 1.0) for df in dfs.values()])
+    return HeldOut(gpu, "sliding-window prefill attention", len(err), float(np.median(err)),
+                   float(np.percentile(err, 90)))
+
+
+def _attention_errors(df: pl.DataFrame, length_power: float = 2.0) -> np.ndarray:
     from sim.cost.kernels.attention import AttentionTable
 
     b_all, s_all = sorted(df["b"].unique().to_list()), sorted(df["s"].unique().to_list())
@@ -346,11 +369,11 @@ def validate_attention(df: pl.DataFrame, gpu: str) -> HeldOut:
     b_fit, s_fit = [v for v in b_all if v not in held_b], [v for v in s_all if v not in held_s]
     fit = df.filter(pl.col("b").is_in(b_fit) & pl.col("s").is_in(s_fit))
     g = attention_grids(fit, b_fit, s_fit)
-    table = AttentionTable(g["attn_configs"], g["attn_b"], g["attn_s"], g["attn_log_s"], "validation")
+    table = AttentionTable(g["attn_configs"], g["attn_b"], g["attn_s"], g["attn_log_s"], "validation",
+                           length_power)
     test = df.filter(pl.col("b").is_in(list(held_b)) | pl.col("s").is_in(list(held_s)))
-    err = np.array([abs(table.time(h, kv, d, b, s) / sec - 1) for h, kv, d, b, s, sec in
-                    test.select("heads", "kv_heads", "head_dim", "b", "s", "seconds").iter_rows()])
-    return HeldOut(gpu, "prefill attention", len(err), float(np.median(err)), float(np.percentile(err, 90)))
+    return np.array([abs(table.time(h, kv, d, b, s) / sec - 1) for h, kv, d, b, s, sec in
+                     test.select("heads", "kv_heads", "head_dim", "b", "s", "seconds").iter_rows()])
 
 
 # ---- decode attention (FlashAttention decode over cached KV), per head shape and KV precision ---------------------
@@ -519,6 +542,12 @@ def build(data_root: Path, gpu: str, version: str) -> dict[str, np.ndarray]:
     grids = attention_grids(read_context_attention(data_root, gpu, version))
     grids["attn_log_s"] = grids["attn_log_s"].astype(np.float16)
     arrays.update(grids)
+    windows = read_window_attention(data_root, gpu, version)
+    arrays["attn_windows"] = np.array(sorted(windows), float)
+    for w, df in windows.items():
+        grids = attention_grids(df)
+        grids["attn_log_s"] = grids["attn_log_s"].astype(np.float16)
+        arrays.update({key.replace("attn_", f"attnw{w}_"): value for key, value in grids.items()})
     gen = generation_grids(read_generation_attention(data_root, gpu, version))
     gen["gen_log_s"] = gen["gen_log_s"].astype(np.float16)
     arrays.update(gen)

@@ -27,6 +27,9 @@ class AttentionTable:
     s: np.ndarray  # sequence lengths, ascending
     log_s: np.ndarray  # [C, len(b), len(s)] natural log of seconds
     source: str
+    # Beyond the longest measured length, time grows as length ** this: the square for full attention (pairs grow
+    # with it), linearly under a sliding window (each query sees at most the window).
+    length_power: float = 2.0
     _logb: list = field(init=False, repr=False, compare=False)
     _logs: list = field(init=False, repr=False, compare=False)
     _cells: list = field(init=False, repr=False, compare=False)
@@ -61,7 +64,7 @@ class AttentionTable:
         """Seconds for `batch` fresh sequences of `seq` tokens (fractional allowed) through one attention layer."""
         c, scale = self.config(heads, kv_heads, head_dim)
         where = []
-        for value, logs, power in ((max(batch, 1.0), self._logb, 1.0), (max(seq, 1.0), self._logs, 2.0)):
+        for value, logs, power in ((max(batch, 1.0), self._logb, 1.0), (max(seq, 1.0), self._logs, self.length_power)):
             x = math.log(value)
             if x > logs[-1]:
                 scale *= math.exp((x - logs[-1]) * power)  # beyond the grid: pairs grow with the square of length
@@ -81,7 +84,7 @@ class AttentionTable:
         c, scale = self.config(heads, kv_heads, head_dim)
         logs, x = self._logs, math.log(max(seq, 1.0))
         if x > logs[-1]:
-            scale *= math.exp((x - logs[-1]) * 2.0)
+            scale *= math.exp((x - logs[-1]) * self.length_power)
             x = logs[-1]
         j = min(max(bisect_right(logs, x) - 1, 0), len(logs) - 2)
         w = (x - logs[j]) / (logs[j + 1] - logs[j])
@@ -91,9 +94,17 @@ class AttentionTable:
 
 
 @cache
-def load_attention_table(name: str) -> AttentionTable | None:
+def load_attention_table(name: str, window: int = 0) -> AttentionTable | None:
+    """The measured prefill grids of GPU `name`: full attention (window 0) or one sliding window's; None where that
+    was not measured."""
     z = shipped(name, "attn_configs")
     if z is None:
         return None
-    return AttentionTable(z["attn_configs"], z["attn_b"], z["attn_s"], z["attn_log_s"].astype(np.float64),
-                          str(z["source"]))
+    if not window:
+        return AttentionTable(z["attn_configs"], z["attn_b"], z["attn_s"], z["attn_log_s"].astype(np.float64),
+                              str(z["source"]))
+    key = f"attnw{int(window)}_"
+    if window != int(window) or f"{key}configs" not in z:
+        return None
+    return AttentionTable(z[f"{key}configs"], z[f"{key}b"], z[f"{key}s"], z[f"{key}log_s"].astype(np.float64),
+                          f"{z['source']}, window {int(window)}", 1.0)
