@@ -76,12 +76,25 @@ def end_to_end_rows(data: Path) -> tuple[list[tuple[str, str, str, int, float, f
     return rows, note
 
 
+SERVING_SETS = {  # set -> (dataset, split)
+    "a100-bursts": ("vLLM 0.10.1.1, Qwen2-7B and Qwen2.5-32B, one A100 80GB (dennislee22/vLLM-benchmarking)",
+                    "never fitted; bursts of 1-200 prompts, 1,024 in and out"),
+    "qwen3-8b-h100-closed": ("vLLM 0.11.0, Qwen3-8B, one H100 SXM (GPUStack performance lab)",
+                             "never fitted; closed loops of 1-8, ShareGPT's mean lengths"),
+    "gpt-oss-h100-closed": ("vLLM 0.10.2, gpt-oss-120b, H100 SXM TP1 and TP2 (GPUStack performance lab)",
+                            "never fitted; closed loop of 4, ShareGPT's mean lengths"),
+    "gpt-oss-h100-bursts": ("vLLM 0.10.2, gpt-oss-120b, H100 SXM TP1 and TP2 (GPUStack performance lab)",
+                            "never fitted; bursts of 100-1,000 prompts, 128-32,000 in"),
+}
+
+
 def serving_rows() -> list[tuple[str, str, str, int, float, float]]:
-    result = validate_serving_runs(ROOT / "benchmarks" / "data" / "vllm_v1_bursts.csv")
-    dataset = "vLLM 0.10.1.1, Qwen2-7B and Qwen2.5-32B, one A100 80GB (dennislee22/vLLM-benchmarking)"
-    split = "never fitted; bursts of 1-200 prompts, 1,024 in and out"
-    return [(f"end to end, vLLM V1: {label}", dataset, split, *result.summary(metric))
-            for metric, label in (("ttft", "mean TTFT"), ("tpot", "mean TPOT"), ("duration", "duration"))]
+    result = validate_serving_runs(ROOT / "benchmarks" / "data" / "vllm_v1_runs.csv")
+    rows = []
+    for subset, (dataset, split) in SERVING_SETS.items():
+        for metric, label in (("ttft", "mean TTFT"), ("tpot", "mean TPOT"), ("duration", "duration")):
+            rows.append((f"end to end, vLLM V1: {label}", dataset, split, *result.summary(metric, subset)))
+    return rows
 
 
 def table(rows: list[tuple[str, str, str, int, float, float]]) -> str:

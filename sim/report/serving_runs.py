@@ -1,11 +1,11 @@
-"""End-to-end check against measured vLLM V1 serving runs: each row of a table of `vllm bench serve`-style runs
-(benchmarks/data/vllm_v1_bursts.csv; its README says where every figure comes from) is simulated with the
-vllm-v1 preset and the run's own settings, and its mean TTFT, mean TPOT and duration are compared with the
-measured ones. Nothing is fitted here: the rows are never used to build or tune fleetsim.
+"""End-to-end check against measured vLLM V1 serving runs: each row of a table of `vllm bench serve` runs
+(benchmarks/data/vllm_v1_runs.csv; its README says where every figure comes from) is simulated with the vllm-v1
+preset and the run's own settings, and its mean TTFT, mean TPOT and duration are compared with the measured ones.
+Nothing is fitted here: the rows are never used to build or tune fleetsim.
 
-A run of N prompts sent at once (no request rate) is a closed loop of N in flight and N requests; prompts and
-outputs have the run's fixed lengths. The simulation's prefix cache starts cold (see the data README for why the
-measured TTFTs are lower than a cold cache would give).
+A run keeps at most `concurrency` requests in flight (`--max-concurrency`; N prompts sent at once with no request
+rate is a closed loop of N); prompts and outputs have the run's lengths (the mean where the run's varied). The
+simulation's prefix cache starts cold.
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ def simulate(row: dict) -> dict[str, float]:
     result = sim.run(
         model=row["model"], gpu=row["gpu"], num_gpus=int(row["tp"]), tp=int(row["tp"]),
         **{"workload.trace": None, "workload.arrival": "poisson", "workload.num_requests": n,
-           "workload.duration_s": None, "workload.concurrency": n,
+           "workload.duration_s": None, "workload.concurrency": int(row["concurrency"]),
            "workload.input_len": f"fixed:{int(row['input_len'])}",
            "workload.output_len": f"fixed:{int(row['output_len'])}",
            "engine.preset": "vllm-v1", "engine.gpu_memory_utilization": float(row["gpu_memory_utilization"]),
-           "engine.max_num_batched_tokens": int(row["max_num_batched_tokens"])})
+           "engine.max_num_batched_tokens": int(row["max_num_batched_tokens"]),
+           "engine.max_num_seqs": int(row["max_num_seqs"])})
     return result.summary
 
 
@@ -44,9 +45,11 @@ def simulate(row: dict) -> dict[str, float]:
 class ServingRuns:
     rows: pl.DataFrame  # the measured rows with predicted_<metric> and <metric>_error columns
 
-    def summary(self, metric: str) -> tuple[int, float, float]:
-        """(runs, median, p90) of the absolute relative error of `metric` (ttft, tpot or duration)."""
-        err = self.rows[f"{metric}_error"].abs().to_numpy()
+    def summary(self, metric: str, subset: str | None = None) -> tuple[int, float, float]:
+        """(runs, median, p90) of the absolute relative error of `metric` (ttft, tpot or duration), over every run or
+        one set of runs (the table's `set` column)."""
+        rows = self.rows if subset is None else self.rows.filter(pl.col("set") == subset)
+        err = rows[f"{metric}_error"].abs().to_numpy()
         return len(err), float(np.median(err)), float(np.percentile(err, 90))
 
 
