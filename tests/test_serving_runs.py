@@ -21,8 +21,8 @@ def result():
 
 
 def test_every_measured_run_is_predicted_once(result):
-    assert result.rows.height == read_runs(RUNS).height == 34
-    assert result.rows["run"].n_unique() == 34
+    assert result.rows.height == read_runs(RUNS).height == 39
+    assert result.rows["run"].n_unique() == 39
     for metric in ("ttft", "tpot", "duration"):
         assert result.rows[f"predicted_{metric}"].is_finite().all()
         assert (result.rows[f"predicted_{metric}"] > 0).all()
@@ -55,12 +55,15 @@ def test_held_apart_error_of_the_vllm_v1_preset(result, capsys):
     assert result.summary("tpot", "qwen3-8b-h100-closed")[2] <= 0.16
     assert result.summary("tpot", "gpt-oss-h100-closed")[2] <= 0.20
     # Qwen3-235B-A22B bursts on 8 H100 (TP8 BF16) and 4 (TP4 FP8): throughput and TPOT within 10% at the median; the
-    # 984 prompts of 128 tokens sent at once finish slower than predicted (the API server's request rate, which
-    # fleetsim does not simulate, is the suspect).
+    # 984 prompts of 128 tokens sent at once finish later than predicted, as every such burst does (documented).
     assert result.summary("duration", "qwen3-235b-h100-bursts")[1] <= 0.10
     assert result.summary("tpot", "qwen3-235b-h100-bursts")[1] <= 0.10
     long_prompts = result.rows.filter((pl.col("set") == "qwen3-235b-h100-bursts") & (pl.col("input_len") >= 1996))
     assert long_prompts["duration_error"].abs().max() <= 0.15
+    # DeepSeek-R1 at TP8 on H200: a documented miss the other way, fleetsim faster than measured (TPOT 35% below at
+    # a closed loop of 4, duration 10-23% below over the long-prompt bursts).
+    assert result.summary("duration", "deepseek-r1-h200-bursts")[1] <= 0.30
+    assert result.summary("tpot", "deepseek-r1-h200-closed")[2] <= 0.40
     # gpt-oss-120b bursts on H100 (vLLM 0.10.2): a documented miss, fleetsim about twice as fast as measured
     # (docs/validation.md); the bound keeps it from growing unnoticed. The target is 10%.
     assert result.summary("duration", "gpt-oss-h100-bursts")[2] <= 0.65
