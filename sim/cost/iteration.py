@@ -460,9 +460,8 @@ class IterationCost:
         the fresh sequence of the length s with as many pairs: s (s + 1) / 2, or under a sliding window of w (a
         window `table` measured for it) s min((s + 1) / 2, w). Without a window table a windowed layer is read
         from the full-attention grid at its pairs, which under-prices it (the kernel still walks the tiles the
-        window cuts through). The grid times b equal sequences; a step's
-        unequal ones take the largest of three bounds, each never lower with another sequence or a longer one (so
-        more work never costs less): for every k, the k longest as k sequences of the k-th longest length; the b
+        window cuts through). The grid times b equal sequences; a step's unequal ones take the largest of three
+        bounds, each never lower with another sequence or a longer one (so more work never costs less): for every k, the k longest as k sequences of the k-th longest length; the b
         sequences' fixed cost (b one-token sequences); and each sequence at the least per-sequence cost of any
         measured batch. On b equal sequences that is the grid's own time."""
         table = table or self.attn_table

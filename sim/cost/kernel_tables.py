@@ -203,7 +203,7 @@ def validate_allreduce(df: pl.DataFrame, gpu: str) -> HeldOut:
     return HeldOut(gpu, "all-reduce", len(err), float(np.median(err)), float(np.percentile(err, 90)))
 
 
-# ---- all-to-all: NCCL's, for expert parallelism inside one node ---------------------------------------------------
+# ---- NCCL's all-to-all (expert parallelism), all-gather and reduce-scatter (attention DP), inside one node ----
 # NCCL collectives read from the same tables: name in the tables -> prefix of the shipped curves.
 NCCL_OPS = {"alltoall": "a2a", "all_gather": "ag", "reduce_scatter": "rs"}
 
@@ -542,9 +542,7 @@ def build(data_root: Path, gpu: str, version: str) -> dict[str, np.ndarray]:
     grids = attention_grids(read_context_attention(data_root, gpu, version))
     grids["attn_log_s"] = grids["attn_log_s"].astype(np.float16)
     arrays.update(grids)
-    windows = read_window_attention(data_root, gpu, version)
-    arrays["attn_windows"] = np.array(sorted(windows), float)
-    for w, df in windows.items():
+    for w, df in read_window_attention(data_root, gpu, version).items():
         grids = attention_grids(df)
         grids["attn_log_s"] = grids["attn_log_s"].astype(np.float16)
         arrays.update({key.replace("attn_", f"attnw{w}_"): value for key, value in grids.items()})

@@ -1,11 +1,12 @@
-"""Prefill attention latency from measured (batch, sequence length) grids, one per head shape.
+"""Prefill attention latency from measured (batch, sequence length) grids, one per head shape, with no window or
+under one sliding window.
 
 The measurements time FlashAttention over `b` fresh sequences of `s` tokens each for a head shape (query heads,
-KV heads, head dim) on one GPU. A step's prefill chunks are mapped onto that: b = the number of chunks, and s = the
-length of `b` equal fresh sequences with the same total (query, key) pairs, so a chunk after cached context counts
-its pairs against that context. The head shape is the measured one with the same head dim and the nearest query and
-KV head counts, its time scaled by the ratio of query heads (the work). Inside the grid the latency is interpolated
-in log-log space; beyond it, scaled by the work added.
+KV heads, head dim) on one GPU. A chunk after cached context counts as the fresh sequence with as many (query, key)
+pairs; how a step's chunks of unequal lengths are read together is IterationCost._table_prefill's (monotone bounds
+that are the grid's own time on equal chunks). The head shape is the measured one with the same head dim and the
+nearest query and KV head counts, its time scaled by the ratio of query heads (the work). Inside the grid the
+latency is interpolated in log-log space; beyond it, scaled by the work added.
 """
 
 from __future__ import annotations
