@@ -148,6 +148,7 @@ class IterationCost:
         self._decode_cache: dict[int, tuple] = {}
         self._decode_curves: dict[tuple[int, bool], Piecewise | None] = {}
         self._rank_decode_cache: dict[int, float] = {}
+        self._prefill_cache: dict[tuple, float] = {}
         self._attn_coeffs()
 
     def _allreduce(self, n: int, nodes: int | None, calib_link: float):  # noqa: ANN202  (AllReduce-like)
@@ -420,6 +421,12 @@ class IterationCost:
         step's sequences through one variable-length FlashAttention call per layer (vllm/v1/attention/backends/
         flash_attn.py): the measured table prices the chunks together (`_table_prefill`), and the roofline adds its
         launch overhead once per step."""
+        key = tuple(chunks)
+        cached = self._prefill_cache.get(key)
+        if cached is not None:
+            return cached
+        if len(self._prefill_cache) > 4096:  # chunk mixes rarely repeat past the first few thousand
+            self._prefill_cache.clear()
         m = self.model
         flop_rate, byte_rate, overhead = self._prefill_rates
         window = m.sliding_window if m.sliding_window_layers else 0
@@ -438,6 +445,7 @@ class IterationCost:
                 context_up += self._gemm(float(ctx), ml.kv_lora_rank,
                                          m.num_heads * (ml.qk_nope_head_dim + ml.v_head_dim) / self.tp, self.wdtype)
         if not pairs:
+            self._prefill_cache[key] = 0.0
             return 0.0
         memory = kv_read / byte_rate
         if self.attn_table is not None:
@@ -453,7 +461,9 @@ class IterationCost:
                 total = (m.full_attention_layers * total + m.sliding_window_layers * sum(pairs_win)) / m.num_layers
             compute = per_pair * total / flop_rate
             layer = (compute if compute > memory else memory) + overhead
-        return (layer + context_up) * m.num_layers
+        result = (layer + context_up) * m.num_layers
+        self._prefill_cache[key] = result
+        return result
 
     def _table_prefill(self, pairs: Sequence[float], table: AttentionTable | None = None, window: int = 0) -> float:
         """One layer's measured prefill attention over sequences holding these (query, key) pairs, each counted as
@@ -466,6 +476,11 @@ class IterationCost:
         measured batch. On b equal sequences that is the grid's own time."""
         table = table or self.attn_table
         h, kv, d = self.heads, self._attn_kv_heads, self._attn_head_dim
+        if len(pairs) == 1:  # one sequence: the grid's own time (the other bounds are below it)
+            p = pairs[0]
+            if window and p > (2 * window - 1) * window:
+                return table.time(h, kv, d, 1.0, p / window)
+            return table.time(h, kv, d, 1.0, (math.sqrt(1.0 + 8.0 * p) - 1.0) / 2.0)
         if window:
             knee = (2 * window - 1) * window  # pairs of a fresh sequence 2w - 1 long: beyond it, w per token
             lengths = sorted((p / window if p > knee else (math.sqrt(1.0 + 8.0 * p) - 1.0) / 2.0 for p in pairs),
