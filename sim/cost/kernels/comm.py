@@ -81,8 +81,9 @@ def load_alltoall(name: str, n: int) -> MeasuredAllToAll | None:
 @dataclass(frozen=True)
 class MeasuredGatherScatter:
     """Data-parallel attention feeding an FFN split over all `n` GPUs, as vLLM's all-gather/reduce-scatter
-    dispatcher does (vllm/distributed/device_communicators/all2all.py, AgRsAll2AllManager): each GPU gathers every
-    rank's tokens before the FFN and reduce-scatters the outputs back after it. `time(bytes of the gathered
+    dispatcher does (vllm/distributed/device_communicators/all2all.py, AgRsAll2AllManager; the fallback when data
+    parallelism runs without --enable-expert-parallel, vllm/model_executor/layers/fused_moe/all2all_utils.py): each
+    GPU gathers every rank's tokens (all_gatherv) before the FFN and reduce-scatters the outputs back after it. `time(bytes of the gathered
     tokens)`: NCCL's all-gather of that buffer plus its reduce-scatter; the same eagerly or in a CUDA graph."""
 
     n: int
