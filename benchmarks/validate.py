@@ -83,6 +83,8 @@ SERVING_SETS = {  # set -> (dataset, split)
                              "never fitted; closed loops of 1-8, ShareGPT's mean lengths"),
     "gpt-oss-h100-closed": ("vLLM 0.10.2, gpt-oss-120b, H100 SXM TP1 and TP2 (GPUStack performance lab)",
                             "never fitted; closed loop of 4, ShareGPT's mean lengths"),
+    "qwen3-14b-h100-bursts": ("vLLM 0.11.0, Qwen3-14B, one H100 SXM (GPUStack performance lab)",
+                              "never fitted; bursts of 100-1,000 prompts, 128-32,000 in"),
     "qwen3-235b-h100-bursts": ("vLLM 0.11.0, Qwen3-235B-A22B, 8 H100 SXM TP8 (BF16) and 4 TP4 (FP8) (GPUStack)",
                                "never fitted; bursts of 100-984 prompts, 128-32,000 in"),
     "deepseek-r1-h200-closed": ("vLLM 0.11.0, DeepSeek-R1-0528 (FP8), 8 H200 TP8 (GPUStack performance lab)",

@@ -21,8 +21,8 @@ def result():
 
 
 def test_every_measured_run_is_predicted_once(result):
-    assert result.rows.height == read_runs(RUNS).height == 39
-    assert result.rows["run"].n_unique() == 39
+    assert result.rows.height == read_runs(RUNS).height == 43
+    assert result.rows["run"].n_unique() == 43
     for metric in ("ttft", "tpot", "duration"):
         assert result.rows[f"predicted_{metric}"].is_finite().all()
         assert (result.rows[f"predicted_{metric}"] > 0).all()
@@ -64,6 +64,9 @@ def test_held_apart_error_of_the_vllm_v1_preset(result, capsys):
     # a closed loop of 4, duration 10-23% below over the long-prompt bursts).
     assert result.summary("duration", "deepseek-r1-h200-bursts")[1] <= 0.30
     assert result.summary("tpot", "deepseek-r1-h200-closed")[2] <= 0.40
+    # Qwen3-14B bursts on one H100: a documented miss, fleetsim about 1.7x as fast as measured, like every burst
+    # GPUStack ran on one or two GPUs.
+    assert result.summary("duration", "qwen3-14b-h100-bursts")[2] <= 0.80
     # gpt-oss-120b bursts on H100 (vLLM 0.10.2): a documented miss, fleetsim about twice as fast as measured
     # (docs/validation.md); the bound keeps it from growing unnoticed. The target is 10%.
     assert result.summary("duration", "gpt-oss-h100-bursts")[2] <= 0.65
