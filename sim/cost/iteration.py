@@ -471,22 +471,20 @@ class IterationCost:
         window `table` measured for it) s min((s + 1) / 2, w). Without a window table a windowed layer is read
         from the full-attention grid at its pairs, which under-prices it (the kernel still walks the tiles the
         window cuts through). The grid times b equal sequences; a step's unequal ones take the largest of three
-        bounds, each never lower with another sequence or a longer one (so more work never costs less): for every k, the k longest as k sequences of the k-th longest length; the b
-        sequences' fixed cost (b one-token sequences); and each sequence at the least per-sequence cost of any
-        measured batch. On b equal sequences that is the grid's own time."""
+        bounds, each never lower with another sequence or a longer one (so more work never costs less): for every
+        k, the k longest as k sequences of the k-th longest length; the b sequences' fixed cost (b one-token
+        sequences); and each sequence at the least per-sequence cost of any measured batch. On b equal sequences
+        that is the grid's own time."""
         table = table or self.attn_table
         h, kv, d = self.heads, self._attn_kv_heads, self._attn_head_dim
+        knee = (2 * window - 1) * window  # pairs of a fresh sequence 2w - 1 long: beyond it, w per token
+
+        def length(p: float) -> float:
+            return p / window if window and p > knee else (math.sqrt(1.0 + 8.0 * p) - 1.0) / 2.0
+
         if len(pairs) == 1:  # one sequence: the grid's own time (the other bounds are below it)
-            p = pairs[0]
-            if window and p > (2 * window - 1) * window:
-                return table.time(h, kv, d, 1.0, p / window)
-            return table.time(h, kv, d, 1.0, (math.sqrt(1.0 + 8.0 * p) - 1.0) / 2.0)
-        if window:
-            knee = (2 * window - 1) * window  # pairs of a fresh sequence 2w - 1 long: beyond it, w per token
-            lengths = sorted((p / window if p > knee else (math.sqrt(1.0 + 8.0 * p) - 1.0) / 2.0 for p in pairs),
-                             reverse=True)
-        else:
-            lengths = sorted(((math.sqrt(1.0 + 8.0 * p) - 1.0) / 2.0 for p in pairs), reverse=True)
+            return table.time(h, kv, d, 1.0, length(pairs[0]))
+        lengths = sorted((length(p) for p in pairs), reverse=True)
         best = table.time(h, kv, d, float(len(lengths)), 1.0)
         amortized = 0.0
         for k, s in enumerate(lengths, 1):

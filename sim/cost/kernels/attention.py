@@ -61,37 +61,36 @@ class AttentionTable:
             self._pick[key] = found
         return found
 
+    @staticmethod
+    def _locate(value: float, logs: list, power: float) -> tuple[int, float, float]:
+        """Where `value` falls on a log axis: the cell's lower index, the weight of its upper point, and the factor
+        its time grows by beyond the axis's end (as value ** power)."""
+        x = math.log(max(value, 1.0))
+        grow = 1.0
+        if x > logs[-1]:
+            grow = math.exp((x - logs[-1]) * power)
+            x = logs[-1]
+        i = min(max(bisect_right(logs, x) - 1, 0), len(logs) - 2)
+        w = (x - logs[i]) / (logs[i + 1] - logs[i])
+        return i, 0.0 if w < 0.0 else 1.0 if w > 1.0 else w, grow
+
     def time(self, heads: int, kv_heads: int, head_dim: int, batch: float, seq: float) -> float:
         """Seconds for `batch` fresh sequences of `seq` tokens (fractional allowed) through one attention layer."""
         c, scale = self.config(heads, kv_heads, head_dim)
-        where = []
-        for value, logs, power in ((max(batch, 1.0), self._logb, 1.0), (max(seq, 1.0), self._logs, self.length_power)):
-            x = math.log(value)
-            if x > logs[-1]:
-                scale *= math.exp((x - logs[-1]) * power)  # beyond the grid: pairs grow with the square of length
-                x = logs[-1]
-            i = min(max(bisect_right(logs, x) - 1, 0), len(logs) - 2)
-            w = (x - logs[i]) / (logs[i + 1] - logs[i])
-            where.append((i, 0.0 if w < 0.0 else 1.0 if w > 1.0 else w))
-        (i, a), (j, w) = where
+        i, a, grow_b = self._locate(batch, self._logb, 1.0)
+        j, w, grow_s = self._locate(seq, self._logs, self.length_power)
         grid = self._cells[c]
         lo = grid[i][j] * (1 - w) + grid[i][j + 1] * w
         hi = grid[i + 1][j] * (1 - w) + grid[i + 1][j + 1] * w
-        return math.exp(lo * (1 - a) + hi * a) * scale
+        return math.exp(lo * (1 - a) + hi * a) * scale * grow_b * grow_s
 
     def per_sequence(self, heads: int, kv_heads: int, head_dim: int, seq: float) -> float:
         """Seconds per fresh sequence of `seq` tokens in the measured batch that runs them cheapest per sequence:
         what each sequence adds, at least, to a large batch."""
         c, scale = self.config(heads, kv_heads, head_dim)
-        logs, x = self._logs, math.log(max(seq, 1.0))
-        if x > logs[-1]:
-            scale *= math.exp((x - logs[-1]) * self.length_power)
-            x = logs[-1]
-        j = min(max(bisect_right(logs, x) - 1, 0), len(logs) - 2)
-        w = (x - logs[j]) / (logs[j + 1] - logs[j])
-        w = 0.0 if w < 0.0 else 1.0 if w > 1.0 else w
+        j, w, grow = self._locate(seq, self._logs, self.length_power)
         row = self._amortized[c]
-        return math.exp(row[j] * (1 - w) + row[j + 1] * w) * scale
+        return math.exp(row[j] * (1 - w) + row[j + 1] * w) * scale * grow
 
 
 @cache
