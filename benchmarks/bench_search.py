@@ -2,8 +2,10 @@
 
     python benchmarks/bench_search.py
 
-The full search for Llama-3.1-70B on 16 x H100 (2 nodes of 8) with 2,000 requests of the Azure conversation
-trace: number of plans, simulations, plans per second and wall time on this machine's cores; then the time of
+The full search for Llama-3.1-70B on up to 16 x H100 (2 nodes of 8; the GPU count is a budget, so plans with
+fewer replicas are searched too) with 2,000 requests of the Azure conversation trace: number of plans,
+simulations, plans per second and wall time on this machine's cores; the same search re-ranked by cost (every
+simulation reused from the store); the search over the plans that use all 16 GPUs (--all-gpus); then the time of
 one plan-simulation of 1,000 requests. For reference, APEX+ takes 144 s for 26 plans on 8 GPUs with 1,024
 requests (5.5 s per plan) on this kind of machine. Targets: <= 0.2 s per plan-simulation, <= 60 s in all.
 """
@@ -17,23 +19,27 @@ import time
 import polars as pl
 
 import sim
-from sim.planner import search
+from sim.planner import SearchSpace, search
 
 
 def main() -> None:
     workload = {"workload.trace": "azure-conv", "workload.num_requests": 2000, "workload.duration_s": None}
     with tempfile.TemporaryDirectory() as out:
-        t0 = time.perf_counter()
-        r = search(model="llama-3.1-70b", gpu="h100", num_gpus=16, out_dir=out, **workload)
-        wall = time.perf_counter() - t0
-    counts = r.table.group_by("status").len().sort("status")
-    sims = r.simulated
-    per_sim = r.table.filter(pl.col("status") == "ok")["eval_wall_s"]
-    print(f"search: {r.table.height} plans ({', '.join(f'{s} {n}' for s, n in counts.iter_rows())}), "
-          f"{sims} simulations on {os.cpu_count()} cores in {wall:.1f} s = {r.table.height / wall:.1f} plans/s; "
-          f"per simulation of 2,000 requests: median {per_sim.median():.2f} s, max {per_sim.max():.2f} s")
-    print(f"winner: {r.winner['plan']} seqs={r.winner['max_num_seqs']} chunk={r.winner['max_num_batched_tokens']}, "
-          f"goodput {r.winner['goodput_per_gpu']:.3f} req/s per GPU")
+        for label, space, objective in (("search (budget of 16)", None, "goodput"),
+                                        ("same search, --objective cost", None, "cost"),
+                                        ("search, --all-gpus", SearchSpace(all_gpus=True), "goodput")):
+            t0 = time.perf_counter()
+            r = search(model="llama-3.1-70b", gpu="h100", num_gpus=16, out_dir=out, space=space,
+                       objective=objective, **workload)
+            wall = time.perf_counter() - t0
+            counts = r.table.group_by("status").len().sort("status")
+            per_sim = r.table.filter(pl.col("status") == "ok")["eval_wall_s"]
+            print(f"{label}: {r.table.height} plans ({', '.join(f'{s} {n}' for s, n in counts.iter_rows())}), "
+                  f"{r.simulated} simulated and {r.reused} reused on {os.cpu_count()} cores in {wall:.1f} s; "
+                  f"per simulation of 2,000 requests: median {per_sim.median():.2f} s, max {per_sim.max():.2f} s")
+            if r.winner:
+                print(f"  winner: {r.winner['plan']} on {r.winner['num_gpus']} GPUs, seqs={r.winner['max_num_seqs']} "
+                      f"chunk={r.winner['max_num_batched_tokens']}; {r.verdict['explanation']}")
     times = []
     for _ in range(5):
         t0 = time.perf_counter()

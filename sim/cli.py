@@ -369,36 +369,50 @@ def _int_list(text: str | None, flag: str) -> tuple[int, ...] | None:
     return values
 
 
+SHOW_SKIPPED = 12  # reasons printed for plans not simulated; the table file has them all
+
+
 def render_search(result, top: int) -> None:  # noqa: ANN001
     t = result.table
     ok = t.filter(t["status"] == "ok")
+    v = result.verdict
+    if v["status"] == "no_plan_meets_slo":
+        out.print(f"[bold red]no plan meets the SLOs[/] ({ok.height} simulated); the closest:", highlight=False)
+        for c in v["closest"]:
+            out.print(escape(f"  {c['plan']} (seqs {c['max_num_seqs']}, chunk {c['max_num_batched_tokens']}, "
+                             f"{c['num_gpus']} GPUs): {c['misses']}"), highlight=False, soft_wrap=True)
+        if v["advice"]:
+            out.print("what would help: " + escape("; ".join(v["advice"])), highlight=False, soft_wrap=True)
+        out.print("")
     table = Table(title=f"plans ranked by {result.objective}", title_justify="left", show_edge=False)
-    cols = [("rank", "#"), ("plan", "plan"), ("max_num_seqs", "seqs"), ("max_num_batched_tokens", "chunk"),
+    cols = [("rank", "#"), ("plan", "plan"), ("num_gpus", "GPUs"), ("max_num_seqs", "seqs"),
+            ("max_num_batched_tokens", "chunk"), ("meets_slo", "SLOs"),
             ("goodput_per_gpu", "good/GPU"), ("output_tokens_per_s_per_gpu", "tok/s/GPU"),
-            ("ttft_p90_s", "TTFT90 ms"), ("tpot_p90_s", "TPOT90 ms"), ("cost_per_mtok_usd", "$/Mtok"),
-            ("pareto", "Pareto")]
+            ("ttft_p90_s", "TTFT90 ms"), ("tpot_p90_s", "TPOT90 ms"), ("hourly_usd", "$/h"),
+            ("cost_per_mtok_usd", "$/Mtok"), ("pareto", "Pareto")]
     if "capacity_rps" in t.columns:
-        cols.insert(4, ("capacity_rps", "capacity req/s"))
+        cols.insert(6, ("capacity_rps", "capacity req/s"))
     if "capacity_agents" in t.columns:
-        cols.insert(4, ("capacity_agents", "max agents"))
+        cols.insert(6, ("capacity_agents", "max agents"))
     if "jct_mean_s" in t.columns and t["jct_mean_s"].drop_nulls().len():
-        cols.insert(4, ("jct_mean_s", "JCT s"))
+        cols.insert(6, ("jct_mean_s", "JCT s"))
     for _, label in cols:
         table.add_column(label, justify="left" if label in ("plan",) else "right", no_wrap=label == "plan")
     for row in ok.head(top).iter_rows(named=True):
         cells = []
         for key, label in cols:
-            v = row.get(key)
-            if label.endswith(" ms") and v is not None:
-                cells.append(f"{v * 1e3:,.1f}")
-            elif key == "pareto":
-                cells.append("*" if v else "")
-            elif isinstance(v, float) and v == float("inf"):
+            v_ = row.get(key)
+            if label.endswith(" ms") and v_ is not None:
+                cells.append(f"{v_ * 1e3:,.1f}")
+            elif key in ("pareto", "meets_slo"):
+                cells.append(("*" if key == "pareto" else "yes") if v_ else ("" if key == "pareto" else "no"))
+            elif isinstance(v_, float) and v_ == float("inf"):
                 cells.append("-")
             else:
-                cells.append(_fmt(v))
+                cells.append(_fmt(v_))
         table.add_row(*cells)
     out.print(table)
+    out.print(escape(f"order: {v['order']}"), style="dim", highlight=False, soft_wrap=True)
     skipped = t.filter(t["status"] != "ok")
     if ok.height > top:
         out.print(f"... and {ok.height - top} more simulated plans")
@@ -407,8 +421,12 @@ def render_search(result, top: int) -> None:  # noqa: ANN001
         seen: dict[str, tuple[str, str]] = {}
         for r in skipped.iter_rows(named=True):
             seen.setdefault(r["plan"], (r["status"], r["reason"]))
-        for plan, (status, reason) in sorted(seen.items()):
+        shown = sorted(seen.items())
+        for plan, (status, reason) in shown[:SHOW_SKIPPED]:
             out.print(escape(f"  [{status}] {reason}"), highlight=False, soft_wrap=True)
+        if len(shown) > SHOW_SKIPPED:
+            out.print(f"  ... and {len(shown) - SHOW_SKIPPED} more (plans.parquet has every plan's reason)",
+                      highlight=False)
     out.print(f"\nsimulated {result.simulated} plan(s), reused {result.reused} from the store, "
               f"in {result.wall_s:.1f} s", highlight=False)
 
@@ -431,7 +449,8 @@ def search(
     kv_dtype: Annotated[Optional[str], typer.Option(help="KV cache format: bf16, fp16 or fp8 (default: the card's).")] = None,
     slo_ttft: Annotated[Optional[float], typer.Option(help="TTFT target in seconds.")] = None,
     slo_tpot: Annotated[Optional[float], typer.Option(help="TPOT target in seconds.")] = None,
-    objective: Annotated[str, typer.Option(help="goodput (per GPU, under the SLOs), cost ($ per million good output tokens) or throughput.")] = "goodput",
+    objective: Annotated[str, typer.Option(help="goodput (offered load served within the SLOs, per GPU used), cost (cheapest $/hour meeting the SLOs, then $ per million good tokens), gpus (fewest GPUs meeting the SLOs), throughput (output tokens/s per GPU) or jct (agent jobs). Plans meeting the SLOs always rank first.")] = "goodput",
+    all_gpus: Annotated[bool, typer.Option("--all-gpus", help="Only plans that use every one of --num-gpus (default: it is a budget, and plans with fewer replicas are searched too).")] = False,
     tp_list: Annotated[Optional[str], typer.Option("--tp", help="TP degrees to try, e.g. 2,4,8 (default: powers of two).")] = None,
     pp_list: Annotated[Optional[str], typer.Option("--pp", help="PP degrees to try (default: powers of two dividing the layers).")] = None,
     dp_list: Annotated[Optional[str], typer.Option("--attn-dp", help="Data-parallel attention ranks to try (default: powers of two; 1: none).")] = None,
@@ -486,8 +505,9 @@ def search(
                             max_num_batched_tokens=_int_list(tokens_list, "--max-batched-tokens"), disagg=disagg,
                             second_gpu=second_gpu, second_num_gpus=second_num_gpus,
                             kv_policies=_str_list(kv_policies), ep=_int_list(ep_list, "--ep"),
-                            moe_policies=_str_list(moe_policies))
-        where = out_dir or Path("fleetsim-search") / scenario_key(base, {"space": repr(space), "objective": objective,
+                            moe_policies=_str_list(moe_policies), all_gpus=all_gpus)
+        # The objective only re-ranks: searches that differ in it share one store and simulate nothing twice.
+        where = out_dir or Path("fleetsim-search") / scenario_key(base, {"space": repr(space),
                                                                          "capacity": capacity})[:12]
         result = run_search(base, space=space, objective=objective, executor=executor, workers=workers,
                             out_dir=where, capacity=capacity, attainment=attainment, price_per_gpu_hour=price,
@@ -504,15 +524,19 @@ def search(
         raise typer.Exit(130) from None
     progress.close()
     if as_json:
-        sys.stdout.write(json.dumps(clean_json(result.table.to_dicts())) + "\n")
+        doc = {**result.verdict, "objective": objective, "plans": result.table.to_dicts()}
+        sys.stdout.write(json.dumps(clean_json(doc)) + "\n")
         return
     render_search(result, top)
     win = result.winner
-    if win is None:
-        out.print("\n[bold red]no plan can serve this workload within the SLOs on this cluster[/] (reasons above)")
+    if result.status == "no_feasible_plan":
+        out.print("\n[bold red]no plan can serve this workload on this cluster[/] (reasons above)")
+    elif win is None:
+        out.print("\n[bold red]no winner: no plan meets the SLOs[/] (the closest are listed first, above)")
     else:
-        out.print(f"\n[bold]winner:[/] {win['plan']} with max_num_seqs={win['max_num_seqs']}, "
-                  f"max_num_batched_tokens={win['max_num_batched_tokens']}", highlight=False)
+        out.print(f"\n[bold]winner:[/] {win['plan']} on {win['num_gpus']} GPU(s) with max_num_seqs="
+                  f"{win['max_num_seqs']}, max_num_batched_tokens={win['max_num_batched_tokens']}", highlight=False)
+        out.print(escape(f"why: {result.verdict['explanation']}"), highlight=False, soft_wrap=True)
         win_summary = sim.run(scenario_for(base, candidate_from_row(win), win["num_gpus"])).summary
         render_summary(win_summary, "winner's full summary")
     out.print(f"\nall plans: {where / 'plans.parquet'}; Pareto front: {where / 'pareto.html'}", highlight=False,

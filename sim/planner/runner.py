@@ -30,7 +30,8 @@ from sim.runner import load_workload, run
 from sim.parallel.plan import Plan
 from sim.scenario import DisaggSpec, Scenario
 from sim.planner.bounds import slo_bound_violation
-from sim.planner.ranking import OBJECTIVES, pareto_front, rank
+from sim.planner.ranking import OBJECTIVES, describe_order, pareto_front, rank
+from sim.planner.verdict import advice, closest, explain, slo_misses, status
 from sim.planner.space import Candidate, SearchSpace, WorkloadNeeds, enumerate_candidates, enumerate_mixed
 from sim.planner.store import ResultStore, scenario_key
 from sim.workload.spec import build_requests
@@ -65,10 +66,18 @@ class SearchResult:
     out_dir: Path | None
     wall_s: float
 
+    verdict: dict[str, Any] = dataclasses.field(default_factory=dict)  # status, order, explanation, closest, advice
+
     @property
     def winner(self) -> dict[str, Any] | None:
+        """The best plan that meets the SLOs; None when none does (`verdict['closest']` lists the nearest)."""
         ok = self.table.filter(pl.col("status") == "ok")
-        return ok.row(0, named=True) if ok.height else None
+        return ok.row(0, named=True) if ok.height and ok["meets_slo"][0] else None
+
+    @property
+    def status(self) -> str:
+        """ok, no_plan_meets_slo or no_feasible_plan."""
+        return self.verdict["status"]
 
 
 def evaluate(scenario: Scenario, capacity: bool = False, attainment: float = 0.9) -> dict[str, Any]:
@@ -210,10 +219,14 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
             retention(policy)
         candidates = [dataclasses.replace(c, kv_policy=p) for c in candidates for p in space.kv_policies]
 
+    if price_per_gpu_hour is not None and not (math.isfinite(price_per_gpu_hour) and price_per_gpu_hour > 0):
+        raise FleetsimError(f"price: expected a positive $/GPU-hour, got {price_per_gpu_hour!r}")
+
     def hourly(cand: Candidate) -> float:
         """$ per hour of the GPUs a candidate uses (each pool at its own GPU's price unless one is given)."""
         if not cand.prefill_gpu:
-            return num_gpus * (price_per_gpu_hour if price_per_gpu_hour is not None else gpu.price_per_hour_usd)
+            used = cand.plan.num_gpus + (cand.prefill.num_gpus if cand.prefill else 0)
+            return used * (price_per_gpu_hour if price_per_gpu_hour is not None else gpu.price_per_hour_usd)
         pools = ((cand.prefill_gpu, cand.prefill.num_gpus), (cand.decode_gpu, cand.plan.num_gpus))
         return sum(n * (price_per_gpu_hour if price_per_gpu_hour is not None else gpus[g].price_per_hour_usd)
                    for g, n in pools)
@@ -261,16 +274,31 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
     if progress:
         progress(0, total)
     _execute(tasks, finished, executor, workers, capacity, attainment, store)
-    table = _finish_table(rows, objective, num_gpus, base)
+    table = _finish_table(rows, objective, base, capacity)
+    verdict = _verdict(table, objective, num_gpus, base)
     if store_dir:
-        winner = table.filter(pl.col("status") == "ok")
         doc = {"objective": objective, "num_gpus": num_gpus, "model": model.name, "gpu": gpu.name,
                "slo_ttft_s": base.slo.ttft_s, "slo_tpot_s": base.slo.tpot_s, "capacity_mode": capacity,
-               "simulated": store.added, "reused": reused, "plans": table.height,
-               "winner": winner.row(0, named=True) if winner.height else None}
+               "simulated": store.added, "reused": reused, "plans": table.height, **verdict}
         write_outputs(store_dir, {"plans": table}, {"search": doc})
         _write_pareto_figure(table, store_dir / "pareto.html")
-    return SearchResult(table, objective, store.added, reused, store_dir, time.perf_counter() - t_start)
+    return SearchResult(table, objective, store.added, reused, store_dir, time.perf_counter() - t_start, verdict)
+
+
+def _verdict(table: pl.DataFrame, objective: str, num_gpus: int, base: Scenario) -> dict[str, Any]:
+    """The answer's facts, for the CLI, the JSON and search.json alike."""
+    ok = table.filter(pl.col("status") == "ok")
+    state = status(table)
+    doc: dict[str, Any] = {"status": state, "order": describe_order(objective, table.columns),
+                           "winner": None, "runner_up": None, "explanation": None, "closest": [], "advice": []}
+    if state == "ok":
+        win = ok.row(0, named=True)
+        runner = ok.row(1, named=True) if ok.height > 1 else None
+        doc.update(winner=win, runner_up=runner, explanation=explain(win, runner, objective, table.columns))
+    else:
+        rate = base.workload.rate if base.agents is None else None
+        doc.update(closest=closest(table), advice=advice(table, num_gpus, rate))
+    return doc
 
 
 def _result_row(head: dict[str, Any], row: dict[str, Any], key: str, reused: bool) -> dict[str, Any]:
@@ -298,7 +326,7 @@ def scenario_for(base: Scenario, cand: Candidate, num_gpus: int) -> Scenario:
     if cand.moe_policy:
         knobs["moe_policy"] = cand.moe_policy
     p = cand.plan
-    return dataclasses.replace(base.with_overrides(tp=p.tp, pp=p.pp, replicas=p.replicas, num_gpus=num_gpus,
+    return dataclasses.replace(base.with_overrides(tp=p.tp, pp=p.pp, replicas=p.replicas, num_gpus=p.num_gpus,
                                                    tp_nodes=0, ep=p.ep, attn_dp=p.attn_dp, **knobs), disagg=None)
 
 
@@ -315,9 +343,11 @@ def candidate_from_row(row: dict[str, Any]) -> Candidate:
 
 
 def _head(cand: Candidate, num_gpus: int) -> dict[str, Any]:
+    """The plan's columns; num_gpus is what it uses (a colocated plan may use fewer than the cluster's)."""
+    used = num_gpus if cand.prefill is not None else cand.plan.num_gpus
     head = {"plan": cand.label, "kind": "disaggregated" if cand.prefill else "colocated", "tp": cand.plan.tp,
             "pp": cand.plan.pp, "replicas": cand.plan.replicas, "ep": cand.plan.ep, "attn_dp": cand.plan.attn_dp,
-            "num_gpus": num_gpus,
+            "num_gpus": used,
             "max_num_seqs": cand.max_num_seqs, "max_num_batched_tokens": cand.max_num_batched_tokens,
             "prefill_replicas": None, "prefill_tp": None, "prefill_pp": None, "prefill_attn_dp": None,
             "prefill_ep": None, "prefill_gpu": None, "decode_gpu": None,
@@ -383,18 +413,22 @@ def _execute_ray(tasks, finished, workers: int, capacity: bool, attainment: floa
             ray.shutdown()
 
 
-def _finish_table(rows: list[dict[str, Any]], objective: str, num_gpus: int, base: Scenario) -> pl.DataFrame:
+def _finish_table(rows: list[dict[str, Any]], objective: str, base: Scenario, capacity: bool) -> pl.DataFrame:
     for r in rows:
         if r["status"] != "ok":
             continue
-        # The offered load that is served within the SLOs: plans that serve everything tie, and latency decides
-        # (the makespan-based goodput_rps would rank them by the last request's luck).
+        num_gpus = r["num_gpus"]
+        # The offered load that is served within the SLOs, per GPU the plan uses: plans that serve everything on
+        # as many GPUs tie, and latency decides (the makespan-based goodput_rps would rank them by the last
+        # request's luck).
         r["goodput_per_gpu"] = (r.get("slo_attainment") or 0.0) * (r.get("offered_rps") or 0.0) / num_gpus
         r["output_tokens_per_s_per_gpu"] = (r.get("output_tokens_per_s") or 0.0) / num_gpus
         good_tokens = r.get("goodput_output_tokens_per_s") or 0.0
         r["cost_per_mtok_usd"] = (r["hourly_usd"] / 3600.0) / good_tokens * 1e6 if good_tokens > 0 else math.inf
-        r["meets_slo"] = bool((r.get("ttft_p90_s") or math.inf) <= base.slo.ttft_s
-                              and (r.get("tpot_p90_s") or math.inf) <= base.slo.tpot_s)
+        misses = slo_misses(r, base.slo.ttft_s, base.slo.tpot_s, base.slo.jct_s, capacity)
+        r["meets_slo"] = not misses
+        r["slo_misses"] = "; ".join(m.text() for m in misses)
+        r["slo_shortfall"] = max((m.ratio for m in misses), default=0.0)
         if "capacity_rps" in r:
             r["capacity_rps_per_gpu"] = r["capacity_rps"] / num_gpus
         if "capacity_agents" in r:

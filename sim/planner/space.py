@@ -36,6 +36,9 @@ class SearchSpace:
     kv_policies: tuple[str, ...] | None = None  # agent jobs: KV retention policies to try with every plan
     ep: tuple[int, ...] | None = None  # MoE: expert-parallel degrees to keep (1: experts split by TP); None: all
     moe_policies: tuple[str, ...] | None = None  # MoE: balancing policies to try on every EP plan (sim/moe/balance)
+    # The cluster's GPU count is a budget: plans with fewer replicas (and so fewer GPUs) are searched too. True keeps
+    # to plans that use every GPU.
+    all_gpus: bool = False
 
     def __post_init__(self) -> None:
         if self.second_gpu and (not isinstance(self.second_num_gpus, int) or self.second_num_gpus < 1):
@@ -93,11 +96,13 @@ def _powers_of_two(limit: int) -> list[int]:
     return out
 
 
-def _layouts(model: ModelArch, num_gpus: int, space: SearchSpace, pool: bool = False) -> list[Plan]:
-    """Every plan using all `num_gpus` GPUs: data-parallel attention ranks (1: none) with the FFN split by TP over
-    all their GPUs (APEX's split), or, for MoE models, with the experts spread whole over them (EP inside the TP
-    group, or DP attention ranks + EP). A disaggregated pool (`pool`) keeps PP at 1 and, for dense models,
-    attention-DP at 1 unless the space names them."""
+def _layouts(model: ModelArch, num_gpus: int, space: SearchSpace, pool: bool = False,
+             budget: bool = False) -> list[Plan]:
+    """Every plan using all `num_gpus` GPUs (with `budget`, at most that many: every replica count of every replica
+    shape that fits): data-parallel attention ranks (1: none) with the FFN split by TP over all their GPUs (APEX's
+    split), or, for MoE models, with the experts spread whole over them (EP inside the TP group, or DP attention
+    ranks + EP). A disaggregated pool (`pool`) keeps PP at 1 and, for dense models, attention-DP at 1 unless the
+    space names them."""
     tps = space.tp or _powers_of_two(num_gpus)
     pps = space.pp or ([1] if pool else [p for p in _powers_of_two(num_gpus) if model.num_layers % p == 0])
     dps = space.attn_dp or ([1] if pool and model.moe is None else _powers_of_two(num_gpus))
@@ -106,6 +111,9 @@ def _layouts(model: ModelArch, num_gpus: int, space: SearchSpace, pool: bool = F
         layouts += [(tp, pp, a, tp * a) for tp in tps for pp in pps for a in dps if tp * a > 1]
     if space.ep is not None:
         layouts = [layout for layout in layouts if layout[3] in space.ep]
+    if budget:
+        return [Plan(tp=tp, pp=pp, replicas=r, ep=ep, attn_dp=a)
+                for tp, pp, a, ep in layouts for r in range(1, num_gpus // (tp * pp * a) + 1)]
     return [Plan(tp=tp, pp=pp, replicas=num_gpus // (tp * pp * a), ep=ep, attn_dp=a)
             for tp, pp, a, ep in layouts if num_gpus % (tp * pp * a) == 0]
 
@@ -120,11 +128,11 @@ def _policies(space: SearchSpace, plan: Plan) -> tuple[str, ...]:
 
 def enumerate_candidates(model: ModelArch, gpu: GPUSpec, node: NodeSpec, num_gpus: int, space: SearchSpace,
                          work: WorkloadNeeds) -> list[Candidate]:
-    """Every (plan, knobs) that uses all `num_gpus` GPUs, feasible or with the reason it is not (the same check a
-    run makes: sim/parallel/feasibility.py). TP stays inside a node where it can (it spans nodes only when larger
-    than a node)."""
+    """Every (plan, knobs) that uses at most `num_gpus` GPUs (all of them with `space.all_gpus`), feasible or with
+    the reason it is not (the same check a run makes: sim/parallel/feasibility.py). TP stays inside a node where it
+    can (it spans nodes only when larger than a node). Disaggregated pools split all `num_gpus`."""
     out: list[Candidate] = []
-    for plan in _layouts(model, num_gpus, space):
+    for plan in _layouts(model, num_gpus, space, budget=not space.all_gpus):
         for policy in _policies(space, plan):
             out += _with_knobs(space, work, [(gpu, plan, policy or work.moe_policy, work.longest)],
                                lambda seqs, tokens, reason, plan=plan, policy=policy:
