@@ -231,10 +231,25 @@ def test_replaying_azure_conv_faster_raises_queueing_monotonically():
     delays = []
     for k in (1.0, 2.0, 4.0):
         r = sim.run(model="llama-3.1-8b", gpu="h100", tp=1, num_gpus=1,
-                    **{"workload.trace": "azure-conv", "workload.duration_s": 300.0, "workload.rate_scale": k})
+                    **{"workload.trace": "azure-conv", "workload.num_requests": 1445, "workload.rate_scale": k})
         delays.append(r.summary["queue_delay_mean_s"])
         assert r.summary["num_requests"] == 1445  # the same requests, closer together
     assert delays[0] < delays[1] < delays[2]
+
+
+def test_a_window_is_cut_in_simulated_time_after_rescaling():
+    """--duration 300 with the trace replayed twice as fast keeps 300 s of simulated arrivals: the requests of the
+    trace's first 600 s (it used to cut 300 s of the trace, then compress them into 150 s)."""
+    def run(**w):
+        return sim.run(model="llama-3.1-8b", gpu="h100", tp=1, num_gpus=1,
+                       **{"workload.trace": "azure-conv", **{f"workload.{k}": v for k, v in w.items()}})
+
+    fast = run(duration_s=300.0, rate_scale=2.0)
+    assert fast.summary["num_requests"] == run(duration_s=600.0).summary["num_requests"]
+    assert 290.0 < fast.requests["arrival_s"].max() < 300.0
+    at8 = run(duration_s=300.0, rate=8.0)
+    assert at8.summary["num_requests"] == 2400 and at8.summary["offered_rps"] == pytest.approx(8.0)
+    assert at8.requests["arrival_s"].max() < 300.0
 
 
 def test_max_tokens_clips_and_the_run_counts_it():

@@ -59,13 +59,41 @@ def test_length_distributions():
 
 
 def test_trace_rate_scaling_and_window():
-    base, _ = build_requests(WorkloadSpec(trace="azure-conv", duration_s=None), 0)
-    fast, _ = build_requests(WorkloadSpec(trace="azure-conv", duration_s=None, rate=10.0), 0)
+    whole = float("inf")
+    base, _ = build_requests(WorkloadSpec(trace="azure-conv", duration_s=whole), 0)
+    fast, _ = build_requests(WorkloadSpec(trace="azure-conv", duration_s=whole, rate=10.0), 0)
     span = fast["arrival_s"].max()
     assert (fast.height - 1) / span == pytest.approx(10.0, rel=1e-9)
     assert fast["input_tokens"].equals(base["input_tokens"])
     window, _ = build_requests(WorkloadSpec(trace="azure-conv", duration_s=600), 0)
     assert window.height == 2867 and window["arrival_s"].max() < 600
+    default, _ = build_requests(WorkloadSpec(trace="azure-conv"), 0)  # the shipped trace's documented 10 minutes
+    assert default.equals(window)
+
+
+@pytest.mark.parametrize("arrival", ["trace", "poisson", "gamma"])
+@pytest.mark.parametrize("bound", [{"num_requests": 500}, {"duration_s": 120.0}, {"num_requests": 300, "duration_s": 120.0}])
+def test_rate_r_offers_r_over_the_run(arrival, bound):
+    """--rate 8 with a count or a window offered 6.82 req/s on the default trace (the trace was rescaled over its
+    whole length, then cut); generated arrivals offered R only on average."""
+    spec = WorkloadSpec(trace="azure-conv", arrival=arrival, rate=8.0, **bound)
+    df, _ = build_requests(spec, 0)
+    offered = (df.height - 1) / (df["arrival_s"].max() - df["arrival_s"].min())
+    assert offered == pytest.approx(8.0, rel=1e-9)
+    expected = min(bound.get("num_requests", 10**9), 960 if "duration_s" in bound else 10**9)
+    assert df.height == expected and df["arrival_s"].max() < bound.get("duration_s", float("inf"))
+
+
+def test_a_users_trace_replays_whole_and_a_shipped_one_keeps_its_window(tmp_path):
+    import shutil
+
+    from sim.workload.traces import resolve
+
+    conv, _ = load_trace("azure-conv")
+    path = tmp_path / "mine.csv"
+    shutil.copy(resolve("azure-conv")[0], path)
+    mine, _ = build_requests(WorkloadSpec(trace=str(path)), 0)
+    assert mine.height == conv.height > 2867  # all of it, not the first 600 s
 
 
 def test_generated_workload_with_trace_lengths_is_seeded():

@@ -96,7 +96,10 @@ def _evaluate(scenario: Scenario, capacity: bool, attainment: float) -> dict[str
     if capacity:
         rate, summary = _capacity(scenario, attainment)
         row = {k: summary.get(k) for k in SUMMARY_KEYS}
-        row["capacity_agents" if scenario.agents is not None else "capacity_rps"] = rate
+        if scenario.agents is not None:
+            row["capacity_agents"] = rate
+        else:  # the rate the run actually offered at the capacity found (the workload keeps --rate exactly)
+            row["capacity_rps"] = summary.get("offered_rps") or rate if rate > 0 else 0.0
     else:
         row = {k: v for k, v in run(scenario).summary.items() if k in SUMMARY_KEYS}
     return row

@@ -14,6 +14,8 @@ from sim.core.arrivals import arrival_times
 from sim.core.lengths import parse, sample
 from sim.workload.table import validate, window
 from sim.workload.traces import read_trace
+from sim.workload.offered import DEFAULT_WINDOW_S, at_rate, count_at_rate
+from sim.workload.traces import SHIPPED
 from sim.workload.transform import Transform, apply, clip
 
 
@@ -27,7 +29,9 @@ class WorkloadSpec:
     rate: float | None = None  # req/s; with arrival="trace" the trace is time-scaled to this mean rate
     cv: float = 1.0  # gamma arrivals: coefficient of variation of inter-arrival gaps
     num_requests: int | None = None
-    duration_s: float | None = 600.0  # window of the trace (or horizon of generated arrivals)
+    # Window of arrivals in seconds of simulated time (after rescaling to `rate`). None: none when num_requests is
+    # set or the trace is a user's file (replayed whole); else 600 s (the shipped traces, generated traffic).
+    duration_s: float | None = None
     input_len: str = "empirical"  # used when arrivals are generated: fixed:N, uniform:A:B, lognormal:M:S, empirical
     output_len: str = "empirical"
     # Replayed traces (sim/workload/transform.py): where the window starts, rate scaling, sampling, a model filter,
@@ -65,8 +69,20 @@ class WorkloadSpec:
                                 "or generate arrivals (arrival = poisson or gamma) to use them")
         self.transform(None)  # checks the replay fields
 
-    def transform(self, duration_s: float | None) -> Transform:
-        return Transform(self.start_s, duration_s, self.rate_scale, self.sample, self.model_filter, self.max_tokens)
+    def transform(self, duration_s: float | None, max_tokens: bool = True) -> Transform:
+        return Transform(self.start_s, duration_s, self.rate_scale, self.sample, self.model_filter,
+                         self.max_tokens if max_tokens else None)
+
+    @property
+    def window_s(self) -> float | None:
+        """The window that applies: the one set, else the default's 10 minutes where neither a count nor a user's
+        trace says otherwise."""
+        if self.duration_s is not None:
+            return None if math.isinf(self.duration_s) else self.duration_s
+        if self.num_requests is not None or (self.trace and str(self.trace) not in SHIPPED
+                                              and self.arrival_kind == "trace"):
+            return None
+        return DEFAULT_WINDOW_S
 
     @property
     def _lengths_set(self) -> bool:
@@ -128,25 +144,33 @@ def prepare(spec: WorkloadSpec, seed: int, max_len: int | None = None) -> Prepar
         if loaded.fmt == "agent":
             raise FleetsimError(f"{spec.trace}: an agent trace; replay it as agent jobs (`fleetsim replay FILE` or "
                                 f"--agent-trace)")
-        df, clipped = apply(trace, spec.transform(spec.duration_s), seed)
-        if spec.rate is not None:
-            span = df["arrival_s"].max()
-            if df.height > 1 and span > 0:
-                df = df.with_columns(pl.col("arrival_s") * ((df.height - 1) / span / spec.rate))
-        df = window(df, None, spec.num_requests)
+        if spec.rate is None:
+            w = spec.window_s  # in simulated time: --rate-scale k makes it k times as long in the trace's time
+            df, clipped = apply(trace, spec.transform(w * spec.rate_scale if w is not None else None), seed)
+            df = window(df, None, spec.num_requests)
+        else:
+            # Choose the requests first, then scale them to the rate: the run offers exactly `rate`, and a window
+            # is cut in simulated time (sim/workload/offered.py).
+            df, _ = apply(trace, spec.transform(None, max_tokens=False), seed)
+            wanted = count_at_rate(spec.rate, spec.num_requests, spec.window_s)
+            if wanted is not None and wanted > df.height and spec.num_requests is None:
+                loaded.notes.append(f"{spec.trace}: holds {df.height:,} requests, {(df.height - 1) / spec.rate:,.0f} s "
+                                    f"at {spec.rate:g} req/s, shorter than the {spec.window_s:g} s window")
+            df = at_rate(window(df, None, wanted), spec.rate)
+            clipped = 0
+            if spec.max_tokens is not None:
+                df, clipped = clip(df, spec.max_tokens)
         return Prepared(df, loaded.block_tokens, loaded.notes, clipped)
     rate = spec.rate or 1.0
     ready = spec.concurrency is not None and spec.rate is None  # closed loop without a rate: all ready at once
-    if spec.num_requests is not None:
-        n = spec.num_requests
-    elif ready:
-        raise FleetsimError("workload.concurrency without a rate: set num_requests (how many requests to send)")
-    elif spec.duration_s is not None:
-        n = max(1, int(np.ceil(rate * spec.duration_s * 1.5)) + 10)
-    else:
+    n = count_at_rate(rate, spec.num_requests, spec.window_s)
+    if n is None:
         raise FleetsimError("workload: set num_requests or duration_s for generated arrivals")
+    if ready and spec.num_requests is None:
+        raise FleetsimError("workload.concurrency without a rate: set num_requests (how many requests to send)")
     rng_a, rng_l = stream(seed, "arrivals"), stream(seed, "lengths")
-    times = np.zeros(n) if ready else arrival_times(kind, rate, n, rng_a, spec.cv)
+    times = np.zeros(n) if ready else at_rate(pl.DataFrame({"arrival_s": arrival_times(kind, rate, n, rng_a, spec.cv)}),
+                                              rate)["arrival_s"].to_numpy()
     emp_in = trace["input_tokens"].to_numpy() if trace is not None else None
     emp_out = trace["output_tokens"].to_numpy() if trace is not None else None
     df = pl.DataFrame({
@@ -155,8 +179,6 @@ def prepare(spec: WorkloadSpec, seed: int, max_len: int | None = None) -> Prepar
         "output_tokens": sample(spec.output_len, n, rng_l, "workload.output_len", emp_out, max_len),
     })
     df = validate(df, "generated workload")
-    if spec.num_requests is None:
-        df = window(df, spec.duration_s, None)
     clipped = 0
     if spec.max_tokens is not None:
         df, clipped = clip(df, spec.max_tokens)
