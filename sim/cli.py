@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Annotated, Any, Optional
 
 import typer
@@ -369,6 +371,22 @@ def _int_list(text: str | None, flag: str) -> tuple[int, ...] | None:
     return values
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's or `kill`'s) ends a search as Ctrl-C does: workers stopped, finished results kept,
+    exit 130."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 SHOW_SKIPPED = 12  # reasons printed for plans not simulated; the table file has them all
 
 
@@ -509,9 +527,12 @@ def search(
         # The objective only re-ranks: searches that differ in it share one store and simulate nothing twice.
         where = out_dir or Path("fleetsim-search") / scenario_key(base, {"space": repr(space),
                                                                          "capacity": capacity})[:12]
-        result = run_search(base, space=space, objective=objective, executor=executor, workers=workers,
-                            out_dir=where, capacity=capacity, attainment=attainment, price_per_gpu_hour=price,
-                            progress=progress)
+        with _terminate_as_interrupt():
+            result = run_search(base, space=space, objective=objective, executor=executor, workers=workers,
+                                out_dir=where, capacity=capacity, attainment=attainment, price_per_gpu_hour=price,
+                                progress=progress, on_wait=lambda: err.print(
+                                    escape(f"another search is writing to {where}; waiting for it to finish (its "
+                                           f"results will be reused)"), highlight=False, soft_wrap=True))
     except FleetsimError as exc:
         progress.close()
         fail(str(exc))

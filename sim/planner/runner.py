@@ -11,6 +11,8 @@ import dataclasses
 import math
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -176,11 +178,13 @@ def _capacity(scenario: Scenario, attainment: float, iterations: int = 7) -> tup
 def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None, objective: str = "goodput",
            executor: str = "local", workers: int | None = None, out_dir: str | Path | None = None,
            capacity: bool = False, attainment: float = 0.9, price_per_gpu_hour: float | None = None,
-           progress: Progress | None = None, max_new: int | None = None, **overrides: Any) -> SearchResult:
+           progress: Progress | None = None, max_new: int | None = None,
+           on_wait: Callable[[], None] | None = None, **overrides: Any) -> SearchResult:
     """Rank every execution plan of the scenario's model on its cluster (num_gpus GPUs) for its workload and SLOs.
 
     `out_dir` holds the results store (resumable) and, at the end, plans.parquet and search.json. `max_new` stops
-    after that many new simulations (raising SearchInterrupted), as a kill would."""
+    after that many new simulations (raising SearchInterrupted), as a kill would. `on_wait` is called if another
+    search holds the store's lock (this one then waits for it and reuses its results)."""
     t_start = time.perf_counter()
     if objective not in OBJECTIVES:
         raise FleetsimError(f"objective: expected one of {', '.join(OBJECTIVES)}, got '{objective}'")
@@ -234,58 +238,58 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
         return sum(n * (price_per_gpu_hour if price_per_gpu_hour is not None else gpus[g].price_per_hour_usd)
                    for g, n in pools)
     store_dir = Path(out_dir) if out_dir else None
-    store = ResultStore(store_dir / "results.jsonl" if store_dir else None)
-    rows: list[dict[str, Any]] = []
-    tasks: list[tuple[str, Scenario, dict[str, Any]]] = []
-    prune = objective in ("goodput", "cost") and not capacity
-    for cand in candidates:
-        sc = scenario_for(base, cand, num_gpus)
-        head = {**_head(cand, num_gpus), "hourly_usd": hourly(cand)}
-        if cand.reason:
-            rows.append({**head, "status": "infeasible", "reason": cand.reason})
-            continue
-        if prune:
-            rules = base.engine.cost_args()
-
-            def pool_cost(plan: Plan, gpu_name: str) -> IterationCost:
-                return IterationCost(model, Cluster(gpus[gpu_name or gpu.name], node, fabric, plan.num_gpus), plan,
-                                     **rules)
-
-            decode_cost = pool_cost(cand.plan, cand.decode_gpu)
-            prefill_cost = pool_cost(cand.prefill, cand.prefill_gpu) if cand.prefill else decode_cost
-            why = slo_bound_violation(prefill_cost, decode_cost, shortest, base.slo.ttft_s, base.slo.tpot_s)
-            if why:
-                rows.append({**head, "status": "pruned", "reason": why})
+    with ResultStore(store_dir / "results.jsonl" if store_dir else None, waiting=on_wait) as store:
+        rows: list[dict[str, Any]] = []
+        tasks: list[tuple[str, Scenario, dict[str, Any]]] = []
+        prune = objective in ("goodput", "cost") and not capacity
+        for cand in candidates:
+            sc = scenario_for(base, cand, num_gpus)
+            head = {**_head(cand, num_gpus), "hourly_usd": hourly(cand)}
+            if cand.reason:
+                rows.append({**head, "status": "infeasible", "reason": cand.reason})
                 continue
-        key = scenario_key(sc, {"capacity": capacity, "attainment": attainment if capacity else None})
-        cached = store.get(key)
-        if cached is not None:
-            rows.append(_result_row(head, cached, key, reused=True))
-        else:
-            tasks.append((key, sc, head))
-    reused = sum(1 for r in rows if r.get("reused"))
-    total = len(tasks)
+            if prune:
+                rules = base.engine.cost_args()
 
-    def finished(key: str, head: dict[str, Any], row: dict[str, Any]) -> None:
-        store.put(key, row)
-        rows.append(_result_row(head, row, key, reused=False))
+                def pool_cost(plan: Plan, gpu_name: str) -> IterationCost:
+                    cluster = Cluster(gpus[gpu_name or gpu.name], node, fabric, plan.num_gpus)
+                    return IterationCost(model, cluster, plan, **rules)
+
+                decode_cost = pool_cost(cand.plan, cand.decode_gpu)
+                prefill_cost = pool_cost(cand.prefill, cand.prefill_gpu) if cand.prefill else decode_cost
+                why = slo_bound_violation(prefill_cost, decode_cost, shortest, base.slo.ttft_s, base.slo.tpot_s)
+                if why:
+                    rows.append({**head, "status": "pruned", "reason": why})
+                    continue
+            key = scenario_key(sc, {"capacity": capacity, "attainment": attainment if capacity else None})
+            cached = store.get(key)
+            if cached is not None:
+                rows.append(_result_row(head, cached, key, reused=True))
+            else:
+                tasks.append((key, sc, head))
+        reused = sum(1 for r in rows if r.get("reused"))
+        total = len(tasks)
+
+        def finished(key: str, head: dict[str, Any], row: dict[str, Any]) -> None:
+            store.put(key, row)
+            rows.append(_result_row(head, row, key, reused=False))
+            if progress:
+                progress(store.added, total)
+            if max_new is not None and store.added >= max_new and store.added < total:
+                raise SearchInterrupted(store.added, total, store.path)
+
         if progress:
-            progress(store.added, total)
-        if max_new is not None and store.added >= max_new and store.added < total:
-            raise SearchInterrupted(store.added, total, store.path)
-
-    if progress:
-        progress(0, total)
-    _execute(tasks, finished, executor, workers, capacity, attainment, store)
-    table = _finish_table(rows, objective, base, capacity)
-    verdict = _verdict(table, objective, num_gpus, base)
-    if store_dir:
-        doc = {"objective": objective, "num_gpus": num_gpus, "model": model.name, "gpu": gpu.name,
-               "slo_ttft_s": base.slo.ttft_s, "slo_tpot_s": base.slo.tpot_s, "capacity_mode": capacity,
-               "simulated": store.added, "reused": reused, "plans": table.height, **verdict}
-        write_outputs(store_dir, {"plans": table}, {"search": doc})
-        _write_pareto_figure(table, store_dir / "pareto.html")
-    return SearchResult(table, objective, store.added, reused, store_dir, time.perf_counter() - t_start, verdict)
+            progress(0, total)
+        _execute(tasks, finished, executor, workers, capacity, attainment, store)
+        table = _finish_table(rows, objective, base, capacity)
+        verdict = _verdict(table, objective, num_gpus, base)
+        if store_dir:
+            doc = {"objective": objective, "num_gpus": num_gpus, "model": model.name, "gpu": gpu.name,
+                   "slo_ttft_s": base.slo.ttft_s, "slo_tpot_s": base.slo.tpot_s, "capacity_mode": capacity,
+                   "simulated": store.added, "reused": reused, "plans": table.height, **verdict}
+            write_outputs(store_dir, {"plans": table}, {"search": doc})
+            _write_pareto_figure(table, store_dir / "pareto.html")
+        return SearchResult(table, objective, store.added, reused, store_dir, time.perf_counter() - t_start, verdict)
 
 
 def _verdict(table: pl.DataFrame, objective: str, num_gpus: int, base: Scenario) -> dict[str, Any]:
@@ -376,7 +380,8 @@ def _execute(tasks, finished, executor: str, workers: int | None, capacity: bool
             finished(key, head, evaluate(sc, capacity, attainment))
         return
     # spawn, not fork: polars' thread pool does not survive a fork (workers would hang).
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=die_with_parent, initargs=(os.getpid(),))
     pending = {}
     try:
         for key, sc, head in tasks:
@@ -392,6 +397,26 @@ def _execute(tasks, finished, executor: str, workers: int | None, capacity: bool
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+
+
+def die_with_parent(parent: int) -> None:
+    """A worker's first act: end when the search that started it ends, whatever ended it. A SIGKILLed parent runs
+    no cleanup, and a worker mid-simulation would run on for minutes: Linux delivers SIGKILL to it when the parent
+    dies (prctl PR_SET_PDEATHSIG); elsewhere, and for a parent that died before that call, a thread watches for
+    the worker being re-parented."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
 def _execute_ray(tasks, finished, workers: int, capacity: bool, attainment: float) -> None:  # noqa: ANN001
