@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from sim.cli_options import decorate, scenario_overrides, share
 from sim.errors import FleetsimError
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
@@ -188,7 +189,7 @@ def run(
     cv: Annotated[Optional[float], typer.Option(help="Gamma arrivals: coefficient of variation (burstiness).")] = None,
     num_requests: Annotated[Optional[int], typer.Option(help="At most this many requests.")] = None,
     concurrency: Annotated[Optional[int], typer.Option(help="Closed loop: at most N requests in flight, each sent when a slot frees (as `vllm bench serve --max-concurrency`); with --rate, not before its arrival.")] = None,
-    duration: Annotated[Optional[float], typer.Option(help="Window of arrivals in seconds.")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="Window of arrivals in seconds of simulated time (after --rate or --rate-scale). Default: 600 for a shipped trace or generated traffic, none with --num-requests; a trace file of yours replays whole.")] = None,
     start: Annotated[Optional[float], typer.Option(help="Replayed trace: skip the requests of its first SECONDS (the window starts there).")] = None,
     rate_scale: Annotated[Optional[float], typer.Option(help="Replayed trace: compress inter-arrival gaps by K (K x the rate; < 1 stretches).")] = None,
     sample: Annotated[Optional[float], typer.Option(help="Replayed trace: keep this fraction of its requests, at random (seeded).")] = None,
@@ -196,7 +197,7 @@ def run(
     max_tokens: Annotated[Optional[int], typer.Option(help="Clip each request's prompt + output to this many tokens (replayed or generated; the clipped rows are counted).")] = None,
     skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="Skip malformed trace rows (counted, a sample shown) instead of stopping.")] = False,
     compare: Annotated[bool, typer.Option("--compare", help="Trace with measured latencies: report predicted vs measured per metric and a per-request scatter.")] = False,
-    input_len: Annotated[Optional[str], typer.Option(help="Generated prompts: fixed:N, uniform:A:B, lognormal:MEDIAN:SIGMA, empirical.")] = None,
+    input_len: Annotated[Optional[str], typer.Option(help="Generated prompts: fixed:N, uniform:LOW:HIGH, lognormal:MEDIAN:SIGMA, empirical.")] = None,
     output_len: Annotated[Optional[str], typer.Option(help="Generated outputs, same forms as --input-len.")] = None,
     weight_dtype: Annotated[Optional[str], typer.Option(help="Store every weight in bf16, fp16, fp8 (W8A8), int8, int4 (W4A16) or mxfp4 (default: the model card's).")] = None,
     kv_dtype: Annotated[Optional[str], typer.Option(help="KV cache format: bf16, fp16 or fp8 (default: the model card's).")] = None,
@@ -214,7 +215,10 @@ def run(
     agent_rate: Annotated[Optional[float], typer.Option(help="Agent jobs, open loop: jobs per second.")] = None,
     jobs: Annotated[Optional[int], typer.Option(help="Agent jobs in the run.")] = None,
     turns: Annotated[Optional[int], typer.Option(help="LLM calls per agent job.")] = None,
-    tool_time: Annotated[Optional[str], typer.Option(help="Tool call seconds: fixed:S, uniform:A:B, lognormal:MEDIAN:SIGMA.")] = None,
+    first_prompt: Annotated[Optional[str], typer.Option(help="Agent jobs: tokens of a job's first prompt (fixed:N, uniform:LOW:HIGH, lognormal:MEDIAN:SIGMA).")] = None,
+    new_tokens: Annotated[Optional[str], typer.Option(help="Agent jobs: tokens each later call adds to the context (a tool result, a message), same forms.")] = None,
+    call_output_len: Annotated[Optional[str], typer.Option(help="Agent jobs: output tokens of each call, same forms.")] = None,
+    tool_time: Annotated[Optional[str], typer.Option(help="Tool call seconds: fixed:S, uniform:LOW:HIGH, lognormal:MEDIAN:SIGMA.")] = None,
     parallel_tools: Annotated[Optional[int], typer.Option(help="Parallel branches per tool call (the job waits for the slowest).")] = None,
     kv_policy: Annotated[Optional[str], typer.Option(help="A paused job's KV: evict (vLLM), pin:SECONDS, continuum, offload or none.")] = None,
     scheduling: Annotated[Optional[str], typer.Option(help="Queue order: fcfs (requests) or program (agent jobs first come, first served).")] = None,
@@ -227,44 +231,11 @@ def run(
     show_jobs: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Simulate one model served on a GPU cluster and print its latency and throughput summary."""
+    flags = dict(locals())
     import sim
     from sim.metrics.export import clean_json
 
-    overrides = {
-        "model": model, "gpu": gpu, "num_gpus": num_gpus, "node": node, "fabric": fabric, "tp": tp, "pp": pp, "tp_nodes": tp_nodes, "ep": ep, "attn_dp": attn_dp,
-        "weight_dtype": weight_dtype, "kv_dtype": kv_dtype,
-        "replicas": replicas,
-        "router": router, "seed": seed, "moe_routing": moe_routing, "moe_policy": moe_policy,
-        "disagg.prefill_replicas": prefill_replicas, "disagg.prefill_tp": prefill_tp,
-        "disagg.prefill_pp": prefill_pp, "disagg.prefill_attn_dp": prefill_attn_dp, "disagg.prefill_ep": prefill_ep,
-        "disagg.prefill_moe_policy": prefill_moe_policy,
-        "disagg.decode_replicas": decode_replicas, "disagg.decode_tp": decode_tp,
-        "disagg.decode_pp": decode_pp, "disagg.decode_attn_dp": decode_attn_dp, "disagg.decode_ep": decode_ep,
-        "disagg.decode_moe_policy": decode_moe_policy,
-        "disagg.prefill_gpu": prefill_gpu, "disagg.decode_gpu": decode_gpu,
-        "workload.trace": trace, "workload.format": format, "workload.arrival": arrival, "workload.rate": rate,
-        "workload.cv": cv, "workload.num_requests": num_requests, "workload.duration_s": duration,
-        "workload.concurrency": concurrency,
-        "workload.input_len": input_len, "workload.output_len": output_len,
-        "workload.start_s": start, "workload.rate_scale": rate_scale, "workload.sample": sample,
-        "workload.model_filter": model_filter, "workload.max_tokens": max_tokens,
-        "workload.skip_bad_rows": skip_bad_rows or None,
-        "engine.preset": engine, "engine.step_overhead_s": step_overhead,
-        "engine.policy": policy, "engine.max_num_seqs": max_num_seqs,
-        "engine.max_num_batched_tokens": max_batched_tokens, "engine.chunked_prefill": chunked_prefill,
-        "engine.enable_prefix_caching": prefix_caching, "engine.block_size": block_size,
-        "engine.gpu_memory_utilization": gpu_memory_utilization,
-        "engine.scheduling": scheduling, "engine.kv_offload_gb": kv_offload_gb,
-        "slo.ttft_s": slo_ttft, "slo.tpot_s": slo_tpot,
-        "agents.programs": jobs, "agents.turns": turns, "agents.tool_time": tool_time,
-        "agents.parallel_tools": parallel_tools, "agents.kv_policy": kv_policy,
-    }
-    if agents is not None or agent_rate is not None or agent_trace is not None:
-        overrides["agents.agents"], overrides["agents.rate"] = agents, agent_rate
-        if agent_trace is not None:
-            overrides["agents.trace"] = str(agent_trace)
-    if num_requests is not None and duration is None:
-        overrides["workload.duration_s"] = float("inf")  # an explicit count without a window takes them all
+    overrides = scenario_overrides(flags)
     progress = _Progress("simulating", enabled=not as_json)
     try:
         base = sim.load_scenario(scenario_file) if scenario_file else sim.Scenario()
@@ -449,24 +420,8 @@ def render_search(result, top: int) -> None:  # noqa: ANN001
               f"in {result.wall_s:.1f} s", highlight=False)
 
 
-@app.command()
 def search(
     scenario_file: Annotated[Optional[Path], typer.Argument(help="Scenario TOML; flags override its fields.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model card name or alias, or a path.")] = None,
-    gpu: Annotated[Optional[str], typer.Option(help="GPU card name or alias.")] = None,
-    num_gpus: Annotated[Optional[int], typer.Option(help="GPUs to plan for.")] = None,
-    node: Annotated[Optional[str], typer.Option(help="Node card (GPUs per scale-up domain).")] = None,
-    trace: Annotated[Optional[str], typer.Option(help="Shipped trace name or a path.")] = None,
-    arrival: Annotated[Optional[str], typer.Option(help="trace, poisson or gamma.")] = None,
-    rate: Annotated[Optional[float], typer.Option(help="Arrival rate in req/s (rescales a replayed trace).")] = None,
-    num_requests: Annotated[Optional[int], typer.Option(help="At most this many requests per simulation.")] = None,
-    duration: Annotated[Optional[float], typer.Option(help="Window of arrivals in seconds.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of every random stream.")] = None,
-    engine: Annotated[Optional[str], typer.Option(help="Engine preset: vllm-v1 (default) or vllm-v0.")] = None,
-    weight_dtype: Annotated[Optional[str], typer.Option(help="Store every weight in bf16, fp16, fp8, int8, int4 or mxfp4 (default: the card's).")] = None,
-    kv_dtype: Annotated[Optional[str], typer.Option(help="KV cache format: bf16, fp16 or fp8 (default: the card's).")] = None,
-    slo_ttft: Annotated[Optional[float], typer.Option(help="TTFT target in seconds.")] = None,
-    slo_tpot: Annotated[Optional[float], typer.Option(help="TPOT target in seconds.")] = None,
     objective: Annotated[str, typer.Option(help="goodput (offered load served within the SLOs, per GPU used), cost (cheapest $/hour meeting the SLOs, then $ per million good tokens), gpus (fewest GPUs meeting the SLOs), throughput (output tokens/s per GPU) or jct (agent jobs). Plans meeting the SLOs always rank first.")] = "goodput",
     all_gpus: Annotated[bool, typer.Option("--all-gpus", help="Only plans that use every one of --num-gpus (default: it is a budget, and plans with fewer replicas are searched too).")] = False,
     tp_list: Annotated[Optional[str], typer.Option("--tp", help="TP degrees to try, e.g. 2,4,8 (default: powers of two).")] = None,
@@ -475,13 +430,8 @@ def search(
     seqs_list: Annotated[str, typer.Option("--max-num-seqs", help="max_num_seqs values to try.")] = "128,256",
     tokens_list: Annotated[str, typer.Option("--max-batched-tokens", help="Token budgets to try.")] = "2048,8192",
     disagg: Annotated[bool, typer.Option("--disagg", help="Also try prefill/decode pools of every TP and ratio.")] = False,
-    agents: Annotated[Optional[int], typer.Option(help="Agent jobs: this many agents (closed loop) instead of the request workload.")] = None,
-    jobs: Annotated[Optional[int], typer.Option(help="Agent jobs in each simulation.")] = None,
-    turns: Annotated[Optional[int], typer.Option(help="LLM calls per agent job.")] = None,
-    tool_time: Annotated[Optional[str], typer.Option(help="Agent tool-call seconds: fixed:S, uniform:A:B, lognormal:MEDIAN:SIGMA.")] = None,
     kv_policies: Annotated[Optional[str], typer.Option(help="Agent jobs: KV retention policies to sweep, e.g. evict,pin:30,continuum,offload.")] = None,
     ep_list: Annotated[Optional[str], typer.Option("--ep", help="MoE: expert-parallel degrees to keep, e.g. 1,8 (1: experts split by TP; default: all).")] = None,
-    moe_routing: MoeRoutingOption = None,
     moe_policies: Annotated[Optional[str], typer.Option(help="MoE: balancing policies to try on every EP plan, e.g. ep,eplb:8,llep.")] = None,
     slo_jct: Annotated[Optional[float], typer.Option(help="Agent jobs: p90 JCT target (capacity mode: most agents within it).")] = None,
     second_gpu: Annotated[Optional[str], typer.Option(help="A second GPU type: plans put prefill on one type, decode on the other.")] = None,
@@ -493,7 +443,8 @@ def search(
     workers: Annotated[Optional[int], typer.Option(help="Parallel simulations (default: all cores).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Results store and outputs (default: fleetsim-search/<hash>); rerunning resumes.")] = None,
     top: Annotated[int, typer.Option(help="Rows of the ranked table to print.")] = 15,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the ranked plans as JSON on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON on stdout: status, order, winner, runner_up, explanation, closest, advice and every plan.")] = False,
+    **flags: Any,
 ) -> None:
     """Search the execution plans (DP x TP x PP and engine knobs) for the best one under the SLOs."""
     import sim
@@ -503,16 +454,7 @@ def search(
     from sim.planner.runner import SearchInterrupted, candidate_from_row, scenario_for
     from sim.planner.store import scenario_key
 
-    overrides = {
-        "model": model, "gpu": gpu, "num_gpus": num_gpus, "node": node, "seed": seed,
-        "workload.trace": trace, "workload.arrival": arrival, "workload.rate": rate,
-        "workload.num_requests": num_requests, "workload.duration_s": duration,
-        "slo.ttft_s": slo_ttft, "slo.tpot_s": slo_tpot, "slo.jct_s": slo_jct,
-        "agents.agents": agents, "agents.programs": jobs, "agents.turns": turns, "agents.tool_time": tool_time,
-        "moe_routing": moe_routing, "engine.preset": engine, "weight_dtype": weight_dtype, "kv_dtype": kv_dtype,
-    }
-    if num_requests is not None and duration is None:
-        overrides["workload.duration_s"] = float("inf")
+    overrides = {**scenario_overrides(flags), "slo.jct_s": slo_jct}
     progress = _Progress("simulating plans", delay_s=0.5, enabled=not as_json)
     try:
         base = sim.load_scenario(scenario_file) if scenario_file else sim.Scenario()
@@ -562,6 +504,18 @@ def search(
         render_summary(win_summary, "winner's full summary")
     out.print(f"\nall plans: {where / 'plans.parquet'}; Pareto front: {where / 'pareto.html'}", highlight=False,
               soft_wrap=True)
+
+
+# Options of `run` that `search` does not take: the plan and knobs it varies (it has list forms of them), and run's
+# own output.
+RUN_ONLY = {"scenario_file", "tp", "pp", "tp_nodes", "ep", "attn_dp", "replicas", "max_num_seqs", "max_batched_tokens",
+            "prefill_replicas", "prefill_tp", "prefill_pp", "prefill_attn_dp", "prefill_ep", "prefill_moe_policy",
+            "decode_replicas", "decode_tp", "decode_pp", "decode_attn_dp", "decode_ep", "decode_moe_policy",
+            "prefill_gpu", "decode_gpu", "compare", "out_dir", "as_json", "show_jobs"}
+decorate(run)
+share(run, search, exclude=RUN_ONLY)
+decorate(search)
+app.command()(search)
 
 
 def replay(trace_file: Path, **flags: Any) -> None:

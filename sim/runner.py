@@ -266,10 +266,23 @@ def _requests_from(table: pl.DataFrame, unit: int) -> list[Request]:
             for i in range(table.height)]
 
 
-def execute(sim: Simulation, progress: Progress | None = None, progress_every_s: float = 0.25) -> None:
-    """Run until every request (or every agent job) has finished, or been rejected."""
+def execute(sim: Simulation, progress: Progress | None = None, progress_every_s: float = 0.25,
+            stop: Callable[[float], bool] | None = None, stop_every_s: float = 1.0) -> bool:
+    """Run until every request (or every agent job) has finished, or been rejected; or, with `stop`, until it says
+    so (asked every `stop_every_s` simulated seconds with the time). True when `stop` ended the run."""
     env, fleet = sim.env, sim.fleet
     done = env.event()
+    stopped = False
+    if stop is not None:
+        def watch():  # noqa: ANN202
+            nonlocal stopped
+            while not done.triggered:
+                yield env.timeout(stop_every_s)
+                if not done.triggered and stop(env.now):
+                    stopped = True
+                    done.succeed()
+
+        env.process(watch())
     if sim.agents is not None:
         driver = sim.agents
         total = len(sim.programs)
@@ -293,10 +306,10 @@ def execute(sim: Simulation, progress: Progress | None = None, progress_every_s:
         env.process(closed_loop(env, fleet, sim.requests, limit) if limit else fleet.open_loop(sim.requests))
         finished = lambda: fleet.finished  # noqa: E731
     if total == 0:
-        return
+        return False
     if progress is None:
         env.run(until=done)
-        return
+        return stopped
     last = time.perf_counter()
     while not done.triggered:
         if env.peek() == float("inf"):
@@ -307,6 +320,7 @@ def execute(sim: Simulation, progress: Progress | None = None, progress_every_s:
             progress(finished(), total)
             last = now
     progress(finished(), total)
+    return stopped
 
 
 def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:

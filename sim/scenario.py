@@ -185,6 +185,13 @@ _SECTIONS = {"engine": EngineConfig, "workload": WorkloadSpec, "slo": SLO, **_OP
 
 
 def _replace(obj: Any, values: dict[str, Any], where: str) -> Any:
+    if isinstance(obj, AgentSpec):
+        # Agents run as a closed loop or at an open-loop rate: setting one replaces the other.
+        values = dict(values)
+        if values.get("rate") is not None and "agents" not in values:
+            values["agents"] = None
+        if values.get("agents") is not None and "rate" not in values:
+            values["rate"] = None
     names = {f.name for f in fields(obj)}
     unknown = sorted(set(values) - names)
     if unknown:

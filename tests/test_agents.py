@@ -81,7 +81,7 @@ def test_agent_cli_and_bad_input(tmp_path):
     res = CliRunner().invoke(app, ["run", "--agents", "4", "--tool-time", "lognormal:x"])
     assert res.exit_code == 2 and "agents.tool_time" in res.stderr
     res = CliRunner().invoke(app, ["run", "--agents", "4", "--agent-rate", "1"])
-    assert res.exit_code == 2 and "exactly one of agents" in res.stderr
+    assert res.exit_code == 2 and "or rate (open loop), not both" in res.stderr
 
 
 def _retention(policy, blocks):

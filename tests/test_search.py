@@ -126,7 +126,29 @@ def test_capacity_mode_finds_the_highest_sustainable_rate():
                           "engine.max_num_batched_tokens": 2048}).summary["slo_attainment"]
 
     assert attainment(cap) >= 0.9
-    assert attainment(cap * 1.3) < 0.9
+    # within 5% of a bisection by hand: 5% more offered load already misses the target
+    assert attainment(cap * 1.05) < 0.9
+    assert r.winner["offered_rps"] == pytest.approx(cap)  # reported from the rate the run offered
+
+
+def test_a_probe_stopped_early_gives_the_verdict_of_the_full_run():
+    """The capacity search stops a probe once more requests have missed an SLO than the target allows; at every
+    rate its verdict must be the full run's."""
+    import sim
+    from sim.planner.capacity import sustains
+    from sim.scenario import Scenario
+
+    base = Scenario(model="llama-3.1-70b", gpu="h100", tp=8, num_gpus=8).with_overrides(
+        **{**_poisson(1.0, n=300, tpot_s=0.05), "engine.max_num_seqs": 256, "engine.max_num_batched_tokens": 2048})
+    stopped = 0
+    for rate in (4.0, 8.0, 10.0, 12.0, 14.0, 20.0, 40.0):
+        sc = base.with_overrides(**{"workload.rate": rate})
+        for target in (0.5, 0.9, 0.99):
+            ok, sim_ = sustains(sc, target)
+            full = sim.run(sc).summary["slo_attainment"]
+            assert ok == (full >= target), (rate, target, full)
+            stopped += sim_ is None
+    assert stopped >= 5  # the overloaded probes did stop early
 
 
 def _comparable(table):

@@ -14,10 +14,14 @@ from sim.core.arrivals import arrival_times
 from sim.core.lengths import parse, sample
 
 
+DEFAULT_AGENTS = 8
+
+
 @dataclass(frozen=True, slots=True)
 class AgentSpec:
     programs: int = 100  # jobs in the run
-    agents: int | None = 8  # closed loop: this many agents, each running jobs back to back
+    # Closed loop: this many agents, each running jobs back to back (8 when neither this, rate nor trace is set).
+    agents: int | None = None
     rate: float | None = None  # open loop instead: jobs per second (Poisson)
     turns: int = 10  # LLM calls per job
     first_prompt: str = "lognormal:4000:0.5"  # the job's first prompt (system prompt, task)
@@ -40,9 +44,10 @@ class AgentSpec:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise FleetsimError(f"agents.{name}: expected a positive integer, got {value!r}")
-        if self.agents is not None and self.rate is not None or (
-                self.trace is None and self.agents is None and self.rate is None):
-            raise FleetsimError("agents: set exactly one of agents (closed loop) or rate (open loop)")
+        if self.agents is not None and self.rate is not None:
+            raise FleetsimError("agents: set one of agents (closed loop) or rate (open loop), not both")
+        if self.trace is None and self.agents is None and self.rate is None:
+            object.__setattr__(self, "agents", DEFAULT_AGENTS)
         if self.agents is not None and (not isinstance(self.agents, int) or self.agents < 1):
             raise FleetsimError(f"agents.agents: expected a positive integer, got {self.agents!r}")
         if self.rate is not None and not self.rate > 0:

@@ -32,6 +32,7 @@ from sim.runner import load_workload, run
 from sim.parallel.plan import Plan
 from sim.scenario import DisaggSpec, Scenario
 from sim.planner.bounds import slo_bound_violation
+from sim.planner.capacity import capacity as find_capacity
 from sim.planner.ranking import OBJECTIVES, describe_order, pareto_front, rank
 from sim.planner.verdict import advice, closest, explain, slo_misses, status
 from sim.planner.space import Candidate, SearchSpace, WorkloadNeeds, enumerate_candidates, enumerate_mixed
@@ -96,7 +97,7 @@ def evaluate(scenario: Scenario, capacity: bool = False, attainment: float = 0.9
 
 def _evaluate(scenario: Scenario, capacity: bool, attainment: float) -> dict[str, Any]:
     if capacity:
-        rate, summary = _capacity(scenario, attainment)
+        rate, summary = find_capacity(scenario, attainment)
         row = {k: summary.get(k) for k in SUMMARY_KEYS}
         if scenario.agents is not None:
             row["capacity_agents"] = rate
@@ -105,74 +106,6 @@ def _evaluate(scenario: Scenario, capacity: bool, attainment: float) -> dict[str
     else:
         row = {k: v for k, v in run(scenario).summary.items() if k in SUMMARY_KEYS}
     return row
-
-
-def _max_agents(scenario: Scenario) -> tuple[float, dict[str, Any]]:
-    """Agent jobs: the most concurrent agents whose p90 job completion time stays within the JCT SLO."""
-    target = scenario.slo.jct_s
-    if target is None:
-        raise FleetsimError("capacity for agent jobs needs a JCT target: set slo.jct_s (--slo-jct)")
-    jobs = scenario.agents.programs
-    cache: dict[int, dict[str, Any]] = {}
-
-    def summary(n: int) -> dict[str, Any]:
-        if n not in cache:
-            agents = dataclasses.replace(scenario.agents, agents=n, rate=None)
-            cache[n] = run(dataclasses.replace(scenario, agents=agents)).summary
-        return cache[n]
-
-    def ok(n: int) -> bool:
-        s = summary(n)
-        return s["num_jobs_failed"] == 0 and (s["jct_p90_s"] or math.inf) <= target
-
-    if not ok(1):
-        return 0.0, summary(1)
-    lo, hi = 1, 2
-    while hi <= jobs and ok(hi):
-        lo, hi = hi, hi * 2
-    hi = min(hi, jobs + 1)
-    while hi - lo > 1:  # ok(lo), not ok(hi) (or hi beyond the number of jobs)
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    return float(lo), summary(lo)
-
-
-def _capacity(scenario: Scenario, attainment: float, iterations: int = 7) -> tuple[float, dict[str, Any]]:
-    """Highest rate (req/s) with SLO attainment >= `attainment`: doubling, then bisection. For agent jobs, the most
-    concurrent agents within the JCT SLO instead."""
-    if scenario.agents is not None:
-        return _max_agents(scenario)
-
-    def attain(rate: float) -> tuple[bool, dict[str, Any]]:
-        s = run(scenario.with_overrides(**{"workload.rate": rate})).summary
-        return (s["slo_attainment"] or 0.0) >= attainment, s
-
-    lo, hi, best = 0.0, max(scenario.workload.rate or 1.0, 0.125), {}
-    ok, s = attain(hi)
-    while ok:
-        lo, best = hi, s
-        hi *= 2
-        if hi > 1e5:
-            break
-        ok, s = attain(hi)
-    if lo == 0.0:
-        hi_fail = hi
-        for _ in range(iterations):
-            hi_fail /= 2
-            ok, s = attain(hi_fail)
-            if ok:
-                lo, best, hi = hi_fail, s, hi_fail * 2
-                break
-        if lo == 0.0:
-            return 0.0, s
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        ok, s = attain(mid)
-        if ok:
-            lo, best = mid, s
-        else:
-            hi = mid
-    return lo, best
 
 
 def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None, objective: str = "goodput",
@@ -194,6 +127,8 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
         raise FleetsimError(f"attainment: expected a fraction in (0, 1], got {attainment!r}")
     base = (scenario or Scenario()).with_overrides(**overrides)
     space = space or SearchSpace()
+    if capacity:  # how much traffic the cluster takes: fewer GPUs would only take proportionally less
+        space = dataclasses.replace(space, all_gpus=True)
     if capacity and base.agents is not None and base.slo.jct_s is None:
         raise FleetsimError("capacity for agent jobs needs a JCT target: set slo.jct_s (--slo-jct)")
     model, gpu, node = base.load_model(), load_gpu(base.gpu), load_node(base.node)

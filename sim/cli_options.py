@@ -1,0 +1,135 @@
+"""The options `run`, `replay` and `search` share, declared once (on `run`): which scenario field each sets, the
+help panel it shows in, and its default, read from the default scenario so that help never drifts from it."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import typing
+from collections.abc import Callable
+from typing import Any
+
+# option (parameter name) -> the scenario field it sets
+FIELDS: dict[str, str] = {
+    "model": "model", "gpu": "gpu", "num_gpus": "num_gpus", "node": "node", "fabric": "fabric",
+    "weight_dtype": "weight_dtype", "kv_dtype": "kv_dtype",
+    "tp": "tp", "pp": "pp", "tp_nodes": "tp_nodes", "ep": "ep", "attn_dp": "attn_dp", "replicas": "replicas",
+    "router": "router", "seed": "seed", "moe_routing": "moe_routing", "moe_policy": "moe_policy",
+    "prefill_replicas": "disagg.prefill_replicas", "prefill_tp": "disagg.prefill_tp",
+    "prefill_pp": "disagg.prefill_pp", "prefill_attn_dp": "disagg.prefill_attn_dp",
+    "prefill_ep": "disagg.prefill_ep", "prefill_moe_policy": "disagg.prefill_moe_policy",
+    "decode_replicas": "disagg.decode_replicas", "decode_tp": "disagg.decode_tp", "decode_pp": "disagg.decode_pp",
+    "decode_attn_dp": "disagg.decode_attn_dp", "decode_ep": "disagg.decode_ep",
+    "decode_moe_policy": "disagg.decode_moe_policy", "prefill_gpu": "disagg.prefill_gpu",
+    "decode_gpu": "disagg.decode_gpu",
+    "trace": "workload.trace", "format": "workload.format", "arrival": "workload.arrival", "rate": "workload.rate",
+    "cv": "workload.cv", "num_requests": "workload.num_requests", "duration": "workload.duration_s",
+    "concurrency": "workload.concurrency", "input_len": "workload.input_len", "output_len": "workload.output_len",
+    "start": "workload.start_s", "rate_scale": "workload.rate_scale", "sample": "workload.sample",
+    "model_filter": "workload.model_filter", "max_tokens": "workload.max_tokens",
+    "skip_bad_rows": "workload.skip_bad_rows",
+    "engine": "engine.preset", "step_overhead": "engine.step_overhead_s", "policy": "engine.policy",
+    "max_num_seqs": "engine.max_num_seqs", "max_batched_tokens": "engine.max_num_batched_tokens",
+    "chunked_prefill": "engine.chunked_prefill", "prefix_caching": "engine.enable_prefix_caching",
+    "block_size": "engine.block_size", "gpu_memory_utilization": "engine.gpu_memory_utilization",
+    "scheduling": "engine.scheduling", "kv_offload_gb": "engine.kv_offload_gb",
+    "slo_ttft": "slo.ttft_s", "slo_tpot": "slo.tpot_s",
+    "jobs": "agents.programs", "turns": "agents.turns", "tool_time": "agents.tool_time",
+    "parallel_tools": "agents.parallel_tools", "kv_policy": "agents.kv_policy",
+    "first_prompt": "agents.first_prompt", "new_tokens": "agents.new_tokens",
+    "call_output_len": "agents.output_tokens",
+}
+
+PANELS: dict[str, tuple[str, ...]] = {
+    "Model & hardware": ("model", "gpu", "num_gpus", "node", "fabric", "weight_dtype", "kv_dtype", "second_gpu",
+                         "second_num_gpus", "price"),
+    "Plan": ("tp", "pp", "tp_nodes", "ep", "attn_dp", "replicas", "router", "moe_routing", "moe_policy",
+             "prefill_replicas", "prefill_tp", "prefill_pp", "prefill_attn_dp", "prefill_ep", "prefill_moe_policy",
+             "decode_replicas", "decode_tp", "decode_pp", "decode_attn_dp", "decode_ep", "decode_moe_policy",
+             "prefill_gpu", "decode_gpu"),
+    "Workload": ("trace", "format", "arrival", "rate", "cv", "num_requests", "concurrency", "duration", "start",
+                 "rate_scale", "sample", "model_filter", "max_tokens", "skip_bad_rows", "input_len", "output_len",
+                 "seed"),
+    "Engine": ("engine", "step_overhead", "policy", "max_num_seqs", "max_batched_tokens", "chunked_prefill",
+               "prefix_caching", "block_size", "gpu_memory_utilization", "scheduling", "kv_offload_gb"),
+    "Agents": ("agents", "agent_rate", "jobs", "turns", "first_prompt", "new_tokens", "call_output_len",
+               "tool_time", "parallel_tools", "kv_policy", "agent_trace"),
+    "SLOs": ("slo_ttft", "slo_tpot", "slo_jct"),
+    "Search space": ("tp_list", "pp_list", "dp_list", "seqs_list", "tokens_list", "all_gpus", "disagg",
+                     "kv_policies", "ep_list", "moe_policies"),
+    "Search": ("objective", "capacity", "attainment", "executor", "workers"),
+    "Output": ("out_dir", "as_json", "compare", "top"),
+}
+_HIDDEN = {"show_jobs"}
+_PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
+
+
+def scenario_overrides(flags: dict[str, Any]) -> dict[str, Any]:
+    """Scenario field -> value for every option given (None: not given, the scenario's value stays)."""
+    out = {FIELDS[name]: value for name, value in flags.items() if name in FIELDS}
+    if out.get("workload.skip_bad_rows") is False:
+        out["workload.skip_bad_rows"] = None  # a flag left off keeps the scenario's setting
+    if flags.get("num_requests") is not None and flags.get("duration") is None:
+        out["workload.duration_s"] = math.inf  # an explicit count without a window takes them all
+    agents, rate, trace = flags.get("agents"), flags.get("agent_rate"), flags.get("agent_trace")
+    if agents is not None or rate is not None or trace is not None:
+        out["agents.agents"], out["agents.rate"] = agents, rate
+        if trace is not None:
+            out["agents.trace"] = str(trace)
+    return out
+
+
+def _default_text(field: str) -> str | None:
+    from sim.agents.spec import AgentSpec
+    from sim.scenario import DisaggSpec, Scenario
+
+    section, _, name = field.rpartition(".")
+    base = Scenario()
+    owner = {"": base, "engine": base.engine, "workload": base.workload, "slo": base.slo, "agents": AgentSpec(),
+             "disagg": DisaggSpec()}[section]
+    value = getattr(owner, name)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def decorate(fn: Callable[..., Any]) -> None:
+    """Put each option of `fn` in its help panel and append the scenario's default where its help has none."""
+    # Resolved once and kept: string annotations (postponed evaluation) would build fresh option objects on every
+    # resolution, and these changes would be lost.
+    hints = typing.get_type_hints(fn, include_extras=True)
+    fn.__annotations__ = hints
+    for name, hint in hints.items():
+        info = next((m for m in getattr(hint, "__metadata__", ()) if hasattr(m, "rich_help_panel")), None)
+        if info is None:
+            continue
+        if name in _PANEL_OF:
+            info.rich_help_panel = _PANEL_OF[name]
+        if name in FIELDS and info.help and "default" not in info.help:
+            text = _default_text(FIELDS[name])
+            if text is not None:
+                info.help = f"{info.help} (default: {text})"
+    # Help lists the panels in the order of their first option: model and hardware first, output last.
+    order = {panel: i for i, panel in enumerate(PANELS)}
+    params = sorted(inspect.signature(fn).parameters.values(),
+                    key=lambda p: order.get(_PANEL_OF.get(p.name, ""), -1 if p.name not in _HIDDEN else 99))
+    fn.__signature__ = inspect.Signature([p.replace(annotation=hints.get(p.name, p.annotation)) for p in params])
+
+
+def share(source: Callable[..., Any], target: Callable[..., Any], exclude: set[str],
+          first: list[inspect.Parameter] | None = None) -> None:
+    """Give `target` the options of `source` (but `exclude`) after its own parameters (and after `first`)."""
+    hints = typing.get_type_hints(source, include_extras=True)
+    own_hints = typing.get_type_hints(target, include_extras=True)
+    own = [p.replace(annotation=own_hints[n]) for n, p in inspect.signature(target).parameters.items()
+           if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    taken = {p.name for p in own} | {p.name for p in first or []}
+    shared = [p.replace(annotation=hints[name]) for name, p in inspect.signature(source).parameters.items()
+              if name not in exclude and name not in taken]
+    order = {panel: i for i, panel in enumerate(PANELS)}
+    options = sorted([*own, *shared], key=lambda p: order.get(_PANEL_OF.get(p.name, ""), -1))
+    params = [*(first or []), *options]
+    target.__signature__ = inspect.Signature(params)
+    target.__annotations__ = {p.name: p.annotation for p in params}
