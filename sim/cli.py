@@ -502,7 +502,7 @@ def search(
         out.print(escape(f"why: {result.verdict['explanation']}"), highlight=False, soft_wrap=True)
         win_summary = sim.run(scenario_for(base, candidate_from_row(win), win["num_gpus"])).summary
         render_summary(win_summary, "winner's full summary")
-    out.print(f"\nall plans: {where / 'plans.parquet'}; Pareto front: {where / 'pareto.html'}", highlight=False,
+    out.print(f"\nreport: {where / 'report.html'}; every plan: {where / 'plans.parquet'} (and .csv)", highlight=False,
               soft_wrap=True)
 
 

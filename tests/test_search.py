@@ -50,7 +50,7 @@ def test_no_winner_when_no_plan_meets_the_slos():
     assert tight.winner is None and tight.status == "no_plan_meets_slo"
     assert not tight.table.filter(pl.col("status") == "ok")["meets_slo"].any()
     closest = tight.verdict["closest"][0]
-    assert closest["plan"] == "1x(TP8)" and "p90 TPOT" in closest["misses"] and "> 15 ms" in closest["misses"]
+    assert closest["plan"] == "1x(TP8)" and "p90 TPOT" in closest["misses"] and "> 15.0 ms" in closest["misses"]
     assert _row(tight, "2x(TP4)")["status"] == "pruned"  # a lone TP4 decode step already exceeds 15 ms
     assert any("lower rate" in tip for tip in tight.verdict["advice"])
     assert any("more GPUs than 8" in tip for tip in tight.verdict["advice"])
@@ -67,7 +67,7 @@ def test_the_winner_meets_the_slos_and_is_explained_against_the_runner_up():
     assert loose.winner["goodput_per_gpu"] > tp8["goodput_per_gpu"]
     line = loose.verdict["explanation"]
     assert line.startswith("2x(TP4) (seqs 256, chunk 2048) over 1x(TP8)") and "goodput per GPU" in line
-    assert f"{loose.winner['goodput_per_gpu']:,.3g} vs {tp8['goodput_per_gpu']:,.3g}" in line
+    assert f"{loose.winner['goodput_per_gpu']:,.4g} vs {tp8['goodput_per_gpu']:,.4g}" in line
 
 
 def test_llama_405b_on_two_a100_reports_that_no_plan_fits_and_why(tmp_path):
@@ -96,7 +96,12 @@ def test_every_plan_is_enumerated_with_a_status(tmp_path):
     assert ranked.filter(pl.col("meets_slo"))["goodput_per_gpu"].is_sorted(descending=True)
     assert ranked["num_gpus"].min() < 8  # the budget let fewer GPUs in, and they serve 2 req/s
     assert ranked["pareto"].any()
-    assert (tmp_path / "plans.parquet").exists() and (tmp_path / "pareto.html").exists()
+    for name in ("plans.parquet", "plans.csv", "report.html", "plotly.min.js", "search.json"):
+        assert (tmp_path / name).exists(), name
+    page = (tmp_path / "report.html").read_text()
+    assert '<script src="plotly.min.js">' in page and "cdn.plot.ly" not in page  # offline, one bundle per folder
+    assert page.count("Plotly.newPlot") == 2 and r.winner["plan"] in page and r.verdict["explanation"] in page
+    assert pl.read_csv(tmp_path / "plans.csv").height == r.table.height
     doc = json.loads((tmp_path / "search.json").read_text())
     assert doc["winner"]["plan"] == r.winner["plan"] and doc["status"] == "ok"
 

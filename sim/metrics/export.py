@@ -25,9 +25,9 @@ def clean_json(value: Any) -> Any:
 
 
 def write_outputs(out_dir: Path, tables: dict[str, pl.DataFrame], documents: dict[str, Any],
-                  pages: dict[str, str] | None = None) -> list[Path]:
-    """Write `name.parquet` per table, `name.json` per document and `name.html` per page into out_dir; nothing is
-    left half-written."""
+                  pages: dict[str, str] | None = None, files: dict[str, str] | None = None) -> list[Path]:
+    """Write `name.parquet` per table, `name.json` per document, `name.html` per page and other files by their
+    full name into out_dir; nothing is left half-written."""
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -42,6 +42,8 @@ def write_outputs(out_dir: Path, tables: dict[str, pl.DataFrame], documents: dic
             (staging / f"{name}.json").write_text(json.dumps(clean_json(doc), indent=2) + "\n")
         for name, page in (pages or {}).items():
             (staging / f"{name}.html").write_text(page)
+        for name, text in (files or {}).items():
+            (staging / name).write_text(text)
         for item in sorted(staging.iterdir()):
             target = out_dir / item.name
             item.replace(target)

@@ -35,6 +35,7 @@ from sim.planner.bounds import slo_bound_violation
 from sim.planner.capacity import capacity as find_capacity
 from sim.planner.ranking import OBJECTIVES, describe_order, pareto_front, rank
 from sim.planner.verdict import advice, closest, explain, slo_misses, status
+from sim.report.search_report import PLOTLY_BUNDLE, plotly_bundle, report_html
 from sim.planner.space import Candidate, SearchSpace, WorkloadNeeds, enumerate_candidates, enumerate_mixed
 from sim.planner.store import ResultStore, scenario_key
 from sim.workload.spec import build_requests
@@ -176,7 +177,7 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
     with ResultStore(store_dir / "results.jsonl" if store_dir else None, waiting=on_wait) as store:
         rows: list[dict[str, Any]] = []
         tasks: list[tuple[str, Scenario, dict[str, Any]]] = []
-        prune = objective in ("goodput", "cost") and not capacity
+        prune = objective in ("goodput", "cost", "gpus") and not capacity
         for cand in candidates:
             sc = scenario_for(base, cand, num_gpus)
             head = {**_head(cand, num_gpus), "hourly_usd": hourly(cand)}
@@ -222,8 +223,13 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
             doc = {"objective": objective, "num_gpus": num_gpus, "model": model.name, "gpu": gpu.name,
                    "slo_ttft_s": base.slo.ttft_s, "slo_tpot_s": base.slo.tpot_s, "capacity_mode": capacity,
                    "simulated": store.added, "reused": reused, "plans": table.height, **verdict}
-            write_outputs(store_dir, {"plans": table}, {"search": doc})
-            _write_pareto_figure(table, store_dir / "pareto.html")
+            title = f"{model.name} on up to {num_gpus}x {gpu.name}: plans ranked by {objective}"
+            slo = {"ttft_s": base.slo.ttft_s, "tpot_s": base.slo.tpot_s}
+            page = report_html(table, verdict, title, slo, _top_runs(base, table, capacity))
+            files = {"plans.csv": _csv(table)}
+            if not (store_dir / PLOTLY_BUNDLE).exists():
+                files[PLOTLY_BUNDLE] = plotly_bundle()
+            write_outputs(store_dir, {"plans": table}, {"search": doc}, {"report": page}, files)
         return SearchResult(table, objective, store.added, reused, store_dir, time.perf_counter() - t_start, verdict)
 
 
@@ -401,16 +407,19 @@ def _finish_table(rows: list[dict[str, Any]], objective: str, base: Scenario, ca
     return pareto_front(table)
 
 
-def _write_pareto_figure(table: pl.DataFrame, path: Path) -> None:
-    import plotly.express as px
+def _top_runs(base: Scenario, table: pl.DataFrame, capacity: bool) -> dict[str, pl.DataFrame]:
+    """The per-request latencies of the two best simulated plans (at their capacity in capacity mode), for the
+    report's CDFs: run again, as the winner's summary is."""
+    out = {}
+    for row in table.filter(pl.col("status") == "ok").head(2).iter_rows(named=True):
+        sc = scenario_for(base, candidate_from_row(row), row["num_gpus"])
+        if capacity and row.get("capacity_rps"):
+            sc = sc.with_overrides(**{"workload.rate": row["capacity_rps"]})
+        label = f"#{row['rank']} {row['plan']} (seqs {row['max_num_seqs']}, chunk {row['max_num_batched_tokens']})"
+        out[label] = run(sc).requests
+    return out
 
-    ok = table.filter(pl.col("status") == "ok")
-    if ok.height == 0:
-        return
-    fig = px.scatter(ok, x="output_tokens_per_s_per_gpu", y="tpot_p90_s", color="pareto", hover_name="plan",
-                     hover_data=["max_num_seqs", "max_num_batched_tokens", "goodput_per_gpu", "ttft_p90_s"],
-                     title="Plans: throughput per GPU against p90 TPOT (Pareto front highlighted)")
-    fig.update_layout(xaxis_title="output tokens/s per GPU", yaxis_title="TPOT p90 (s)")
-    tmp = path.with_suffix(".tmp")
-    fig.write_html(tmp, include_plotlyjs=True)
-    tmp.replace(path)
+
+def _csv(table: pl.DataFrame) -> str:
+    flat = table.select([c for c, t in table.schema.items() if not isinstance(t, (pl.List, pl.Struct))])
+    return flat.write_csv()

@@ -14,6 +14,7 @@ from typing import Any
 
 import polars as pl
 
+from sim.planner.capacity import TOLERANCE
 from sim.planner.ranking import LABELS, OBJECTIVES, order
 
 OK, NO_PLAN_MEETS_SLO, NO_FEASIBLE_PLAN = "ok", "no_plan_meets_slo", "no_feasible_plan"
@@ -44,6 +45,8 @@ class Miss:
 
 
 def _seconds(v: float) -> str:
+    if v < 0.1:
+        return f"{v * 1e3:,.1f} ms"
     return f"{v * 1e3:,.0f} ms" if v < 1.0 else f"{v:,.1f} s"
 
 
@@ -129,7 +132,11 @@ def explain(winner: dict[str, Any], runner_up: dict[str, Any] | None, objective:
             return f"{head}: it meets the SLOs and the runner-up does not"
         tied = f"same {', '.join(same)}; " if same else ""
         how = "" if col in objective_cols else "tie broken by "
-        return f"{head}: {tied}{how}{LABELS.get(col, col)} {_value(col, a)} vs {_value(col, b)}"
+        line = f"{head}: {tied}{how}{LABELS.get(col, col)} {_value(col, a)} vs {_value(col, b)}"
+        if col.startswith("capacity_") and isinstance(a, float) and isinstance(b, float) and a > 0 \
+                and abs(a - b) <= TOLERANCE * max(a, b):
+            line += f" (within the capacity search's {TOLERANCE:.0%} tolerance: a tie in practice)"
+        return line
     return f"{_name(winner)} and {_name(runner_up)} tie on every column"
 
 
@@ -151,5 +158,5 @@ def _value(col: str, v: Any) -> str:
     if col == "hourly_usd":
         return f"${v:,.2f}"
     if isinstance(v, float):
-        return f"{v:,.3g}"
+        return f"{v:,.4g}"
     return str(v)
