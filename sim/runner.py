@@ -214,6 +214,29 @@ def _attach_host_caches(pool: _Pool, node, eng) -> None:  # noqa: ANN001
         replica.attach_host_caches(capacity, block_bytes, pool.gpu.pcie_gbps)
 
 
+_COSTS: dict[tuple, IterationCost] = {}
+_COSTS_KEPT = 8
+
+
+def _cost_model(model, gpu, node, fabric, plan: Plan, rules: dict[str, Any]) -> IterationCost:  # noqa: ANN001
+    """The plan's step-cost model. Its step times are pure functions of the step, memoised inside it, so a process
+    that builds the same dense plan again (a capacity search probes one plan at several rates) reuses the warm one:
+    the same numbers, sooner. MoE plans get a fresh one, as a run attaches its own expert balancer to it."""
+    if model.moe is not None:
+        return IterationCost(model, Cluster(gpu, node, fabric, plan.num_gpus), plan, **rules)
+    key = (model, gpu, node, fabric, plan, tuple(sorted(rules.items())))
+    try:
+        cost = _COSTS.pop(key, None)
+    except TypeError:  # an unhashable field: no sharing
+        return IterationCost(model, Cluster(gpu, node, fabric, plan.num_gpus), plan, **rules)
+    if cost is None:
+        cost = IterationCost(model, Cluster(gpu, node, fabric, plan.num_gpus), plan, **rules)
+    _COSTS[key] = cost  # most recently used last
+    while len(_COSTS) > _COSTS_KEPT:
+        del _COSTS[next(iter(_COSTS))]
+    return cost
+
+
 class _Pool:
     """Identical replicas of one plan on one GPU type, behind a router; checked by the one feasibility function
     the search uses too (sim/parallel/feasibility.py)."""
@@ -233,7 +256,7 @@ class _Pool:
         self.max_model_len = fit.max_model_len
         self.blocks_per_engine = fit.blocks_per_engine
         self.engines = plan.replicas * plan.attn_dp * plan.pp
-        cost = IterationCost(model, Cluster(gpu, node, fabric, plan.num_gpus), plan, **eng.cost_args())
+        cost = _cost_model(model, gpu, node, fabric, plan, eng.cost_args())
         self.cost = cost
         self.balancer: Balancer | None = None
         if model.moe is not None:

@@ -98,10 +98,11 @@ def estimate(scenario: Scenario) -> float:
     return min(rates)
 
 
-def capacity(scenario: Scenario, attainment: float, tolerance: float = TOLERANCE) -> tuple[float, dict[str, Any]]:
-    """Highest rate (req/s) with SLO attainment >= `attainment`, within `tolerance`: probes from the estimate up or
-    down in growing steps until a sustained rate and a failed one bracket the answer, then bisection. For agent
-    jobs, the most concurrent agents within the JCT SLO instead."""
+def capacity(scenario: Scenario, attainment: float, tolerance: float = TOLERANCE,
+             guess: float | None = None) -> tuple[float, dict[str, Any]]:
+    """Highest rate (req/s) with SLO attainment >= `attainment`, within `tolerance`: probes from `guess` (default:
+    the analytical estimate) up or down in growing steps until a sustained rate and a failed one bracket the answer,
+    then bisection. For agent jobs, the most concurrent agents within the JCT SLO instead."""
     if scenario.agents is not None:
         return max_agents(scenario)
     cache: dict[float, tuple[bool, Simulation | None]] = {}
@@ -111,10 +112,12 @@ def capacity(scenario: Scenario, attainment: float, tolerance: float = TOLERANCE
             cache[rate] = sustains(scenario.with_overrides(**{"workload.rate": rate}), attainment)
         return cache[rate][0]
 
-    guess = estimate(scenario.with_overrides(**{"workload.rate": scenario.workload.rate or 1.0}))
+    step = tolerance  # a guess from a sibling plan is close: bracket it finely
+    if guess is None or not guess > 0:
+        guess = estimate(scenario.with_overrides(**{"workload.rate": scenario.workload.rate or 1.0}))
+        step = 0.1
     if not (math.isfinite(guess) and guess > 0):
         guess = scenario.workload.rate or 1.0
-    step = 0.1
     if probe(guess):
         lo, hi = guess, guess * (1 + step)
         while probe(hi):

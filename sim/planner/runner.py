@@ -84,11 +84,13 @@ class SearchResult:
         return self.verdict["status"]
 
 
-def evaluate(scenario: Scenario, capacity: bool = False, attainment: float = 0.9) -> dict[str, Any]:
-    """Simulate one scenario (in a worker process) and return its result row."""
+def evaluate(scenario: Scenario, capacity: bool = False, attainment: float = 0.9,
+             guess: float | None = None) -> dict[str, Any]:
+    """Simulate one scenario (in a worker process) and return its result row. In capacity mode, `guess` (a
+    sibling plan's capacity) seeds the search."""
     t0 = time.perf_counter()
     try:
-        row = _evaluate(scenario, capacity, attainment)
+        row = _evaluate(scenario, capacity, attainment, guess)
     except FleetsimError as exc:
         # The plan space's checks should catch what cannot run; if one slips through, report it, don't crash.
         row = {"error": str(exc)}
@@ -96,9 +98,9 @@ def evaluate(scenario: Scenario, capacity: bool = False, attainment: float = 0.9
     return row
 
 
-def _evaluate(scenario: Scenario, capacity: bool, attainment: float) -> dict[str, Any]:
+def _evaluate(scenario: Scenario, capacity: bool, attainment: float, guess: float | None = None) -> dict[str, Any]:
     if capacity:
-        rate, summary = find_capacity(scenario, attainment)
+        rate, summary = find_capacity(scenario, attainment, guess=guess)
         row = {k: summary.get(k) for k in SUMMARY_KEYS}
         if scenario.agents is not None:
             row["capacity_agents"] = rate
@@ -205,6 +207,32 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
                 tasks.append((key, sc, head))
         reused = sum(1 for r in rows if r.get("reused"))
         total = len(tasks)
+        followers: dict[str, list[Task]] = {}
+        if capacity:
+            # Knob variants of one plan have close capacities: one of each plan (its leader, always the same
+            # variant) runs first, and the others start from its answer once it is known, so that results do not
+            # depend on which worker finished first.
+            groups: dict[str, list[Task]] = {}
+            for key, sc, head in tasks:
+                groups.setdefault(head["plan"], []).append(Task(key, sc, head))
+            def knobs(head: dict[str, Any]) -> tuple[int, int]:
+                return head["max_num_seqs"], head["max_num_batched_tokens"]
+
+            leaders = []
+            for plan, group in groups.items():
+                first = min(group, key=lambda t: knobs(t.head))
+                done_before = [r for r in rows if r.get("reused") and r["plan"] == plan]
+                lead = min(done_before, key=knobs, default=None)
+                if lead is not None and knobs(lead) < knobs(first.head):
+                    # the leader ran before (its result is reused): every variant starts from it now
+                    leaders += [dataclasses.replace(t, guess=lead.get("capacity_rps") or None) for t in group]
+                    continue
+                leaders.append(first)
+                followers[first.key] = [t for t in group if t is not first]
+            # Deep pipelines first: they take longest, and the last tasks should be short ones.
+            tasks = sorted(leaders, key=lambda t: -t.head["pp"] * t.head["attn_dp"])
+        else:
+            tasks = [Task(key, sc, head) for key, sc, head in tasks]
 
         def finished(key: str, head: dict[str, Any], row: dict[str, Any]) -> None:
             store.put(key, row)
@@ -216,7 +244,7 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
 
         if progress:
             progress(0, total)
-        _execute(tasks, finished, executor, workers, capacity, attainment, store)
+        _execute(tasks, finished, executor, workers, capacity, attainment, followers)
         table = _finish_table(rows, objective, base, capacity)
         verdict = _verdict(table, objective, num_gpus, base)
         if store_dir:
@@ -308,30 +336,50 @@ def _head(cand: Candidate, num_gpus: int) -> dict[str, Any]:
     return head
 
 
-def _execute(tasks, finished, executor: str, workers: int | None, capacity: bool, attainment: float,  # noqa: ANN001
-             store: ResultStore) -> None:
-    if not tasks:
+@dataclass(frozen=True)
+class Task:
+    key: str
+    scenario: Scenario
+    head: dict[str, Any]
+    guess: float | None = None  # capacity mode: where the search starts (a sibling's capacity)
+
+
+def _execute(tasks: list[Task], finished: Callable[[str, dict[str, Any], dict[str, Any]], None], executor: str,
+             workers: int | None, capacity: bool, attainment: float,
+             followers: dict[str, list[Task]] | None = None) -> None:
+    """Run the tasks; when a task that others follow finishes, they are queued with its capacity as their guess."""
+    followers = followers or {}
+    total = len(tasks) + sum(map(len, followers.values()))
+    if not total:
         return
-    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    workers = max(1, min(workers or os.cpu_count() or 1, total))
+    queue = list(tasks)
+
+    def done(task: Task, row: dict[str, Any]) -> None:
+        queue.extend(dataclasses.replace(t, guess=row.get("capacity_rps") or None)
+                     for t in followers.pop(task.key, []))
+        finished(task.key, task.head, row)
+
     if executor == "ray":
-        _execute_ray(tasks, finished, workers, capacity, attainment)
+        _execute_ray(queue, done, workers, capacity, attainment)
         return
     if workers == 1:
-        for key, sc, head in tasks:
-            finished(key, head, evaluate(sc, capacity, attainment))
+        while queue:
+            task = queue.pop(0)
+            done(task, evaluate(task.scenario, capacity, attainment, task.guess))
         return
     # spawn, not fork: polars' thread pool does not survive a fork (workers would hang).
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=die_with_parent, initargs=(os.getpid(),))
-    pending = {}
+    pending: dict[Any, Task] = {}
     try:
-        for key, sc, head in tasks:
-            pending[pool.submit(evaluate, sc, capacity, attainment)] = (key, head)
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                key, head = pending.pop(fut)
-                finished(key, head, fut.result())
+        while queue or pending:
+            while queue and len(pending) < 2 * workers:  # a few queued per worker; followers join as they can
+                task = queue.pop(0)
+                pending[pool.submit(evaluate, task.scenario, capacity, attainment, task.guess)] = task
+            finished_now, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished_now:
+                done(pending.pop(fut), fut.result())
     except BaseException:
         for fut in pending:
             fut.cancel()
@@ -360,7 +408,8 @@ def die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
-def _execute_ray(tasks, finished, workers: int, capacity: bool, attainment: float) -> None:  # noqa: ANN001
+def _execute_ray(queue: list[Task], done: Callable[[Task, dict[str, Any]], None], workers: int, capacity: bool,
+                 attainment: float) -> None:
     try:
         import ray
     except ImportError:
@@ -371,12 +420,14 @@ def _execute_ray(tasks, finished, workers: int, capacity: bool, attainment: floa
         started = True
     try:
         remote = ray.remote(evaluate)
-        pending = {remote.remote(sc, capacity, attainment): (key, head) for key, sc, head in tasks}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                key, head = pending.pop(ref)
-                finished(key, head, ray.get(ref))
+        pending: dict[Any, Task] = {}
+        while queue or pending:
+            while queue:
+                task = queue.pop(0)
+                pending[remote.remote(task.scenario, capacity, attainment, task.guess)] = task
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                done(pending.pop(ref), ray.get(ref))
     finally:
         if started:
             ray.shutdown()

@@ -50,9 +50,32 @@ def resolve(name_or_path: str | Path, fmt: str = "auto") -> tuple[Path, str]:
     return path, sniff(path, FORMATS) if fmt == "auto" else fmt
 
 
+_READ: dict[tuple, TraceTable] = {}
+_READ_KEPT = 4
+
+
 def read_trace(name_or_path: str | Path, fmt: str = "auto", skip_bad_rows: bool = False) -> TraceTable:
-    """A trace as the canonical request table, with its format, prefix block size and load notes."""
+    """A trace as the canonical request table, with its format, prefix block size and load notes. A file read
+    before in this process, unchanged since (same size and modification time), is not parsed again: a search
+    builds hundreds of runs of one trace."""
     path, fmt = resolve(name_or_path, fmt)
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns, fmt, skip_bad_rows)
+    except OSError:
+        key = None
+    if key is not None and key in _READ:
+        kept = _READ[key]
+        return TraceTable(kept.table, kept.fmt, kept.block_tokens, list(kept.notes))
+    trace = _read(path, fmt, skip_bad_rows)
+    if key is not None and path.is_file():
+        _READ[key] = TraceTable(trace.table, trace.fmt, trace.block_tokens, list(trace.notes))
+        while len(_READ) > _READ_KEPT:
+            del _READ[next(iter(_READ))]
+    return trace
+
+
+def _read(path: Path, fmt: str, skip_bad_rows: bool) -> TraceTable:
     bad = BadRows(str(path), skip=skip_bad_rows)
     notes: list[str] = []
     df = finish(READERS[fmt](path, bad, notes), str(path), bad, notes)
