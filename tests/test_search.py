@@ -382,3 +382,26 @@ def test_capacity_searches_are_deterministic_and_every_variant_holds_its_rate():
         # (attainment moves by single requests near the target, so it is not monotone within a percent or two)
         assert not sustains(sc.with_overrides(**{"workload.rate": row["capacity_rps"] * (1 + 3 * TOLERANCE)}),
                             0.9)[0], row["plan"]
+
+
+def test_the_qwen3_235b_case_names_no_winner(tmp_path):
+    """The issue's case: Qwen3-235B-A22B on 8 H100 at 20 req/s with Zipf routing. Every plan misses (the old
+    search named one with TTFT p90 18 s and attainment 0.3 the winner)."""
+    r = search(model="qwen3-235b-a22b", gpu="h100", num_gpus=8, moe_routing="zipf:1.2", workers=2,
+               space=SearchSpace(tp=(2, 8), pp=(1,), max_num_seqs=(256,), max_num_batched_tokens=(2048,)),
+               **{"workload.rate": 20.0, "workload.num_requests": 800, "workload.duration_s": None})
+    assert r.status == "no_plan_meets_slo" and r.winner is None
+    ok = r.table.filter(pl.col("status") == "ok")
+    assert ok.height >= 2 and not ok["meets_slo"].any()
+    assert all("p90 TTFT" in c["misses"] for c in r.verdict["closest"])
+    shortfalls = ok.sort("slo_shortfall")["slo_shortfall"].to_list()
+    assert [c["plan"] for c in r.verdict["closest"]] == ok.sort("slo_shortfall", maintain_order=True)["plan"].head(
+        len(r.verdict["closest"])).to_list()
+    assert shortfalls[0] > 1.0
+    res = CliRunner().invoke(app, ["search", "--model", "qwen3-235b-a22b", "--gpu", "h100", "--num-gpus", "8",
+                                   "--moe-routing", "zipf:1.2", "--rate", "20", "--num-requests", "800", "--tp", "2,8",
+                                   "--pp", "1", "--max-num-seqs", "256", "--max-batched-tokens", "2048", "--json",
+                                   "--out", str(tmp_path / "s")])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 0 and doc["status"] == "no_plan_meets_slo" and doc["winner"] is None
+    assert doc["closest"] and doc["advice"]
