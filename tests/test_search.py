@@ -405,3 +405,18 @@ def test_the_qwen3_235b_case_names_no_winner(tmp_path):
     doc = json.loads(res.stdout)
     assert res.exit_code == 0 and doc["status"] == "no_plan_meets_slo" and doc["winner"] is None
     assert doc["closest"] and doc["advice"]
+
+
+def test_an_interrupted_capacity_search_resumes_to_the_same_capacities(tmp_path):
+    """Variants start from a sibling's capacity; after a kill the sibling's stored result gives the same start, so
+    the resumed table equals an uninterrupted one."""
+    kwargs = dict(**H100_70B, space=SearchSpace(tp=(8,), pp=(1,), attn_dp=(1,), max_num_seqs=(64, 256),
+                                                max_num_batched_tokens=(2048, 8192)),
+                  workers=1, capacity=True, attainment=0.9, **_poisson(2.0, n=300, tpot_s=0.05))
+    reference = search(**kwargs)
+    with pytest.raises(SearchInterrupted):
+        search(**kwargs, out_dir=tmp_path, max_new=2)
+    resumed = search(**kwargs, out_dir=tmp_path)
+    assert resumed.reused == 2 and resumed.simulated == 2
+    cols = ["plan", "max_num_seqs", "max_num_batched_tokens", "capacity_rps"]
+    assert resumed.table.select(cols).sort(cols[:3]).equals(reference.table.select(cols).sort(cols[:3]))

@@ -209,28 +209,7 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
         total = len(tasks)
         followers: dict[str, list[Task]] = {}
         if capacity:
-            # Knob variants of one plan have close capacities: one of each plan (its leader, always the same
-            # variant) runs first, and the others start from its answer once it is known, so that results do not
-            # depend on which worker finished first.
-            groups: dict[str, list[Task]] = {}
-            for key, sc, head in tasks:
-                groups.setdefault(head["plan"], []).append(Task(key, sc, head))
-            def knobs(head: dict[str, Any]) -> tuple[int, int]:
-                return head["max_num_seqs"], head["max_num_batched_tokens"]
-
-            leaders = []
-            for plan, group in groups.items():
-                first = min(group, key=lambda t: knobs(t.head))
-                done_before = [r for r in rows if r.get("reused") and r["plan"] == plan]
-                lead = min(done_before, key=knobs, default=None)
-                if lead is not None and knobs(lead) < knobs(first.head):
-                    # the leader ran before (its result is reused): every variant starts from it now
-                    leaders += [dataclasses.replace(t, guess=lead.get("capacity_rps") or None) for t in group]
-                    continue
-                leaders.append(first)
-                followers[first.key] = [t for t in group if t is not first]
-            # Deep pipelines first: they take longest, and the last tasks should be short ones.
-            tasks = sorted(leaders, key=lambda t: -t.head["pp"] * t.head["attn_dp"])
+            tasks, followers = _capacity_order([Task(key, sc, head) for key, sc, head in tasks], rows)
         else:
             tasks = [Task(key, sc, head) for key, sc, head in tasks]
 
@@ -342,6 +321,45 @@ class Task:
     scenario: Scenario
     head: dict[str, Any]
     guess: float | None = None  # capacity mode: where the search starts (a sibling's capacity)
+
+
+def _knobs(head: dict[str, Any]) -> tuple[int, int]:
+    return head["max_num_batched_tokens"], head["max_num_seqs"]
+
+
+def _capacity_order(tasks: list[Task], rows: list[dict[str, Any]]) -> tuple[list[Task], dict[str, list[Task]]]:
+    """Capacity mode: the tasks to start now, and those to start when another finishes, with its capacity as their
+    guess. A plan's engine-knob variants have close capacities, closest when they share the token budget: the
+    variant with the smallest knobs starts from the analytical estimate; one with the smallest max_num_seqs of its
+    budget follows it; the others follow that one. The choice is fixed (not whichever worker finishes first), so
+    results do not depend on timing, and a parent whose result the store holds gives its guess at once."""
+    groups: dict[str, list[Task]] = {}
+    for task in tasks:
+        groups.setdefault(task.head["plan"], []).append(task)
+    done = {}  # plan -> {knobs: capacity} of results reused from the store
+    for row in rows:
+        if row.get("reused") and row.get("status") == "ok" and "max_num_seqs" in row:
+            done.setdefault(row["plan"], {})[_knobs(row)] = row.get("capacity_rps") or None
+    now: list[Task] = []
+    followers: dict[str, list[Task]] = {}
+    for plan, group in groups.items():
+        pending = {_knobs(t.head): t for t in group}
+        known = done.get(plan, {})
+        every = sorted(set(pending) | set(known))
+        root = every[0]
+        for knobs in sorted(pending):
+            task = pending[knobs]
+            same_budget = [k for k in every if k[0] == knobs[0]]
+            parent = None if knobs == root else (same_budget[0] if same_budget[0] != knobs else root)
+            if parent in known:
+                now.append(dataclasses.replace(task, guess=known[parent]))
+            elif parent in pending:
+                followers.setdefault(pending[parent].key, []).append(task)
+            else:  # the root itself, or a parent that could not run
+                now.append(task)
+    # Deep pipelines first: they take longest, and the last tasks should be short ones.
+    now.sort(key=lambda t: -t.head["pp"] * t.head["attn_dp"])
+    return now, followers
 
 
 def _execute(tasks: list[Task], finished: Callable[[str, dict[str, Any], dict[str, Any]], None], executor: str,
