@@ -19,8 +19,32 @@ from rich.table import Table
 from sim.cli_options import decorate, scenario_overrides, share
 from sim.errors import FleetsimError
 
-app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
-                  help="fleetsim: simulate LLM serving fleets on a CPU.")
+class _App(typer.Typer):
+    """The command line: a usage error (an unknown option, a value of the wrong type) is one line on stderr and exit
+    2, like every other bad input, instead of a framed panel."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from typer import _click
+
+        command = typer.main.get_command(self)
+        try:
+            code = command.main(*args, standalone_mode=False, **kwargs)
+        except _click.exceptions.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "fleetsim"
+            err.print(f"[bold red]error:[/] {escape(exc.format_message())} (see `{escape(where)} --help`)",
+                      highlight=False, soft_wrap=True, emoji=False)
+            sys.exit(2)
+        except _click.exceptions.ClickException as exc:
+            err.print(f"[bold red]error:[/] {escape(exc.format_message())}", highlight=False, soft_wrap=True,
+                      emoji=False)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = _App(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
+           help="fleetsim: simulate LLM serving fleets on a CPU.")
 catalog_app = typer.Typer(add_completion=False, invoke_without_command=True,
                           help="List the shipped model and hardware cards, or show one.")
 app.add_typer(catalog_app, name="catalog")
@@ -28,9 +52,9 @@ trace_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Look i
 app.add_typer(trace_app, name="trace")
 # An option of both `run` and `search`, declared once.
 MoeRoutingOption = Annotated[Optional[str], typer.Option(help="MoE expert choice: uniform, zipf:S, dirichlet:ALPHA, hot:FRACTION:NUM_HOT[:packed], measured[:PATH] (default: shipped gpt-oss-20b loads) [+affinity:P].")]
-err = Console(stderr=True)
+err = Console(stderr=True, emoji=False)  # user text such as uniform:A:B is never an emoji
 # Piped or redirected output gets room for the wide tables instead of rich's default 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 150)
+out = Console(width=None if sys.stdout.isatty() else 150, emoji=False)
 
 
 def _notes(notes: list[str]) -> None:
@@ -226,18 +250,21 @@ def run(
     agent_trace: Annotated[Optional[Path], typer.Option(help="Replay agent jobs from a WEKA session file or folder (see `fleetsim replay`).")] = None,
     slo_ttft: Annotated[Optional[float], typer.Option(help="TTFT target in seconds (goodput).")] = None,
     slo_tpot: Annotated[Optional[float], typer.Option(help="TPOT target in seconds (goodput).")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write requests.parquet, kv_timeline.parquet and summary.json here.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write requests.parquet, kv_timeline.parquet and summary.json here (a new or empty folder).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="With --out: replace an earlier run's outputs in that folder.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
     show_jobs: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Simulate one model served on a GPU cluster and print its latency and throughput summary."""
     flags = dict(locals())
     import sim
-    from sim.metrics.export import clean_json
+    from sim.metrics.export import check_output_folder, clean_json
 
     overrides = scenario_overrides(flags)
     progress = _Progress("simulating", enabled=not as_json)
     try:
+        if out_dir is not None:
+            check_output_folder(out_dir, overwrite)  # before the work, not after it
         base = sim.load_scenario(scenario_file) if scenario_file else sim.Scenario()
         scenario = base.with_overrides(**overrides)
         if agent_trace is not None and agents is None and agent_rate is None:
@@ -254,10 +281,10 @@ def run(
             pairs = paired(result.requests, result.trace)
             tables = {"compare": errors(pairs), "compare_requests": pairs}
             pages = {"compare": scatter_html(pairs, f"predicted vs measured: {scenario.workload.trace}")}
-            if out_dir is None:
-                out_dir = Path("fleetsim-replay") / Path(str(scenario.workload.trace)).stem
+            if out_dir is None:  # the default folder of a comparison: its latest run replaces the last one
+                out_dir, overwrite = Path("fleetsim-replay") / Path(str(scenario.workload.trace)).stem, True
         if out_dir is not None:
-            written = result.write(out_dir, tables, pages)
+            written = result.write(out_dir, tables, pages, overwrite=overwrite)
     except FleetsimError as exc:
         progress.close()
         fail(str(exc))
@@ -452,6 +479,7 @@ def search(
     from sim.planner import SearchSpace
     from sim.planner import search as run_search
     from sim.planner.runner import SearchInterrupted, candidate_from_row, scenario_for
+    from sim.core.budget import check_workers
     from sim.planner.store import scenario_key
 
     overrides = {**scenario_overrides(flags), "slo.jct_s": slo_jct}
@@ -469,6 +497,9 @@ def search(
         # The objective only re-ranks: searches that differ in it share one store and simulate nothing twice.
         where = out_dir or Path("fleetsim-search") / scenario_key(base, {"space": repr(space),
                                                                          "capacity": capacity})[:12]
+        workers, note = check_workers(workers)
+        if note:
+            _notes([note])
         with _terminate_as_interrupt():
             result = run_search(base, space=space, objective=objective, executor=executor, workers=workers,
                                 out_dir=where, capacity=capacity, attainment=attainment, price_per_gpu_hour=price,
@@ -511,7 +542,7 @@ def search(
 RUN_ONLY = {"scenario_file", "tp", "pp", "tp_nodes", "ep", "attn_dp", "replicas", "max_num_seqs", "max_batched_tokens",
             "prefill_replicas", "prefill_tp", "prefill_pp", "prefill_attn_dp", "prefill_ep", "prefill_moe_policy",
             "decode_replicas", "decode_tp", "decode_pp", "decode_attn_dp", "decode_ep", "decode_moe_policy",
-            "prefill_gpu", "decode_gpu", "compare", "out_dir", "as_json", "show_jobs"}
+            "prefill_gpu", "decode_gpu", "compare", "out_dir", "overwrite", "as_json", "show_jobs"}
 decorate(run)
 share(run, search, exclude=RUN_ONLY)
 decorate(search)

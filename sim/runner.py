@@ -17,11 +17,13 @@ from sim.agents.program import AgentProgram, longest_call
 from sim.agents.spec import generate_programs
 from sim.agents.traces import read_agent_trace
 from sim.cost.iteration import IterationCost
+from sim.core.budget import BYTES_PER_ENGINE, BYTES_PER_REQUEST, check_gpus, check_memory
 from sim.errors import FleetsimError
+from sim.workload.offered import count_at_rate
 from sim.model.precision import describe_precision
 from sim.hardware.catalog import load_fabric, load_gpu, load_node
 from sim.hardware.cluster import Cluster
-from sim.metrics.export import write_outputs
+from sim.metrics.export import check_output_folder, write_outputs
 from sim.metrics.records import request_table
 from sim.metrics.summary import job_summary, summarize
 from sim.moe.balance import Balancer, Profile, parse_policy
@@ -54,8 +56,10 @@ class Result:
     trace: pl.DataFrame | None = None  # the request table simulated (row i = request i), measured latencies included
 
     def write(self, out_dir: str | Path, tables: dict[str, pl.DataFrame] | None = None,
-              pages: dict[str, str] | None = None) -> list[Path]:
-        """The run's tables and summary, plus any extra `tables` and HTML `pages`, written all or nothing."""
+              pages: dict[str, str] | None = None, overwrite: bool = False) -> list[Path]:
+        """The run's tables and summary, plus any extra `tables` and HTML `pages`, written all or nothing, into a
+        new or empty folder (or, with `overwrite`, replacing an earlier run's outputs there)."""
+        check_output_folder(out_dir, overwrite)
         doc = {"summary": self.summary, "run": self.info, "scenario": asdict(self.scenario),
                "memory_per_gpu": {"weights_gib": self.memory.weight_bytes / 2**30,
                                   "activations_and_non_torch_gib": self.memory.activation_bytes / 2**30,
@@ -64,7 +68,7 @@ class Result:
         tables = {"requests": self.requests, "kv_timeline": self.kv_timeline, **(tables or {})}
         if self.jobs is not None:
             tables["jobs"] = self.jobs
-        return write_outputs(Path(out_dir), tables, {"summary": doc}, pages)
+        return write_outputs(Path(out_dir), tables, {"summary": doc}, pages, replace_old=overwrite)
 
 
 @dataclass
@@ -110,6 +114,7 @@ def build(scenario: Scenario, programs: Sequence[AgentProgram] | None = None) ->
     if scenario.agents is not None and scenario.agents.unit_tokens % eng.block_size:
         raise FleetsimError(f"agents.unit_tokens ({scenario.agents.unit_tokens}) must be a multiple of "
                             f"engine.block_size ({eng.block_size})")
+    _check_scale(scenario)
     load = load_workload(scenario, model)
     work, programs, longest_prompt, longest = load.work, load.programs, load.longest_prompt, load.longest
     if programs_override is not None:
@@ -203,6 +208,33 @@ def load_workload(scenario: Scenario, model) -> Workload:  # noqa: ANN001
         return Workload(work, [], names, 0, 1, 1, 1)
     return Workload(work, [], names, 0, int(t["input_tokens"].min()), int(t["input_tokens"].max()),
                     int((t["input_tokens"] + t["output_tokens"]).max()))
+
+
+def _check_scale(scenario: Scenario) -> None:
+    """Refuse, before building anything, a run this machine cannot hold (sim/core/budget.py)."""
+    dis = scenario.disagg
+    if dis is None:
+        for field in ("num_gpus", "replicas"):
+            if getattr(scenario, field) is not None:
+                check_gpus(getattr(scenario, field) * (scenario.tp * scenario.pp * scenario.attn_dp
+                                                       if field == "replicas" else 1), f"--{field.replace('_', '-')}")
+        engines = scenario.resolved_gpus()[1] * scenario.attn_dp * scenario.pp
+    else:
+        check_gpus(dis.num_gpus, "disagg (prefill + decode GPUs)")
+        engines = sum(p.replicas * p.attn_dp * p.pp for p in (dis.plan("prefill"), dis.plan("decode")))
+    check_memory("replicas' engines", engines, BYTES_PER_ENGINE, "--num-gpus or --replicas")
+    if scenario.agents is not None:
+        a = scenario.agents
+        if a.trace is None:
+            check_memory("agent calls (jobs x turns)", a.programs * a.turns, BYTES_PER_REQUEST, "--jobs or --turns")
+            check_memory("tool calls (jobs x turns x parallel tools)", a.programs * a.turns * a.parallel_tools, 64,
+                         "--parallel-tools")
+        return
+    w = scenario.workload
+    if w.arrival_kind != "trace":
+        n = count_at_rate(w.rate or 1.0, w.num_requests, w.window_s)
+        if n is not None:
+            check_memory("requests", n, BYTES_PER_REQUEST, "--num-requests, or --rate x --duration")
 
 
 def _attach_host_caches(pool: _Pool, node, eng) -> None:  # noqa: ANN001

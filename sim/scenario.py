@@ -12,6 +12,7 @@ from typing import Any
 
 from sim.agents.spec import AgentSpec
 from sim.core.toml_card import read_toml
+from sim.core.checks import integer, number
 from sim.errors import FleetsimError
 from sim.model.arch import ModelArch
 from sim.model.catalog import load_model
@@ -32,8 +33,7 @@ class SLO:
             value = getattr(self, name)
             if value is None and name == "jct_s":
                 continue
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                raise FleetsimError(f"slo.{name}: expected a positive number of seconds, got {value!r}")
+            number(value, f"slo.{name}", low=0.0, low_open=True, what="a positive, finite number of seconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +126,11 @@ class Scenario:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise FleetsimError(f"{name}: expected a positive integer, got {value!r}")
-        if not isinstance(self.seed, int):
-            raise FleetsimError(f"seed: expected an integer, got {self.seed!r}")
+        integer(self.seed, "seed", low=0, high=2**63 - 1)  # numpy's generators take non-negative seeds
+        for name in ("model", "gpu", "node", "fabric", "router", "moe_routing", "moe_policy"):
+            value = getattr(self, name)
+            if not isinstance(value, (str, Path)) or not str(value).strip():
+                raise FleetsimError(f"{name}: expected a name or a path, got {value!r}")
         if self.weight_dtype is not None:
             check_weight_dtype(self.weight_dtype)
         if self.kv_dtype is not None:
@@ -207,6 +210,9 @@ def load_scenario(path: str | Path) -> Scenario:
     path = Path(path)
     data = read_toml(path)
     try:
+        for k in _SECTIONS:
+            if k in data and not isinstance(data[k], dict):
+                raise FleetsimError(f"{k}: expected a table ([{k}] with its fields), got {data[k]!r}")
         sections = {k: _replace(cls(), data.pop(k), k) for k, cls in _SECTIONS.items() if k in data}
         for k, v in sections.items():
             if not isinstance(v, _SECTIONS[k]):

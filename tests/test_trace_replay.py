@@ -119,7 +119,7 @@ AZ = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
      ":3:2: field 'ContextTokens' must be a non-negative integer, got 'abc'"),
     (AZ + "2023-11-16 18:15:46.68,374,44\nyesterday,10,12\n", ":3:1: field 'TIMESTAMP' must be a timestamp"),
     (AZ + "2023-11-16 18:15:46.68,-5,44\n", ":2:2: field 'ContextTokens' must be a non-negative integer, got '-5'"),
-    (AZ + "2023-11-16 18:15:46.68,5,0\n", ":2: field 'output_tokens' must be an integer >= 1, got 0"),
+    (AZ + "2023-11-16 18:15:46.68,5,0\n", ":2: field 'output_tokens' must be an integer from 1 to 10,000,000, got 0"),
     (AZ + "2023-11-16 18:15:46.68,374,44\n2023-11-16 18:15:47.00,10,12,99\n", ":3:4: 4 fields where the header has 3"),
 ])
 def test_bad_traces_get_one_clear_line_and_no_output(tmp_path, body, message):
@@ -223,7 +223,7 @@ def test_transformations_window_rate_sample_model_and_clip():
         apply(logs, Transform(model="gpt-5"), 0)
     with pytest.raises(FleetsimError, match="the trace has no model column"):
         apply(t, Transform(model="x"), 0)
-    with pytest.raises(FleetsimError, match="workload.rate_scale: expected a positive number"):
+    with pytest.raises(FleetsimError, match="workload.rate_scale: expected a factor from 1e-6 to 1e6"):
         Transform(rate_scale=-1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +10,7 @@ import numpy as np
 from sim.agents.program import AgentProgram, LLMCall, ToolCall
 from sim.agents.retention import retention
 from sim.core.rng import stream
+from sim.core.checks import number
 from sim.errors import FleetsimError
 from sim.core.arrivals import arrival_times
 from sim.core.lengths import parse, sample
@@ -50,8 +52,9 @@ class AgentSpec:
             object.__setattr__(self, "agents", DEFAULT_AGENTS)
         if self.agents is not None and (not isinstance(self.agents, int) or self.agents < 1):
             raise FleetsimError(f"agents.agents: expected a positive integer, got {self.agents!r}")
-        if self.rate is not None and not self.rate > 0:
-            raise FleetsimError(f"agents.rate: expected a positive number of jobs/s, got {self.rate!r}")
+        if self.rate is not None:
+            number(self.rate, "agents.rate", low=0.0, low_open=True, high=1e6,
+                   what="a positive, finite number of jobs/s")
         for name in ("first_prompt", "new_tokens", "output_tokens"):
             parse(getattr(self, name), f"agents.{name}")
         _tool_dist(self.tool_time)
@@ -66,9 +69,10 @@ def _tool_dist(spec: str) -> tuple[str, list[float]]:
         values = [float(a) for a in args]
     except ValueError:
         values = []
-    if kind not in arity or len(values) != arity[kind] or any(v < 0 for v in values):
-        raise FleetsimError(f"agents.tool_time: expected fixed:S, uniform:A:B or lognormal:MEDIAN:SIGMA in seconds, "
-                            f"got '{spec}'")
+    if kind not in arity or len(values) != arity[kind] or any(not math.isfinite(v) or v < 0 for v in values) or (
+            kind == "lognormal" and values[1] > 10) or any(v > 1e7 for v in values):
+        raise FleetsimError(f"agents.tool_time: expected fixed:S, uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA in "
+                            f"finite seconds (sigma at most 10), got '{spec}'")
     return kind, values
 
 

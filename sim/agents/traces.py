@@ -216,8 +216,15 @@ def read_trtllm(path: Path, pid: int, clip: _Clipper) -> AgentProgram:
 
 
 def read_jobs_jsonl(path: Path, clip: _Clipper) -> tuple[list[AgentProgram], list[str]]:
+    try:
+        return _read_jobs_jsonl(path, clip)
+    except UnicodeDecodeError as exc:
+        raise FleetsimError(f"{path}: not UTF-8 text (byte {exc.start} of a line: {exc.reason})") from None
+
+
+def _read_jobs_jsonl(path: Path, clip: _Clipper) -> tuple[list[AgentProgram], list[str]]:
     jobs: dict[str, list[LLMCall | ToolCall]] = {}
-    with open(path) as fh:
+    with open(path, encoding="utf-8") as fh:
         for line, text in enumerate(fh, 1):
             if not text.strip():
                 continue
@@ -235,8 +242,12 @@ def read_jobs_jsonl(path: Path, clip: _Clipper) -> tuple[list[AgentProgram], lis
                     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                         raise FleetsimError(f"{path}:{line}: field '{field}' must be a positive integer, "
                                             f"got {value!r}")
+                context = ev.get("context", 0)
+                if not isinstance(context, int) or isinstance(context, bool) or context < 0:
+                    raise FleetsimError(f"{path}:{line}: field 'context' must be a non-negative integer, "
+                                        f"got {context!r}")
                 prompt, out = clip(prompt, out)
-                steps.append(_context_call(prompt, out, int(ev.get("context", 0))))
+                steps.append(_context_call(prompt, out, context))
             elif kind == "tool":
                 durations = ev.get("durations_s")
                 if (not isinstance(durations, list) or not durations

@@ -20,3 +20,5 @@ def read_json(path: str | Path) -> Any:  # noqa: ANN401  (whatever the document 
         raise FleetsimError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
     except json.JSONDecodeError as exc:
         raise FleetsimError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    except RecursionError:
+        raise FleetsimError(f"{path}: JSON nested too deeply to be a config or a trace") from None

@@ -15,6 +15,12 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise FleetsimError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise FleetsimError(f"{path}: is a folder, expected a TOML file") from None
+    except OSError as exc:
+        raise FleetsimError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise FleetsimError(f"{path}: not a UTF-8 text file (TOML is UTF-8)") from None
     except tomllib.TOMLDecodeError as exc:
         raise FleetsimError(f"{path}: invalid TOML: {exc}") from None
 

@@ -24,10 +24,28 @@ def clean_json(value: Any) -> Any:
     return value
 
 
+OUTPUT_SUFFIXES = (".parquet", ".json", ".html", ".csv", ".js")  # what fleetsim writes into an output folder
+
+
+def check_output_folder(out_dir: Path | str, overwrite: bool) -> None:
+    """A run's --out must be a folder path that is new or empty, or `overwrite` must be given: a rerun would mix
+    its files with an earlier run's (an agent run's jobs.parquet beside a request run's tables)."""
+    if not str(out_dir).strip():
+        raise FleetsimError("--out: expected a folder path, got an empty one")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FleetsimError(f"--out {out_dir}: a file, not a folder")
+    if not overwrite and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise FleetsimError(f"--out {out_dir}: the folder holds an earlier run's files; pass --overwrite to replace "
+                            f"them, or choose another folder")
+
+
 def write_outputs(out_dir: Path, tables: dict[str, pl.DataFrame], documents: dict[str, Any],
-                  pages: dict[str, str] | None = None, files: dict[str, str] | None = None) -> list[Path]:
+                  pages: dict[str, str] | None = None, files: dict[str, str] | None = None,
+                  replace_old: bool = False) -> list[Path]:
     """Write `name.parquet` per table, `name.json` per document, `name.html` per page and other files by their
-    full name into out_dir; nothing is left half-written."""
+    full name into out_dir; nothing is left half-written. `replace_old`: the folder's earlier outputs (files with
+    fleetsim's suffixes) are removed once the new ones are ready, so that none of an older run's stay beside them."""
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -44,6 +62,11 @@ def write_outputs(out_dir: Path, tables: dict[str, pl.DataFrame], documents: dic
             (staging / f"{name}.html").write_text(page)
         for name, text in (files or {}).items():
             (staging / name).write_text(text)
+        if replace_old:
+            fresh = {item.name for item in staging.iterdir()}
+            for old in out_dir.iterdir():
+                if old.is_file() and old.suffix in OUTPUT_SUFFIXES and old.name not in fresh:
+                    old.unlink()
         for item in sorted(staging.iterdir()):
             target = out_dir / item.name
             item.replace(target)

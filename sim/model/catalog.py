@@ -94,13 +94,50 @@ def _hf_dtype(cfg: dict[str, Any]) -> str:
     return {"float16": "fp16", "bfloat16": "bf16", "float32": "bf16"}.get(str(dtype), "bf16")
 
 
+_HF_SIZES = ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size", "num_key_value_heads",
+             "head_dim", "intermediate_size", "max_position_embeddings", "num_local_experts", "n_routed_experts",
+             "num_experts", "num_experts_per_tok", "experts_per_token", "moe_intermediate_size", "sliding_window")
+
+
+def _check_hf_config(cfg: dict[str, Any], path: Path) -> None:
+    """A config's sizes are positive integers and agree with each other, or one line names the field."""
+    for key in _HF_SIZES:
+        value = cfg.get(key)
+        if value is None and key not in ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size"):
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10**9:
+            raise FleetsimError(f"{path}: {key}: expected a positive integer, got {value!r}")
+    heads, kv = cfg["num_attention_heads"], cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
+    if kv > heads or heads % kv:
+        raise FleetsimError(f"{path}: num_key_value_heads ({kv}) must divide num_attention_heads ({heads})")
+    if cfg.get("head_dim") is None and cfg["hidden_size"] % heads:
+        raise FleetsimError(f"{path}: hidden_size ({cfg['hidden_size']}) is not a multiple of num_attention_heads "
+                            f"({heads}); give head_dim")
+    experts = cfg.get("num_local_experts") or cfg.get("n_routed_experts") or cfg.get("num_experts")
+    top_k = cfg.get("num_experts_per_tok") or cfg.get("experts_per_token")
+    if experts and top_k and top_k > experts:
+        raise FleetsimError(f"{path}: num_experts_per_tok ({top_k}) exceeds the number of experts ({experts})")
+    types = cfg.get("layer_types")
+    if types is not None:
+        if not isinstance(types, list) or len(types) != cfg["num_hidden_layers"] or not all(
+                t in ("sliding_attention", "full_attention") for t in types):
+            raise FleetsimError(f"{path}: layer_types: expected one of sliding_attention / full_attention per layer "
+                                f"({cfg['num_hidden_layers']} layers)")
+        if cfg.get("sliding_window") and all(t == "sliding_attention" for t in types):
+            raise FleetsimError(f"{path}: layer_types: every layer is sliding; fleetsim models at least one "
+                                f"full-attention layer")
+
+
 def from_hf_config(path: Path) -> ModelArch:
     """Map a Hugging Face config.json (Llama, Mistral/Mixtral, Qwen2/3(-MoE), DeepSeek-V2/V3, gpt-oss) to a card."""
     cfg = read_json(path)
+    if not isinstance(cfg, dict):
+        raise FleetsimError(f"{path}: expected a JSON object (a Hugging Face config.json), got {type(cfg).__name__}")
     need = ["num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size"]
     missing = [k for k in need if k not in cfg]
     if missing:
         raise FleetsimError(f"{path}: config.json lacks {', '.join(missing)}")
+    _check_hf_config(cfg, path)
     heads = cfg["num_attention_heads"]
     card: dict[str, Any] = {
         "name": cfg.get("_name_or_path") or path.parent.name or path.stem,

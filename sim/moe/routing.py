@@ -9,6 +9,8 @@ goes at layer l+1 to the expert that `successor[l]` pairs with its expert at lay
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +126,14 @@ def measured(path: str | Path, group: str | None = None) -> Routing:
 SHIPPED_ROUTING = "gpt_oss_20b_routing.json"
 
 
+def _finite(text: str, low: float, high: float) -> float:
+    """A routing parameter: a number within [low, high] (NaN and infinity refused); ValueError otherwise."""
+    value = float(text)
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(text)
+    return value
+
+
 def parse(spec: str, layers: int, experts: int, top_k: int, seed: int = 0) -> Routing:
     """uniform | zipf:S | dirichlet:ALPHA | hot:FRACTION:NUM_HOT[:packed] | measured[:PATH], optionally +affinity:P."""
     spec = str(spec)
@@ -133,9 +143,9 @@ def parse(spec: str, layers: int, experts: int, top_k: int, seed: int = 0) -> Ro
         if kind == "uniform" and not arg:
             r = uniform(layers, experts, top_k)
         elif kind == "zipf":
-            r = zipf(layers, experts, top_k, float(arg), seed)
+            r = zipf(layers, experts, top_k, _finite(arg, 0.0, 100.0), seed)
         elif kind == "dirichlet":
-            r = dirichlet(layers, experts, top_k, float(arg), seed)
+            r = dirichlet(layers, experts, top_k, _finite(arg, 1e-6, 1e6), seed)
         elif kind == "hot":
             frac, num, *rest = arg.split(":")
             if not 0 < float(frac) < 1 or not 0 < int(num) < experts or rest not in ([], ["packed"]):
@@ -150,7 +160,7 @@ def parse(spec: str, layers: int, experts: int, top_k: int, seed: int = 0) -> Ro
                 r = Routing(np.resize(r.probs, (layers, experts)), top_k, name=r.name)
         else:
             raise ValueError
-        return with_affinity(r, float(aff), seed) if aff else r
+        return with_affinity(r, _finite(aff, 0.0, 1.0), seed) if aff else r
     except (ValueError, TypeError):
         raise FleetsimError(f"moe routing: expected uniform, zipf:S, dirichlet:ALPHA, hot:FRACTION:NUM_HOT[:packed] or "
                             f"measured[:PATH] (optionally +affinity:P), got '{spec}'") from None

@@ -31,12 +31,14 @@ from sim.metrics.export import write_outputs
 from sim.runner import load_workload, run
 from sim.parallel.plan import Plan
 from sim.scenario import DisaggSpec, Scenario
+from sim.moe.routing import parse as parse_routing
 from sim.planner.bounds import slo_bound_violation
 from sim.planner.capacity import capacity as find_capacity
 from sim.planner.ranking import OBJECTIVES, describe_order, pareto_front, rank
 from sim.planner.verdict import advice, closest, explain, slo_misses, status
 from sim.report.search_report import PLOTLY_BUNDLE, plotly_bundle, report_html
-from sim.planner.space import Candidate, SearchSpace, WorkloadNeeds, enumerate_candidates, enumerate_mixed
+from sim.core.budget import MAX_PLANS, check_gpus
+from sim.planner.space import Candidate, SearchSpace, WorkloadNeeds, count_plans, enumerate_candidates, enumerate_mixed
 from sim.planner.store import ResultStore, scenario_key
 from sim.workload.spec import build_requests
 
@@ -135,6 +137,11 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
     if capacity and base.agents is not None and base.slo.jct_s is None:
         raise FleetsimError("capacity for agent jobs needs a JCT target: set slo.jct_s (--slo-jct)")
     model, gpu, node = base.load_model(), load_gpu(base.gpu), load_node(base.node)
+    # A bad routing fails once, here, rather than as a run-time error in every plan.
+    if model.moe is None and (base.moe_routing != "uniform" or base.moe_policy != "ep"):
+        raise FleetsimError(f"moe_routing / moe_policy: {model.name} has no experts")
+    if model.moe is not None:
+        parse_routing(base.moe_routing, model.num_moe_layers, model.moe.num_experts, model.moe.top_k)
     if base.disagg is not None:
         num_gpus = base.num_gpus or base.disagg.num_gpus
     else:
@@ -154,6 +161,11 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
         candidates = enumerate_mixed(model, [(gpu, num_gpus), (second, space.second_num_gpus)], node, space, needs)
         num_gpus += space.second_num_gpus
     else:
+        check_gpus(num_gpus, "--num-gpus")
+        planned = count_plans(model, num_gpus, space)
+        if planned > MAX_PLANS:
+            raise FleetsimError(f"search: {num_gpus:,} GPUs give about {planned:,} plans (at most {MAX_PLANS:,}); "
+                                f"narrow the space with --tp, --pp, --attn-dp or --all-gpus, or plan fewer GPUs")
         candidates = enumerate_candidates(model, gpu, node, num_gpus, space, needs)
     if (space.moe_policies or (space.ep and max(space.ep) > 1)) and model.moe is None:
         raise FleetsimError(f"--ep / --moe-policies: {model.name} has no experts")

@@ -118,6 +118,25 @@ def _layouts(model: ModelArch, num_gpus: int, space: SearchSpace, pool: bool = F
             for tp, pp, a, ep in layouts if num_gpus % (tp * pp * a) == 0]
 
 
+def count_plans(model: ModelArch, num_gpus: int, space: SearchSpace) -> int:
+    """How many colocated candidates `enumerate_candidates` would list, counted without listing them (a search
+    refuses a space too large to list: sim/core/budget.py)."""
+    tps = space.tp or _powers_of_two(num_gpus)
+    pps = space.pp or [p for p in _powers_of_two(num_gpus) if model.num_layers % p == 0]
+    dps = space.attn_dp or _powers_of_two(num_gpus)
+    layouts = 0
+    for tp in tps:
+        for pp in pps:
+            for a in dps:
+                size = tp * pp * a
+                eps = [1] + ([tp * a] if model.moe is not None and tp * a > 1 else [])
+                eps = [e for e in eps if space.ep is None or e in space.ep]
+                per = (num_gpus // size) if not space.all_gpus else (1 if num_gpus % size == 0 else 0)
+                layouts += per * len(eps)
+    policies = max(1, len(space.moe_policies or ())) * max(1, len(space.kv_policies or ()))
+    return layouts * len(space.max_num_seqs) * len(space.max_num_batched_tokens) * policies
+
+
 def _policies(space: SearchSpace, plan: Plan) -> tuple[str, ...]:
     """Balancing policies to try on a plan: the space's on EP plans; plans without EP run the plain split ('' keeps
     the scenario's policy)."""

@@ -85,7 +85,11 @@ class ResultStore:
         self._lock = None
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FleetsimError(f"--out {self.path.parent}: cannot create the search's folder "
+                                f"({exc.strerror or exc})") from None
         self._take_lock(waiting)
         if self.path.exists():
             self._repair()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sim.core.checks import number
 from sim.errors import FleetsimError
 from sim.serving.presets import PRESETS, EnginePreset
 
@@ -71,6 +72,9 @@ class EngineConfig:
             raise FleetsimError(f"engine.chunked_prefill: {self.preset} always chunks prefills "
                                 f"(vllm/v1/core/sched/scheduler.py); for whole-prompt prefill steps use the vllm-v0 "
                                 f"preset (--engine vllm-v0)")
+        for name in ("enable_prefix_caching", "fast_forward"):
+            if not isinstance(getattr(self, name), bool):
+                raise FleetsimError(f"engine.{name}: expected true or false, got {getattr(self, name)!r}")
         if self.scheduling not in SCHEDULING:
             raise FleetsimError(f"engine.scheduling: expected one of {', '.join(SCHEDULING)}, got '{self.scheduling}'")
         if self.policy not in POLICIES:
@@ -79,7 +83,8 @@ class EngineConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise FleetsimError(f"engine.{name}: expected a positive integer, got {value!r}")
-        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+        if not (isinstance(self.gpu_memory_utilization, (int, float)) and not isinstance(self.gpu_memory_utilization, bool)
+                and 0.0 < self.gpu_memory_utilization <= 1.0):
             raise FleetsimError(f"engine.gpu_memory_utilization: expected a fraction in (0, 1], "
                                 f"got {self.gpu_memory_utilization!r}")
         if self.watermark is not None and not 0.0 <= self.watermark < 0.5:
@@ -88,11 +93,12 @@ class EngineConfig:
                 not isinstance(self.num_gpu_blocks_override, int) or self.num_gpu_blocks_override < 1):
             raise FleetsimError(f"engine.num_gpu_blocks_override: expected a positive integer, "
                                 f"got {self.num_gpu_blocks_override!r}")
-        if self.kv_offload_gb is not None and not (isinstance(self.kv_offload_gb, (int, float))
-                                                   and self.kv_offload_gb > 0):
-            raise FleetsimError(f"engine.kv_offload_gb: expected a positive number of GB, got {self.kv_offload_gb!r}")
-        if self.step_overhead_s is not None and not self.step_overhead_s >= 0:
-            raise FleetsimError(f"engine.step_overhead_s: expected >= 0, got {self.step_overhead_s!r}")
+        if self.kv_offload_gb is not None:
+            number(self.kv_offload_gb, "engine.kv_offload_gb", low=0.0, low_open=True, high=1e6,
+                   what="a positive number of GB per GPU (at most 1e6)")
+        if self.step_overhead_s is not None:
+            number(self.step_overhead_s, "engine.step_overhead_s", low=0.0, high=60.0,
+                   what="seconds from 0 to 60")
         if self.chunked and self.max_num_batched_tokens < self.max_num_seqs:
             raise FleetsimError(
                 f"engine.max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= engine.max_num_seqs "

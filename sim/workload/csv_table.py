@@ -31,10 +31,11 @@ class Column:
 def _parse(col: Column) -> pl.Expr:
     raw = pl.col(col.name).str.strip_chars()
     if col.kind == "int":
-        # Integers written as 12.0 are accepted; fractions and negatives are not.
+        # Integers written as 12.0 are accepted; fractions, negatives, NaN, infinity and values past 2**53 (where
+        # floats stop being exact integers, and the cast to int64 would fail for the whole file) are bad rows.
         value = raw.cast(pl.Float64, strict=False)
-        return (pl.when((value >= 0) & (value == value.floor())).then(value).otherwise(None)
-                .cast(pl.Int64).alias(col.alias))
+        ok = value.is_finite() & (value >= 0) & (value == value.floor()) & (value < 2.0**53)
+        return pl.when(ok).then(value).otherwise(None).cast(pl.Int64).alias(col.alias)
     if col.kind == "float":
         value = raw.cast(pl.Float64, strict=False)
         return pl.when(value.is_finite()).then(value).otherwise(None).alias(col.alias)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from sim.core.rng import stream
+from sim.core.checks import number
 from sim.errors import FleetsimError
 from sim.core.arrivals import arrival_times
 from sim.core.lengths import parse, sample
@@ -48,12 +50,22 @@ class WorkloadSpec:
     concurrency: int | None = None
 
     def __post_init__(self) -> None:
-        if self.rate is not None and not (isinstance(self.rate, (int, float)) and self.rate > 0):
-            raise FleetsimError(f"workload.rate: expected a positive number of requests/s, got {self.rate!r}")
+        for name in ("trace", "arrival", "model_filter"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, Path)):
+                raise FleetsimError(f"workload.{name}: expected a name or a path, got {value!r}")
+        if not isinstance(self.format, str):
+            raise FleetsimError(f"workload.format: expected a format name, got {self.format!r}")
+        if not isinstance(self.skip_bad_rows, bool):
+            raise FleetsimError(f"workload.skip_bad_rows: expected true or false, got {self.skip_bad_rows!r}")
+        if self.rate is not None:
+            number(self.rate, "workload.rate", low=0.0, low_open=True, high=1e7,
+                   what="a positive, finite number of requests/s (at most 10 million)")
         if self.num_requests is not None and (not isinstance(self.num_requests, int) or self.num_requests < 1):
             raise FleetsimError(f"workload.num_requests: expected a positive integer, got {self.num_requests!r}")
-        if self.duration_s is not None and not self.duration_s > 0:
-            raise FleetsimError(f"workload.duration_s: expected a positive number of seconds, got {self.duration_s!r}")
+        if self.duration_s is not None:
+            number(self.duration_s, "workload.duration_s", low=0.0, low_open=True, allow_inf=True,
+                   what="a positive number of seconds (inf: the whole trace)")
         if self.concurrency is not None and (not isinstance(self.concurrency, int) or isinstance(self.concurrency, bool)
                                              or self.concurrency < 1):
             raise FleetsimError(f"workload.concurrency: expected a positive integer, got {self.concurrency!r}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from sim.core.checks import MAX_TOKENS
 from sim.errors import FleetsimError
 from sim.workload.badrows import SAMPLES, BadRows
 
@@ -36,6 +37,9 @@ class TraceTable:
         return [c for c in MEASURED if c in self.table.columns and self.table[c].is_not_null().any()]
 
 
+MAX_TIME_S = 1e11
+
+
 def finish(df: pl.DataFrame, origin: str, bad: BadRows, notes: list[str]) -> pl.DataFrame:
     """Check and order a reader's table: token counts >= 1 (bad rows otherwise), arrival times relative to the
     first request and in order (sorted, with a note, when the file is not), request_id in file order."""
@@ -46,15 +50,21 @@ def finish(df: pl.DataFrame, origin: str, bad: BadRows, notes: list[str]) -> pl.
         raise FleetsimError(f"{origin}: no requests")
     if "request_id" not in df.columns:
         df = df.with_row_index("request_id").with_columns(pl.col("request_id").cast(pl.Int64))
-    for col in ("input_tokens", "output_tokens"):
-        low = df[col] < 1
+    checks = [(col, (pl.col(col) < 1) | (pl.col(col) > MAX_TOKENS), f"an integer from 1 to {MAX_TOKENS:,}")
+              for col in ("input_tokens", "output_tokens")]
+    # A timestamp must be a finite time (seconds since an epoch at most: 1e11 s is 3,000 years), or the run's span
+    # and rate would be meaningless.
+    checks.append(("arrival_s", ~pl.col("arrival_s").is_finite() | (pl.col("arrival_s").abs() > MAX_TIME_S),
+                   f"a finite time within {MAX_TIME_S:.0e} s"))
+    for col, wrong, expected in checks:
+        low = df.select(wrong.fill_null(True)).to_series()
         if low.any():
             rows = df.filter(low)
             # Readers keep each row's line in the file; a generated table has only its row number.
             lines = rows["line"] if "line" in rows.columns else rows["request_id"] + 1
             shown = 1 if not bad.skip else SAMPLES
             for line, value in zip(lines.head(shown), rows[col].head(shown)):
-                bad.report(int(line), None, col, "an integer >= 1", value)
+                bad.report(int(line), None, col, expected, value)
             bad.count += rows.height - min(shown, rows.height)
             df = df.filter(~low)
     if df.height == 0:

@@ -3,6 +3,7 @@ length cap. Each is a function of the canonical table; `apply` runs them in that
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,15 +23,17 @@ class Transform:
 
     def __post_init__(self) -> None:
         num = (int, float)
-        checks = (("start_s", lambda v: isinstance(v, num) and v >= 0), ("rate_scale", lambda v: isinstance(v, num)
-                  and v > 0), ("sample", lambda v: isinstance(v, num) and 0 < v <= 1),
+        checks = (("start_s", lambda v: isinstance(v, num) and 0 <= v < math.inf),
+                  ("rate_scale", lambda v: isinstance(v, num) and 1e-6 <= v <= 1e6),
+                  ("sample", lambda v: isinstance(v, num) and 0 < v <= 1),
                   ("duration_s", lambda v: v is None or (isinstance(v, num) and v > 0)),
                   ("max_tokens", lambda v: v is None or (isinstance(v, int) and v >= 2)),
                   ("model", lambda v: v is None or isinstance(v, str)))
         for name, ok in checks:
             if isinstance(getattr(self, name), bool) or not ok(getattr(self, name)):
                 expected = {"sample": "a fraction in (0, 1]", "max_tokens": "an integer >= 2",
-                            "start_s": "seconds >= 0", "model": "a model name"}.get(name, "a positive number")
+                            "start_s": "a finite number of seconds >= 0", "model": "a model name",
+                            "rate_scale": "a factor from 1e-6 to 1e6"}.get(name, "a positive number")
                 field_name = {"model": "model_filter"}.get(name, name)
                 raise FleetsimError(f"workload.{field_name}: expected {expected}, got {getattr(self, name)!r}")
 

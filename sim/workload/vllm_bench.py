@@ -48,10 +48,12 @@ def read_vllm_bench(path: Path, bad: BadRows, notes: list[str], seed: int = 0) -
         for name, value, ok in (("input_lens", inp, isinstance(inp, int) and inp >= 0),
                                 ("output_lens", out, isinstance(out, int) and out >= 0),
                                 ("ttfts", ttft, isinstance(ttft, (int, float)) and ttft >= 0),
-                                ("itls", gaps, isinstance(gaps, list))):
+                                ("itls", gaps, isinstance(gaps, list) and all(
+                                    isinstance(g, (int, float)) and not isinstance(g, bool) and 0 <= g < math.inf
+                                    for g in gaps))):
             if not ok:
-                bad.report(i + 1, None, f"{name}[{i}]", "a non-negative number" if name != "itls" else "a list",
-                           value)
+                bad.report(i + 1, None, f"{name}[{i}]", "a non-negative number" if name != "itls"
+                           else "a list of non-negative seconds", value)
                 break
         else:
             e2e = float(ttft) + float(sum(gaps))
@@ -86,7 +88,13 @@ def _regenerated(doc: dict, n: int, seed: int) -> np.ndarray:
     except (TypeError, ValueError):
         rate = math.inf
     if not math.isfinite(rate) or rate <= 0:
-        return np.zeros(n)
-    shape = float(doc.get("burstiness") or 1.0)
+        return np.zeros(n)  # `vllm bench serve --request-rate inf`: every request at once
+    try:
+        shape = float(doc.get("burstiness") or 1.0)
+    except (TypeError, ValueError):
+        shape = math.nan
+    if not (math.isfinite(shape) and shape > 0):
+        raise FleetsimError(f"burstiness: expected a positive number (the gamma shape of the benchmark's arrivals), "
+                            f"got {doc.get('burstiness')!r}")
     gaps = np.random.default_rng(seed).gamma(shape, 1.0 / (rate * shape), n)
     return np.concatenate(([0.0], np.cumsum(gaps[1:])))

@@ -1,0 +1,215 @@
+"""Bad input never crashes, never takes the machine's memory, never passes silently: one line naming the field,
+file or row and what was expected, exit 2, nothing written. Each case is one the issue found failing."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sim.cli import app
+
+runner = CliRunner()
+SMALL = ["--num-requests", "20"]
+AGENTS = ["--agents", "2", "--jobs", "2", "--turns", "2"]
+
+FLAG_CASES = [
+    (["run", "--kv-offload-gb", "inf", *AGENTS, "--kv-policy", "offload"], "engine.kv_offload_gb"),
+    (["run", "--seed", "-1", "--arrival", "poisson", *SMALL], "seed: expected a non-negative integer"),
+    (["run", "--arrival", "poisson", "--rate", "inf", *SMALL], "workload.rate"),
+    (["run", "--arrival", "poisson", "--rate", "1e9", "--duration", "600"], "workload.rate"),
+    (["run", "--arrival", "poisson", "--rate", "1e6", "--duration", "600000"], "requests: 600,000,000,000 would need"),
+    (["run", "--rate-scale", "1e-310", *SMALL], "workload.rate_scale"),
+    (["run", "--tool-time", "fixed:inf", *AGENTS], "agents.tool_time"),
+    (["run", "--model", "gpt-oss-20b", "--moe-routing", "zipf:nan", *SMALL, "--ep", "8", "--attn-dp", "8"],
+     "moe routing"),
+    (["run", "--slo-ttft", "nan", *SMALL], "slo.ttft_s"),
+    (["run", "--slo-tpot", "inf", *SMALL], "slo.tpot_s"),
+    (["run", "--num-gpus", "1000000000000"], "--num-gpus: 1,000,000,000,000 GPUs"),
+    (["run", "--replicas", "1000000000000"], "--replicas"),
+    (["run", "--arrival", "poisson", "--num-requests", "100000000000"], "requests: 100,000,000,000 would need"),
+    (["run", "--agents", "2", "--turns", "1000000000"], "agent calls (jobs x turns)"),
+    (["run", "--agents", "2", "--parallel-tools", "1000000000000"], "tool calls"),
+    (["run", "--agents", "2", "--jobs", "10000000000"], "agent calls"),
+    (["run", "--input-len", "fixed:1e30", "--arrival", "poisson", *SMALL], "workload.input_len"),
+    (["run", "--output-len", "fixed:0", "--arrival", "poisson", *SMALL], "workload.output_len"),
+    (["run", "--step-overhead", "nan", *SMALL], "engine.step_overhead_s"),
+    (["run", "--gpu-memory-utilization", "nan", *SMALL], "engine.gpu_memory_utilization"),
+    (["run", "--duration", "nan"], "workload.duration_s"),
+    (["run", "--start", "nan", *SMALL], "workload.start_s"),
+    (["search", "--num-gpus", "1048576", *SMALL], "search: 1,048,576 GPUs give about"),
+    (["search", "--moe-routing", "bogus", *SMALL, "--model", "gpt-oss-20b", "--num-gpus", "1"], "moe routing"),
+    (["search", "--price", "nan", *SMALL, "--num-gpus", "1"], "price"),
+    (["search", "--price", "-1", *SMALL, "--num-gpus", "1"], "price"),
+]
+
+
+def _one_line_exit_2(res, expected: str) -> None:
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert res.exit_code == 2, (res.exit_code, res.output)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert expected in lines[0], lines[0]
+    assert "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("args,expected", FLAG_CASES, ids=[" ".join(a[:3]) for a, _ in FLAG_CASES])
+def test_bad_flags_are_one_line_exit_2_and_write_nothing(args, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _one_line_exit_2(runner.invoke(app, args), expected)
+    assert list(tmp_path.iterdir()) == []
+
+
+HF = json.loads((Path(__file__).parent / "fixtures" / "qwen2-7b-instruct.config.json").read_text())
+MOE = {**HF, "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 512}
+CONFIG_CASES = [
+    ({**HF, "num_attention_heads": 0}, "num_attention_heads: expected a positive integer"),
+    ({**HF, "hidden_size": "big"}, "hidden_size: expected a positive integer"),
+    ({**HF, "hidden_size": None}, "hidden_size: expected a positive integer"),
+    (5, "expected a JSON object"),
+    ({**HF, "quantization_config": "fp8"}, "quantization_config: expected a JSON object"),
+    ({**HF, "num_key_value_heads": 1000}, "num_key_value_heads (1000) must divide"),
+    ({**HF, "sliding_window": -5}, "sliding_window: expected a positive integer"),
+    ({**HF, "layer_types": ["sliding_attention"] * 28, "sliding_window": 4096}, "every layer is sliding"),
+    ({**MOE, "num_experts_per_tok": 16}, "num_experts_per_tok (16) exceeds"),
+    ({**MOE, "moe_intermediate_size": -512}, "moe_intermediate_size: expected a positive integer"),
+]
+
+
+@pytest.mark.parametrize("config,expected", CONFIG_CASES, ids=[e.split(":")[0][:30] for _, e in CONFIG_CASES])
+def test_bad_model_configs_name_the_field(config, expected, tmp_path, monkeypatch):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    monkeypatch.chdir(tmp_path)
+    _one_line_exit_2(runner.invoke(app, ["run", "--model", str(path), *SMALL]), expected)
+
+
+def test_deeply_nested_json_is_refused(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    _one_line_exit_2(runner.invoke(app, ["run", "--model", str(path), *SMALL]), "nested too deeply")
+
+
+TOML_CASES = [
+    ("engine = 5\n", "engine: expected a table"),
+    ('gpu = ["h100"]\n', "gpu: expected a name or a path"),
+    ("model = 5\n", "model: expected a name or a path"),
+    ('[workload]\ncv = "high"\narrival = "gamma"\n', "workload.cv"),
+    ("[engine]\nstep_overhead_s = nan\n", "engine.step_overhead_s"),
+    ('[engine]\nchunked_prefill = "no"\n', "engine.chunked_prefill: expected true or false"),
+    ("[engine]\nenable_prefix_caching = 1\n", "engine.enable_prefix_caching: expected true or false"),
+    ('[workload]\noutput_len = 0\narrival = "poisson"\nnum_requests = 20\n', "workload.output_len"),
+    ('workload = "azure-conv"\n', "workload: expected a table"),
+    ("[engine]\nmax_num_seqs = 12.5\n", "engine.max_num_seqs: expected a positive integer"),
+]
+
+
+@pytest.mark.parametrize("text,expected", TOML_CASES, ids=[e[:30] for _, e in TOML_CASES])
+def test_bad_scenario_files_name_the_field(text, expected, tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    _one_line_exit_2(runner.invoke(app, ["run", str(path)]), expected)
+
+
+def test_unreadable_scenario_files(tmp_path):
+    (tmp_path / "dir.toml").mkdir()
+    (tmp_path / "bin.toml").write_bytes(bytes(range(256)))
+    (tmp_path / "utf16.toml").write_bytes('model = "llama-3.1-8b"\n'.encode("utf-16"))
+    for name, expected in (("dir.toml", "is a folder"), ("bin.toml", "not a UTF-8 text file"),
+                           ("utf16.toml", "not a UTF-8 text file")):
+        _one_line_exit_2(runner.invoke(app, ["run", str(tmp_path / name)]), expected)
+
+
+BURSTGPT = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+TRACE_CASES = [
+    ("t.csv", BURSTGPT + "nan,ChatGPT,10,10,20,Conversation log\n1.0,ChatGPT,10,10,20,Conversation log\n",
+     ":2:1: field 'Timestamp' must be a number, got 'nan'"),
+    ("t.csv", BURSTGPT + "1.0,ChatGPT,10,10,20,Conversation log\n-1e300,ChatGPT,10,10,20,Conversation log\n",
+     ":3: field 'arrival_s' must be a finite time"),
+    ("t.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,1e30,10\n",
+     ":2:2: field 'ContextTokens' must be a non-negative integer, got '1e30'"),
+    ("a.jsonl", '{"job": "j1", "type": "llm", "prompt_tokens": "lots", "output_tokens": 10}\n',
+     "field 'prompt_tokens' must be a positive integer"),
+    ("a.jsonl", '{"job": "j1", "type": "llm", "prompt_tokens": 10, "output_tokens": 10, "context": "x"}\n',
+     "field 'context' must be a non-negative integer"),
+    ("b.json", json.dumps({"backend": "vllm", "input_lens": [10], "output_lens": [5], "ttfts": [0.1],
+                           "itls": [["a"]], "request_rate": 1.0}), "itls[0]"),
+    ("b.json", json.dumps({"backend": "vllm", "input_lens": [10, 10], "output_lens": [5, 5], "ttfts": [0.1, 0.1],
+                           "itls": [[0.01], [0.01]], "request_rate": 1.0, "burstiness": -1}), "burstiness"),
+]
+
+
+@pytest.mark.parametrize("name,text,expected", TRACE_CASES, ids=[e[:30] for _, _, e in TRACE_CASES])
+def test_bad_trace_rows_are_named(name, text, expected, tmp_path, monkeypatch):
+    path = tmp_path / name
+    path.write_text(text)
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["replay", str(path)])
+    _one_line_exit_2(res, expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_skip_bad_rows_skips_nan_inf_and_huge_token_rows(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text(BURSTGPT + "nan,ChatGPT,10,10,20,Conversation log\n1.0,ChatGPT,10,10,20,Conversation log\n"
+                    "inf,ChatGPT,10,10,20,Conversation log\n2.0,ChatGPT,1e19,10,20,Conversation log\n"
+                    "3.0,ChatGPT,10,10,20,Conversation log\n")
+    res = runner.invoke(app, ["replay", str(path), "--skip-bad-rows", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["num_requests"] == 2
+    assert "3 malformed row(s) skipped" in res.stderr and ":5:3:" in res.stderr
+
+
+def test_a_latin1_agent_log_is_one_line(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_bytes('{"job": "j\xe9", "type": "llm", "prompt_tokens": 10, "output_tokens": 10}\n'.encode("latin-1"))
+    _one_line_exit_2(runner.invoke(app, ["replay", str(path)]), "not UTF-8 text")
+
+
+def test_search_output_that_cannot_be_written(tmp_path):
+    taken = tmp_path / "a-file"
+    taken.write_text("x")
+    _one_line_exit_2(runner.invoke(app, ["search", *SMALL, "--num-gpus", "1", "--out", str(taken / "s")]),
+                     "cannot create the search's folder")
+
+
+def test_workers_beyond_the_cores_are_capped_with_a_note(tmp_path):
+    res = runner.invoke(app, ["search", "--model", "llama-3.1-8b", "--num-gpus", "1", *SMALL, "--workers", "4096",
+                              "--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert "--workers 4096: this machine has" in res.stderr
+
+
+def test_usage_errors_are_one_line_too(tmp_path):
+    """Typer's own errors (an unknown option, a value of the wrong type) come through the same one-line path when
+    fleetsim runs as a program."""
+    for args, expected in ((["run", "--price", "-1"], "No such option: --price"),
+                           (["run", "--num-requests", "abc"], "Invalid value for '--num-requests'")):
+        p = subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, cwd=tmp_path)
+        lines = [line for line in p.stderr.splitlines() if line.strip()]
+        assert p.returncode == 2 and len(lines) == 1 and expected in lines[0], p.stderr
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_user_text_is_never_turned_into_emoji():
+    res = runner.invoke(app, ["run", "--input-len", "uniform:A:B", "--arrival", "poisson", *SMALL])
+    _one_line_exit_2(res, "uniform:A:B")
+
+
+def test_a_run_folder_is_not_overwritten_unless_asked(tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    first = runner.invoke(app, ["run", "--agents", "2", "--jobs", "2", "--turns", "2", "--out", str(out)])
+    assert first.exit_code == 0 and (out / "jobs.parquet").exists()
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = runner.invoke(app, ["run", *SMALL, "--out", str(out)])
+    _one_line_exit_2(again, "holds an earlier run's files; pass --overwrite")
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # untouched
+    replaced = runner.invoke(app, ["run", *SMALL, "--out", str(out), "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    # the request run's files, and none of the agent run's left beside them
+    assert sorted(p.name for p in out.iterdir()) == ["kv_timeline.parquet", "requests.parquet", "summary.json"]
+    # `--out ""` is the current folder: refused when it holds anything
+    monkeypatch.chdir(out)
+    _one_line_exit_2(runner.invoke(app, ["run", *SMALL, "--out", ""]), "--out .: the folder holds")
