@@ -68,7 +68,7 @@ def test_scenario_file_with_flag_overrides(tmp_path):
     (["--model", "llama-9"], "unknown model 'llama-9'; valid names: bloom-176b, deepseek-v3"),
     (["--gpu", "h900"], "unknown GPU 'h900'; valid names: a10, a100-80gb-sxm"),
     (["--model", "llama-3.1-405b", "--gpu", "a100", "--num-gpus", "2", "--tp", "2"], "short by 306.0 GiB"),
-    (["--rate", "-1"], "workload.rate: expected a positive"),
+    (["--rate", "-1"], "workload.rate: expected requests/s from 1e-6"),
     (["--num-gpus", "6", "--tp", "4"], "num_gpus (6) is not a multiple of tp x pp x attn_dp (4)"),
     (["--tp", "3", "--num-gpus", "3"], "tp=3 does not divide llama-3.1-8b's 32 attention heads"),
     (["--model", "llama-2-70b", "--pp", "3", "--num-gpus", "3"], "pp=3 does not divide llama-2-70b's 80 layers"),

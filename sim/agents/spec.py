@@ -53,8 +53,7 @@ class AgentSpec:
         if self.agents is not None and (not isinstance(self.agents, int) or self.agents < 1):
             raise FleetsimError(f"agents.agents: expected a positive integer, got {self.agents!r}")
         if self.rate is not None:
-            number(self.rate, "agents.rate", low=0.0, low_open=True, high=1e6,
-                   what="a positive, finite number of jobs/s")
+            number(self.rate, "agents.rate", low=1e-6, high=1e6, what="jobs/s from 1e-6 to 1e6")
         for name in ("first_prompt", "new_tokens", "output_tokens"):
             parse(getattr(self, name), f"agents.{name}")
         _tool_dist(self.tool_time)

@@ -59,8 +59,8 @@ class WorkloadSpec:
         if not isinstance(self.skip_bad_rows, bool):
             raise FleetsimError(f"workload.skip_bad_rows: expected true or false, got {self.skip_bad_rows!r}")
         if self.rate is not None:
-            number(self.rate, "workload.rate", low=0.0, low_open=True, high=1e7,
-                   what="a positive, finite number of requests/s (at most 10 million)")
+            number(self.rate, "workload.rate", low=1e-6, high=1e7,
+                   what="requests/s from 1e-6 to 1e7")
         if self.num_requests is not None and (not isinstance(self.num_requests, int) or self.num_requests < 1):
             raise FleetsimError(f"workload.num_requests: expected a positive integer, got {self.num_requests!r}")
         if self.duration_s is not None:
