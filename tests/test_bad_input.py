@@ -213,3 +213,19 @@ def test_a_run_folder_is_not_overwritten_unless_asked(tmp_path, monkeypatch):
     # `--out ""` is the current folder: refused when it holds anything
     monkeypatch.chdir(out)
     _one_line_exit_2(runner.invoke(app, ["run", *SMALL, "--out", ""]), "--out .: the folder holds")
+
+
+WEKA = Path(__file__).parents[2] / "shared" / "data" / "traces" / "weka_claude_code" / "sessions"
+
+
+@pytest.mark.skipif(not WEKA.exists(), reason="needs ../shared/data")
+@pytest.mark.parametrize("field,value,expected", [("t", "5", "field 't' must be a finite number"),
+                                                  ("t", float("nan"), "field 't' must be a finite number"),
+                                                  ("think_time", float("inf"), "field 'think_time' must be a finite")])
+def test_weka_sessions_with_bad_times_are_one_line(field, value, expected, tmp_path):
+    doc = json.loads(sorted(WEKA.glob("*.json"))[0].read_text())
+    doc["requests"][1][field] = value
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(doc))
+    _one_line_exit_2(runner.invoke(app, ["replay", str(path), "--model", "llama-3.1-70b", "--num-gpus", "8",
+                                         "--tp", "8"]), expected)

@@ -20,6 +20,8 @@ its think time. (These 25 sessions carry no sub-agents; the CSV's do.)
 
 from __future__ import annotations
 
+import math
+
 import csv
 import gzip
 import json
@@ -40,17 +42,22 @@ def read_weka_session(path: Path, pid: int, max_tokens: int | None = None) -> tu
         raise FleetsimError(f"{path}: field 'block_size' must be a positive integer, got {block!r}")
     steps: list[LLMCall | ToolCall] = []
     clipped = 0
-    for i, req in enumerate(sorted(doc["requests"], key=lambda r: r.get("t", 0.0) if isinstance(r, dict) else 0)):
+    for i, req in enumerate(doc["requests"]):  # checked in file order, so that a message names the file's index
         where = f"{path}: requests[{i}]"
         if not isinstance(req, dict):
             raise FleetsimError(f"{where}: expected an object")
+        t = req.get("t", 0.0)
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t):
+            raise FleetsimError(f"{where}: field 't' must be a finite number of seconds, got {t!r}")
+    for i, req in enumerate(sorted(doc["requests"], key=lambda r: r.get("t", 0.0))):
+        where = f"{path}: requests[{i}]"
         for field, kind in (("in", int), ("out", int)):
             value = req.get(field)
             if not isinstance(value, kind) or isinstance(value, bool) or value < 1:
                 raise FleetsimError(f"{where}: field '{field}' must be a positive integer, got {value!r}")
         think = req.get("think_time", 0.0) or 0.0
-        if not isinstance(think, (int, float)) or think < 0:
-            raise FleetsimError(f"{where}: field 'think_time' must be a number of seconds >= 0, got {think!r}")
+        if not isinstance(think, (int, float)) or isinstance(think, bool) or not 0 <= think < math.inf:
+            raise FleetsimError(f"{where}: field 'think_time' must be a finite number of seconds >= 0, got {think!r}")
         hashes = req.get("hash_ids") or []
         if not isinstance(hashes, list) or not all(isinstance(h, int) and h >= 0 for h in hashes):
             raise FleetsimError(f"{where}: field 'hash_ids' must be a list of non-negative integers")
