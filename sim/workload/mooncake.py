@@ -5,10 +5,13 @@ Source: kvcache-ai/Mooncake, FAST25-release/traces (Apache-2.0); Qin et al., Moo
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import polars as pl
 
+from sim.core.checks import MAX_TOKENS
 from sim.workload.badrows import BadRows
 from sim.workload.jsonl import objects
 
@@ -22,15 +25,17 @@ def read_mooncake(path: Path, bad: BadRows, notes: list[str]) -> pl.DataFrame:
         for name, kind in (("timestamp", "a number"), ("input_length", "an integer"),
                            ("output_length", "an integer")):
             value = obj.get(name)
-            good = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+            good = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf
             if good and kind == "an integer":
-                good = isinstance(value, int)
+                good = isinstance(value, int) and value <= MAX_TOKENS
             if not good:
-                bad.report(lineno, None, name, kind + " >= 0", value)
+                bad.report(lineno, None, name, kind + (f" from 0 to {MAX_TOKENS:,}" if kind == "an integer"
+                                                       else ", finite, >= 0"), value)
                 ok = False
                 break
         h = obj.get("hash_ids", [])
-        if ok and (not isinstance(h, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in h)):
+        if ok and (not isinstance(h, list) or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                      and 0 <= x < 2**63 for x in h)):
             bad.report(lineno, None, "hash_ids", "a list of integers", h)
             ok = False
         if ok:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
+from sim.core.checks import MAX_TOKENS
 from sim.workload.badrows import BadRows
 from sim.workload.jsonl import objects
 
@@ -58,8 +59,8 @@ def read_openai_log(path: Path, bad: BadRows, notes: list[str]) -> pl.DataFrame:
         tokens = []
         for name in ("prompt_tokens", "completion_tokens"):
             value = usage.get(name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                bad.report(lineno, None, f"usage.{name}", "a non-negative integer", value)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TOKENS:
+                bad.report(lineno, None, f"usage.{name}", f"an integer from 0 to {MAX_TOKENS:,}", value)
                 break
             tokens.append(value)
         if len(tokens) < 2:

@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from sim.core.json_file import read_json
+from sim.core.checks import MAX_TOKENS
 from sim.errors import FleetsimError
 from sim.workload.badrows import BadRows
 
@@ -45,9 +46,9 @@ def read_vllm_bench(path: Path, bad: BadRows, notes: list[str], seed: int = 0) -
         if errors[i] or not out:
             failed += 1
             continue
-        for name, value, ok in (("input_lens", inp, isinstance(inp, int) and inp >= 0),
-                                ("output_lens", out, isinstance(out, int) and out >= 0),
-                                ("ttfts", ttft, isinstance(ttft, (int, float)) and ttft >= 0),
+        for name, value, ok in (("input_lens", inp, isinstance(inp, int) and 0 <= inp <= MAX_TOKENS),
+                                ("output_lens", out, isinstance(out, int) and 0 <= out <= MAX_TOKENS),
+                                ("ttfts", ttft, isinstance(ttft, (int, float)) and 0 <= ttft < math.inf),
                                 ("itls", gaps, isinstance(gaps, list) and all(
                                     isinstance(g, (int, float)) and not isinstance(g, bool) and 0 <= g < math.inf
                                     for g in gaps))):
@@ -67,7 +68,7 @@ def read_vllm_bench(path: Path, bad: BadRows, notes: list[str], seed: int = 0) -
     if isinstance(starts, list) and len(starts) == n:
         arrivals = np.array([float(starts[i]) for i in index])
     else:
-        arrivals = _regenerated(doc, len(rows), seed)
+        arrivals = _regenerated(doc, len(rows), seed, path)
         notes.append("the result records no send times: arrivals regenerated from request_rate "
                      f"{doc.get('request_rate')} and burstiness {doc.get('burstiness', 1.0)}")
     model = doc.get("model_id")
@@ -81,7 +82,7 @@ def read_vllm_bench(path: Path, bad: BadRows, notes: list[str], seed: int = 0) -
                          "model": pl.String, "line": pl.Int64})
 
 
-def _regenerated(doc: dict, n: int, seed: int) -> np.ndarray:
+def _regenerated(doc: dict, n: int, seed: int, path: Path) -> np.ndarray:
     rate = doc.get("request_rate", "inf")
     try:
         rate = float(rate)
@@ -94,7 +95,7 @@ def _regenerated(doc: dict, n: int, seed: int) -> np.ndarray:
     except (TypeError, ValueError):
         shape = math.nan
     if not (math.isfinite(shape) and shape > 0):
-        raise FleetsimError(f"burstiness: expected a positive number (the gamma shape of the benchmark's arrivals), "
+        raise FleetsimError(f"{path}: burstiness: expected a positive number (the gamma shape of the benchmark's arrivals), "
                             f"got {doc.get('burstiness')!r}")
     gaps = np.random.default_rng(seed).gamma(shape, 1.0 / (rate * shape), n)
     return np.concatenate(([0.0], np.cumsum(gaps[1:])))
