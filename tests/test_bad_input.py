@@ -43,6 +43,7 @@ FLAG_CASES = [
     (["search", "--moe-routing", "bogus", *SMALL, "--model", "gpt-oss-20b", "--num-gpus", "1"], "moe routing"),
     (["search", "--price", "nan", *SMALL, "--num-gpus", "1"], "price"),
     (["search", "--price", "-1", *SMALL, "--num-gpus", "1"], "price"),
+    (["search", "--num-gpus", "8", "--tp", "3", "--all-gpus", *SMALL], "search: no plan in this space (--tp 3"),
 ]
 
 
@@ -229,3 +230,14 @@ def test_weka_sessions_with_bad_times_are_one_line(field, value, expected, tmp_p
     path.write_text(json.dumps(doc))
     _one_line_exit_2(runner.invoke(app, ["replay", str(path), "--model", "llama-3.1-70b", "--num-gpus", "8",
                                          "--tp", "8"]), expected)
+
+
+def test_ray_missing_is_one_line_with_the_install_command_intact(tmp_path, monkeypatch):
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is not None:
+        pytest.skip("Ray is installed here")
+    monkeypatch.chdir(tmp_path)
+    _one_line_exit_2(runner.invoke(app, ["search", "--executor", "ray", *SMALL, "--num-gpus", "1"]),
+                     "pip install 'fleetsim[ray]'")  # the [ray] survives: messages are escaped
+    assert list(tmp_path.iterdir()) == []

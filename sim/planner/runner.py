@@ -128,6 +128,11 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
         raise FleetsimError(f"objective: expected one of {', '.join(OBJECTIVES)}, got '{objective}'")
     if executor not in EXECUTORS:
         raise FleetsimError(f"executor: expected one of {', '.join(EXECUTORS)}, got '{executor}'")
+    if executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:  # before anything is written
+            raise FleetsimError("--executor ray needs Ray: pip install 'fleetsim[ray]'")
     if not 0.0 < attainment <= 1.0:
         raise FleetsimError(f"attainment: expected a fraction in (0, 1], got {attainment!r}")
     base = (scenario or Scenario()).with_overrides(**overrides)
@@ -167,6 +172,11 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
             raise FleetsimError(f"search: {num_gpus:,} GPUs give about {planned:,} plans (at most {MAX_PLANS:,}); "
                                 f"narrow the space with --tp, --pp, --attn-dp or --all-gpus, or plan fewer GPUs")
         candidates = enumerate_candidates(model, gpu, node, num_gpus, space, needs)
+    if not candidates:
+        raise FleetsimError(f"search: no plan in this space (--tp {','.join(map(str, space.tp or ())) or 'all'}, "
+                            f"--pp {','.join(map(str, space.pp or ())) or 'all'}, --attn-dp "
+                            f"{','.join(map(str, space.attn_dp or ())) or 'all'}) splits {num_gpus} GPU(s)"
+                            + (" exactly (--all-gpus)" if space.all_gpus else ""))
     if (space.moe_policies or (space.ep and max(space.ep) > 1)) and model.moe is None:
         raise FleetsimError(f"--ep / --moe-policies: {model.name} has no experts")
     if space.kv_policies:
