@@ -93,6 +93,17 @@ class Simulation:
 _POOL_FIELDS = {"tp": 1, "pp": 1, "attn_dp": 1, "ep": 1, "tp_nodes": 0, "replicas": None, "moe_policy": "ep"}
 
 
+def check_moe_options(scenario: Scenario, model, routing: bool = True) -> None:  # noqa: ANN001
+    """Routing and balancing apply to MoE models only, and (`routing`) the routing spec must parse. A search checks
+    both once, so that a bad spec is not an error in every plan; a run's pools parse the routing themselves."""
+    if model.moe is None:
+        if scenario.moe_routing != "uniform" or scenario.moe_policy != "ep":
+            raise FleetsimError(f"moe_routing / moe_policy: {model.name} has no experts")
+        return
+    if routing:
+        parse_routing(scenario.moe_routing, model.num_moe_layers, model.moe.num_experts, model.moe.top_k)
+
+
 def build(scenario: Scenario, programs: Sequence[AgentProgram] | None = None) -> Simulation:
     """Assemble a scenario's simulation. `programs`: agent jobs to run instead of the scenario's own (the scenario's
     [agents] section still sets the loop, KV policy and unit size; the plan must hold these jobs' longest call)."""
@@ -100,8 +111,7 @@ def build(scenario: Scenario, programs: Sequence[AgentProgram] | None = None) ->
     model = scenario.load_model()
     eng = scenario.engine
     node, fabric = load_node(scenario.node), load_fabric(scenario.fabric)
-    if model.moe is None and (scenario.moe_routing != "uniform" or scenario.moe_policy != "ep"):
-        raise FleetsimError(f"moe_routing / moe_policy: {model.name} has no experts")
+    check_moe_options(scenario, model, routing=False)
     env = simpy.Environment()
     dis = scenario.disagg
     router = scenario.router

@@ -28,10 +28,9 @@ from sim.errors import FleetsimError
 from sim.hardware.catalog import load_fabric, load_gpu, load_node
 from sim.hardware.cluster import Cluster
 from sim.metrics.export import write_outputs
-from sim.runner import load_workload, run
+from sim.runner import check_moe_options, load_workload, run
 from sim.parallel.plan import Plan
 from sim.scenario import DisaggSpec, Scenario
-from sim.moe.routing import parse as parse_routing
 from sim.planner.bounds import slo_bound_violation
 from sim.planner.capacity import capacity as find_capacity
 from sim.planner.ranking import OBJECTIVES, describe_order, pareto_front, rank
@@ -142,11 +141,7 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
     if capacity and base.agents is not None and base.slo.jct_s is None:
         raise FleetsimError("capacity for agent jobs needs a JCT target: set slo.jct_s (--slo-jct)")
     model, gpu, node = base.load_model(), load_gpu(base.gpu), load_node(base.node)
-    # A bad routing fails once, here, rather than as a run-time error in every plan.
-    if model.moe is None and (base.moe_routing != "uniform" or base.moe_policy != "ep"):
-        raise FleetsimError(f"moe_routing / moe_policy: {model.name} has no experts")
-    if model.moe is not None:
-        parse_routing(base.moe_routing, model.num_moe_layers, model.moe.num_experts, model.moe.top_k)
+    check_moe_options(base, model)
     if base.disagg is not None:
         num_gpus = base.num_gpus or base.disagg.num_gpus
     else:
@@ -200,7 +195,7 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
     store_dir = Path(out_dir) if out_dir else None
     with ResultStore(store_dir / "results.jsonl" if store_dir else None, waiting=on_wait) as store:
         rows: list[dict[str, Any]] = []
-        tasks: list[tuple[str, Scenario, dict[str, Any]]] = []
+        tasks: list[Task] = []
         prune = objective in ("goodput", "cost", "gpus") and not capacity
         for cand in candidates:
             sc = scenario_for(base, cand, num_gpus)
@@ -226,14 +221,12 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
             if cached is not None:
                 rows.append(_result_row(head, cached, key, reused=True))
             else:
-                tasks.append((key, sc, head))
+                tasks.append(Task(key, sc, head))
         reused = sum(1 for r in rows if r.get("reused"))
         total = len(tasks)
         followers: dict[str, list[Task]] = {}
         if capacity:
-            tasks, followers = _capacity_order([Task(key, sc, head) for key, sc, head in tasks], rows)
-        else:
-            tasks = [Task(key, sc, head) for key, sc, head in tasks]
+            tasks, followers = _capacity_order(tasks, rows)
 
         def finished(key: str, head: dict[str, Any], row: dict[str, Any]) -> None:
             store.put(key, row)
