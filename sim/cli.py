@@ -599,20 +599,23 @@ def trace_inspect(
     format: Annotated[str, typer.Option("--format", help="auto, azure, burstgpt, mooncake, splitwise, vidur, vllm-bench, openai, agent.")] = "auto",
     skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="Skip malformed rows (counted) instead of stopping.")] = False,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write inspect.html (figures), inspect.json and trace.parquet here (default: fleetsim-inspect/<file name>).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="With --out: replace an earlier inspection's outputs in that folder (the default folder is always replaced).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as one JSON object on stdout.")] = False,
 ) -> None:
     """What a trace holds: rows, time span, rate over time, length distributions, prefix sharing, sessions, models and
     measured latencies, with plotly figures in HTML."""
-    from sim.metrics.export import clean_json, write_outputs
+    from sim.metrics.export import check_output_folder, clean_json, write_folder
     from sim.report.trace_inspect import figure_html, inspect_trace
     from sim.workload.traces import read_trace
 
     try:
+        if out_dir is None:  # the default folder belongs to this file's inspection: its latest replaces the last
+            out_dir, overwrite = Path("fleetsim-inspect") / trace_file.name.split(".")[0], True
+        check_output_folder(out_dir, overwrite)  # before reading the trace, not after
         trace = read_trace(trace_file, format, skip_bad_rows)
         stats = inspect_trace(trace)
-        where = out_dir or Path("fleetsim-inspect") / trace_file.name.split(".")[0]
-        written = write_outputs(where, {"trace": trace.table.drop("line", strict=False)}, {"inspect": stats},
-                                {"inspect": figure_html(trace, f"{trace_file.name} ({trace.fmt})")})
+        written = write_folder(out_dir, {"trace": trace.table.drop("line", strict=False)}, {"inspect": stats},
+                               {"inspect": figure_html(trace, f"{trace_file.name} ({trace.fmt})")}, overwrite=overwrite)
     except FleetsimError as exc:
         fail(str(exc))
         return

@@ -23,7 +23,7 @@ from sim.workload.offered import count_at_rate
 from sim.model.precision import describe_precision
 from sim.hardware.catalog import load_fabric, load_gpu, load_node
 from sim.hardware.cluster import Cluster
-from sim.metrics.export import check_output_folder, write_outputs
+from sim.metrics.export import write_folder
 from sim.metrics.records import request_table
 from sim.metrics.summary import job_summary, summarize
 from sim.moe.balance import Balancer, Profile, parse_policy
@@ -59,7 +59,6 @@ class Result:
               pages: dict[str, str] | None = None, overwrite: bool = False) -> list[Path]:
         """The run's tables and summary, plus any extra `tables` and HTML `pages`, written all or nothing, into a
         new or empty folder (or, with `overwrite`, replacing an earlier run's outputs there)."""
-        check_output_folder(out_dir, overwrite)
         doc = {"summary": self.summary, "run": self.info, "scenario": asdict(self.scenario),
                "memory_per_gpu": {"weights_gib": self.memory.weight_bytes / 2**30,
                                   "activations_and_non_torch_gib": self.memory.activation_bytes / 2**30,
@@ -68,7 +67,7 @@ class Result:
         tables = {"requests": self.requests, "kv_timeline": self.kv_timeline, **(tables or {})}
         if self.jobs is not None:
             tables["jobs"] = self.jobs
-        return write_outputs(Path(out_dir), tables, {"summary": doc}, pages, replace_old=overwrite)
+        return write_folder(out_dir, tables, {"summary": doc}, pages, overwrite=overwrite)
 
 
 @dataclass

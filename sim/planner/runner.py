@@ -27,7 +27,7 @@ from sim.agents.retention import retention
 from sim.errors import FleetsimError
 from sim.hardware.catalog import load_fabric, load_gpu, load_node
 from sim.hardware.cluster import Cluster
-from sim.metrics.export import write_outputs
+from sim.metrics.export import write_into
 from sim.runner import check_moe_options, load_workload, run
 from sim.parallel.plan import Plan
 from sim.scenario import DisaggSpec, Scenario
@@ -251,7 +251,7 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
             files = {"plans.csv": _csv(table)}
             if not (store_dir / PLOTLY_BUNDLE).exists():
                 files[PLOTLY_BUNDLE] = plotly_bundle()
-            write_outputs(store_dir, {"plans": table}, {"search": doc}, {"report": page}, files)
+            write_into(store_dir, {"plans": table}, {"search": doc}, {"report": page}, files)
         return SearchResult(table, objective, store.added, reused, store_dir, time.perf_counter() - t_start, verdict)
 
 
