@@ -220,9 +220,10 @@ WEKA = Path(__file__).parents[2] / "shared" / "data" / "traces" / "weka_claude_c
 
 
 @pytest.mark.skipif(not WEKA.exists(), reason="needs ../shared/data")
-@pytest.mark.parametrize("field,value,expected", [("t", "5", "field 't' must be a finite number"),
-                                                  ("t", float("nan"), "field 't' must be a finite number"),
-                                                  ("think_time", float("inf"), "field 'think_time' must be a finite")])
+@pytest.mark.parametrize("field,value,expected", [
+    ("t", "5", "field 't' must be a finite number of seconds"),
+    ("t", float("nan"), "field 't' must be a finite number of seconds"),
+    ("think_time", float("inf"), "field 'think_time' must be a finite number of seconds >= 0")])
 def test_weka_sessions_with_bad_times_are_one_line(field, value, expected, tmp_path):
     doc = json.loads(sorted(WEKA.glob("*.json"))[0].read_text())
     doc["requests"][1][field] = value

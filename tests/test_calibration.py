@@ -132,7 +132,11 @@ def test_shipped_gemm_tables_are_the_measurements_reduced(shared_data):
         built = kt.build(shared_data / "calibration", gpu, version)
         with np.load(data_dir("hardware") / "calibration" / "kernels" / f"{gpu}.npz") as shipped:
             for key, value in built.items():
-                assert np.array_equal(shipped[key], value), (gpu, key)
+                # Floats within 1e-12, not bit for bit: numpy 2.4's geomspace moved three grid points by one ulp.
+                same = shipped[key].shape == value.shape and (
+                    np.allclose(shipped[key], value, rtol=1e-12, atol=0) if value.dtype.kind == "f"
+                    else np.array_equal(shipped[key], value))
+                assert same, (gpu, key)
 
 
 def test_measured_gemms_cost_the_gpus_that_have_them():

@@ -20,16 +20,37 @@ its think time. (These 25 sessions carry no sub-agents; the CSV's do.)
 
 from __future__ import annotations
 
-import math
-
 import csv
 import gzip
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 from sim.agents.program import AgentProgram, Fork, LLMCall, ToolCall
+from sim.core.checks import MAX_TOKENS, integer_what
 from sim.core.json_file import read_json
 from sim.errors import FleetsimError
+
+MAX_CONTEXTS = 1 << 20  # distinct agent contexts one job may name: far above any trace; keys stay small integers
+
+
+def _integer(value: Any, where: str, field: str, low: int = 1, high: int | None = MAX_TOKENS) -> int:
+    """Token counts and other integer fields of a trace (not a bool, not a float), in the wording of the request
+    traces' messages: "FILE:LINE: field 'x' must be a positive integer up to 10,000,000, got 1e12"."""
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= low
+            and (high is None or value <= high)):
+        raise FleetsimError(f"{where}: field '{field}' must be {integer_what(low, high)}, got {value!r}")
+    return value
+
+
+def _seconds(value: Any, where: str, field: str, low: float | None = 0.0, unit: str = "seconds") -> float:
+    """Times of a trace: a real number (not a bool), finite, >= `low` unless None."""
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and (low is None or value >= low)):
+        bound = f" >= {low:g}" if low is not None else ""
+        raise FleetsimError(f"{where}: field '{field}' must be a finite number of {unit}{bound}, got {value!r}")
+    return float(value)
 
 
 def read_weka_session(path: Path, pid: int, max_tokens: int | None = None) -> tuple[AgentProgram, int]:
@@ -37,30 +58,24 @@ def read_weka_session(path: Path, pid: int, max_tokens: int | None = None) -> tu
     doc = read_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("requests"), list):
         raise FleetsimError(f"{path}: expected a WEKA session (an object with a 'requests' list)")
-    block = doc.get("block_size", 64)
-    if not isinstance(block, int) or block < 1:
-        raise FleetsimError(f"{path}: field 'block_size' must be a positive integer, got {block!r}")
+    block = _integer(doc.get("block_size", 64), str(path), "block_size")
     steps: list[LLMCall | ToolCall] = []
     clipped = 0
     for i, req in enumerate(doc["requests"]):  # checked in file order, so that a message names the file's index
         where = f"{path}: requests[{i}]"
         if not isinstance(req, dict):
             raise FleetsimError(f"{where}: expected an object")
-        t = req.get("t", 0.0)
-        if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t):
-            raise FleetsimError(f"{where}: field 't' must be a finite number of seconds, got {t!r}")
-    for i, req in enumerate(sorted(doc["requests"], key=lambda r: r.get("t", 0.0))):
-        where = f"{path}: requests[{i}]"
-        for field, kind in (("in", int), ("out", int)):
-            value = req.get(field)
-            if not isinstance(value, kind) or isinstance(value, bool) or value < 1:
-                raise FleetsimError(f"{where}: field '{field}' must be a positive integer, got {value!r}")
-        think = req.get("think_time", 0.0) or 0.0
-        if not isinstance(think, (int, float)) or isinstance(think, bool) or not 0 <= think < math.inf:
-            raise FleetsimError(f"{where}: field 'think_time' must be a finite number of seconds >= 0, got {think!r}")
+        req["t"] = _seconds(req.get("t", 0.0), where, "t", low=None)
+        req["in"], req["out"] = _integer(req.get("in"), where, "in"), _integer(req.get("out"), where, "out")
+        think = req.get("think_time")
+        req["think_time"] = 0.0 if think is None else _seconds(think, where, "think_time")
         hashes = req.get("hash_ids") or []
-        if not isinstance(hashes, list) or not all(isinstance(h, int) and h >= 0 for h in hashes):
+        if not isinstance(hashes, list) or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 0
+                                                   for h in hashes):
             raise FleetsimError(f"{where}: field 'hash_ids' must be a list of non-negative integers")
+        req["hash_ids"] = hashes
+    for req in sorted(doc["requests"], key=lambda r: r["t"]):
+        think, hashes = req["think_time"], req["hash_ids"]
         prompt, out = req["in"], req["out"]
         if max_tokens is not None and prompt + out > max_tokens:
             clipped += 1
@@ -111,15 +126,11 @@ def read_weka_csv(path: Path, clip: _Clipper) -> tuple[list[AgentProgram], list[
         if missing:
             raise FleetsimError(f"{path}: missing column(s) {', '.join(missing)}")
         for line, row in enumerate(reader, 2):
-            try:
-                rec = (float(row["t_s"]), int(row["idx"]), row["agent"], int(row["in_tokens"]),
-                       int(row["out_tokens"]), float(row["think_time_s"] or 0.0), float(row.get("api_time_s") or 0.0))
-            except (TypeError, ValueError):
-                bad = next(c for c in (*need[2:], "api_time_s")
-                           if not _number(row.get(c)) and (c in need or row.get(c) not in (None, "")))
-                raise FleetsimError(f"{path}:{line}: field '{bad}' must be a number, got {row.get(bad)!r}") from None
-            if rec[3] < 1 or rec[4] < 0:
-                raise FleetsimError(f"{path}:{line}: in_tokens must be >= 1 and out_tokens >= 0")
+            where = f"{path}:{line}"
+            rec = (_csv_number(row, "t_s", where), _csv_integer(row, "idx", where, 0, None), row["agent"],
+                   _csv_integer(row, "in_tokens", where, 1, MAX_TOKENS),
+                   _csv_integer(row, "out_tokens", where, 0, MAX_TOKENS),
+                   _csv_number(row, "think_time_s", where, blank=0.0), _csv_number(row, "api_time_s", where, blank=0.0))
             if rec[4] == 0:
                 # An aborted response (no stop reason): its prompt was still processed; model it as one token.
                 rec = rec[:4] + (1,) + rec[5:]
@@ -182,12 +193,25 @@ def _span(recs: list[tuple]) -> float:
     return recs[-1][0] - recs[0][0] + recs[-1][6]
 
 
-def _number(value: object) -> bool:
+def _csv_number(row: dict, col: str, where: str, blank: float | None = None) -> float:
+    """A CSV field of seconds: finite and >= 0; `blank` is the value of an empty or absent field where allowed."""
+    text = (row.get(col) or "").strip()
+    if not text and blank is not None:
+        return blank
     try:
-        float(value)  # type: ignore[arg-type]
-        return True
-    except (TypeError, ValueError):
-        return False
+        value = float(text)
+    except ValueError:
+        raise FleetsimError(f"{where}: field '{col}' must be a finite number of seconds >= 0, got {text!r}") from None
+    return _seconds(value, where, col)
+
+
+def _csv_integer(row: dict, col: str, where: str, low: int, high: int | None) -> int:
+    text = (row.get(col) or "").strip()
+    try:
+        value: Any = int(text)
+    except ValueError:
+        value = text
+    return _integer(value, where, col, low, high)
 
 
 def read_trtllm(path: Path, pid: int, clip: _Clipper) -> AgentProgram:
@@ -202,16 +226,17 @@ def read_trtllm(path: Path, pid: int, clip: _Clipper) -> AgentProgram:
         if not isinstance(ev, dict):
             raise FleetsimError(f"{where}: expected an object")
         if ev.get("event_type") == "tool_call":
-            ms = ev.get("duration_ms")
-            if not isinstance(ms, (int, float)) or ms < 0:
-                raise FleetsimError(f"{where}: field 'duration_ms' must be a number >= 0, got {ms!r}")
-            key = tuple(ev.get("branch_path") or ())
+            ms = _seconds(ev.get("duration_ms"), where, "duration_ms", unit="milliseconds")
+            branch = ev.get("branch_path") or []
+            if not isinstance(branch, list) or not all(isinstance(b, (int, str)) and not isinstance(b, bool)
+                                                       for b in branch):
+                raise FleetsimError(f"{where}: field 'branch_path' must be a list of integers or names, "
+                                    f"got {branch!r}")
+            key = tuple(branch)
             branches[key] = branches.get(key, 0.0) + ms / 1000.0  # one branch's calls run one after another
         elif ev.get("event_type") == "message" and ev.get("role") == "assistant":
-            prompt, out = ev.get("prompt_tokens"), ev.get("completion_tokens")
-            for field, value in (("prompt_tokens", prompt), ("completion_tokens", out)):
-                if not isinstance(value, int) or value < 1:
-                    raise FleetsimError(f"{where}: field '{field}' must be a positive integer, got {value!r}")
+            prompt = _integer(ev.get("prompt_tokens"), where, "prompt_tokens")
+            out = _integer(ev.get("completion_tokens"), where, "completion_tokens")
             if branches and steps:
                 steps.append(ToolCall(tuple(branches.values())))
             branches = {}
@@ -241,26 +266,23 @@ def _read_jobs_jsonl(path: Path, clip: _Clipper) -> tuple[list[AgentProgram], li
                 raise FleetsimError(f"{path}:{line}: invalid JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(ev, dict) or "job" not in ev:
                 raise FleetsimError(f"{path}:{line}: expected an object with a 'job' field")
+            where = f"{path}:{line}"
+            if not isinstance(ev["job"], (str, int)) or isinstance(ev["job"], bool):
+                raise FleetsimError(f"{where}: field 'job' must be a name (text or an integer), got {ev['job']!r}")
             steps = jobs.setdefault(str(ev["job"]), [])
             kind = ev.get("type")
             if kind == "llm":
-                prompt, out = ev.get("prompt_tokens"), ev.get("output_tokens")
-                for field, value in (("prompt_tokens", prompt), ("output_tokens", out)):
-                    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                        raise FleetsimError(f"{path}:{line}: field '{field}' must be a positive integer, "
-                                            f"got {value!r}")
-                context = ev.get("context", 0)
-                if not isinstance(context, int) or isinstance(context, bool) or context < 0:
-                    raise FleetsimError(f"{path}:{line}: field 'context' must be a non-negative integer, "
-                                        f"got {context!r}")
+                prompt = _integer(ev.get("prompt_tokens"), where, "prompt_tokens")
+                out = _integer(ev.get("output_tokens"), where, "output_tokens")
+                context = _integer(ev.get("context", 0), where, "context", low=0, high=MAX_CONTEXTS)
                 prompt, out = clip(prompt, out)
                 steps.append(_context_call(prompt, out, context))
             elif kind == "tool":
                 durations = ev.get("durations_s")
-                if (not isinstance(durations, list) or not durations
-                        or not all(isinstance(d, (int, float)) and d >= 0 for d in durations)):
-                    raise FleetsimError(f"{path}:{line}: field 'durations_s' must be a non-empty list of seconds")
-                steps.append(ToolCall(tuple(float(d) for d in durations)))
+                if not isinstance(durations, list) or not durations:
+                    raise FleetsimError(f"{where}: field 'durations_s' must be a non-empty list of seconds, "
+                                        f"got {durations!r}")
+                steps.append(ToolCall(tuple(_seconds(d, where, "durations_s") for d in durations)))
             else:
                 raise FleetsimError(f"{path}:{line}: field 'type' must be 'llm' or 'tool', got {kind!r}")
     if not jobs:

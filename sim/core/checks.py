@@ -33,10 +33,11 @@ def integer(value: Any, field: str, *, low: int = 1, high: int | None = None, wh
     """`value` as an int (not a bool, not a float), within [low, high]."""
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
     if not ok:
-        raise FleetsimError(f"{field}: expected {what or _int_what(low, high)}, got {value!r}")
+        raise FleetsimError(f"{field}: expected {what or integer_what(low, high)}, got {value!r}")
     return value
 
 
-def _int_what(low: int, high: int | None) -> str:
+def integer_what(low: int, high: int | None) -> str:
+    """How a range of integers reads in a message: 'a positive integer up to 10,000,000'."""
     base = "a positive integer" if low == 1 else "a non-negative integer" if low == 0 else f"an integer >= {low}"
     return base + (f" up to {high:,}" if high is not None else "")
