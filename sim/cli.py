@@ -63,6 +63,15 @@ def _notes(notes: list[str]) -> None:
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
+def _out_folder(value: str | None) -> Path | None:
+    """--out as a folder path; an empty one is refused rather than read as the current folder."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise FleetsimError("--out: expected a folder path, got an empty one")
+    return Path(value)
+
+
 def fail(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
@@ -250,7 +259,7 @@ def run(
     agent_trace: Annotated[Optional[Path], typer.Option(help="Replay agent jobs from a WEKA session file or folder (see `fleetsim replay`).")] = None,
     slo_ttft: Annotated[Optional[float], typer.Option(help="TTFT target in seconds (goodput).")] = None,
     slo_tpot: Annotated[Optional[float], typer.Option(help="TPOT target in seconds (goodput).")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write requests.parquet, kv_timeline.parquet and summary.json here (a new or empty folder).")] = None,
+    out_dir: Annotated[Optional[str], typer.Option("--out", metavar="DIR", help="Write requests.parquet, kv_timeline.parquet and summary.json here (a new or empty folder).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="With --out: replace an earlier run's outputs in that folder.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
     show_jobs: Annotated[bool, typer.Option(hidden=True)] = False,
@@ -263,6 +272,7 @@ def run(
     overrides = scenario_overrides(flags)
     progress = _Progress("simulating", enabled=not as_json)
     try:
+        out_dir = _out_folder(out_dir)
         if out_dir is not None:
             check_output_folder(out_dir, overwrite)  # before the work, not after it
         base = sim.load_scenario(scenario_file) if scenario_file else sim.Scenario()
@@ -468,7 +478,7 @@ def search(
     price: Annotated[Optional[float], typer.Option(help="GPU price in $/hour (default: the GPU card's).")] = None,
     executor: Annotated[str, typer.Option(help="local (processes on this machine) or ray.")] = "local",
     workers: Annotated[Optional[int], typer.Option(help="Parallel simulations (default: all cores).")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Results store and outputs (default: fleetsim-search/<hash>); rerunning resumes.")] = None,
+    out_dir: Annotated[Optional[str], typer.Option("--out", metavar="DIR", help="Results store and outputs (default: fleetsim-search/<hash>); rerunning resumes.")] = None,
     top: Annotated[int, typer.Option(help="Rows of the ranked table to print.")] = 15,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON on stdout: status, order, winner, runner_up, explanation, closest, advice and every plan.")] = False,
     **flags: Any,
@@ -485,6 +495,7 @@ def search(
     overrides = {**scenario_overrides(flags), "slo.jct_s": slo_jct}
     progress = _Progress("simulating plans", delay_s=0.5, enabled=not as_json)
     try:
+        out_dir = _out_folder(out_dir)
         base = sim.load_scenario(scenario_file) if scenario_file else sim.Scenario()
         base = base.with_overrides(**overrides)
         space = SearchSpace(tp=_int_list(tp_list, "--tp"), pp=_int_list(pp_list, "--pp"),
@@ -598,7 +609,7 @@ def trace_inspect(
     trace_file: Annotated[Path, typer.Argument(help="The trace file; its format is sniffed unless --format is given.")],
     format: Annotated[str, typer.Option("--format", help="auto, azure, burstgpt, mooncake, splitwise, vidur, vllm-bench, openai, agent.")] = "auto",
     skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="Skip malformed rows (counted) instead of stopping.")] = False,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write inspect.html (figures), inspect.json and trace.parquet here (default: fleetsim-inspect/<file name>).")] = None,
+    out_dir: Annotated[Optional[str], typer.Option("--out", metavar="DIR", help="Write inspect.html (figures), inspect.json and trace.parquet here (default: fleetsim-inspect/<file name>).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="With --out: replace an earlier inspection's outputs in that folder (the default folder is always replaced).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as one JSON object on stdout.")] = False,
 ) -> None:
@@ -609,6 +620,7 @@ def trace_inspect(
     from sim.workload.traces import read_trace
 
     try:
+        out_dir = _out_folder(out_dir)
         if out_dir is None:  # the default folder belongs to this file's inspection: its latest replaces the last
             out_dir, overwrite = Path("fleetsim-inspect") / trace_file.name.split(".")[0], True
         check_output_folder(out_dir, overwrite)  # before reading the trace, not after

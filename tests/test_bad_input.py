@@ -104,6 +104,9 @@ TOML_CASES = [
     ('[workload]\noutput_len = 0\narrival = "poisson"\nnum_requests = 20\n', "workload.output_len"),
     ('workload = "azure-conv"\n', "workload: expected a table"),
     ("[engine]\nmax_num_seqs = 12.5\n", "engine.max_num_seqs: expected a positive integer"),
+    # vLLM allocates an override as given: more blocks than the memory holds fails at start-up
+    ("[engine]\nnum_gpu_blocks_override = 1000000000000\n[workload]\nnum_requests = 20\n",
+     "engine.num_gpu_blocks_override=1,000,000,000,000: that many blocks need"),
 ]
 
 
@@ -211,9 +214,19 @@ def test_a_run_folder_is_not_overwritten_unless_asked(tmp_path, monkeypatch):
     assert replaced.exit_code == 0, replaced.output
     # the request run's files, and none of the agent run's left beside them
     assert sorted(p.name for p in out.iterdir()) == ["kv_timeline.parquet", "requests.parquet", "summary.json"]
-    # `--out ""` is the current folder: refused when it holds anything
+    # `--out .` is the current folder: refused when it holds anything; `--out ""` is no folder at all
     monkeypatch.chdir(out)
-    _one_line_exit_2(runner.invoke(app, ["run", *SMALL, "--out", ""]), "--out .: the folder holds")
+    _one_line_exit_2(runner.invoke(app, ["run", *SMALL, "--out", "."]), "--out .: the folder holds")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    for command in (["run", *SMALL], ["replay", str(Path(__file__).parents[1] / "traces" / "azure_conv_2023.csv"),
+                                      *SMALL], ["search", *SMALL, "--num-gpus", "1"]):
+        _one_line_exit_2(runner.invoke(app, [*command, "--out", ""]), "--out: expected a folder path, got an empty")
+    _one_line_exit_2(runner.invoke(app, ["trace", "inspect", str(Path(__file__).parents[1] / "traces" /
+                                                                "azure_conv_2023.csv"), "--out", " "]),
+                     "--out: expected a folder path, got an empty")
+    assert list(empty.iterdir()) == []
 
 
 WEKA = Path(__file__).parents[2] / "shared" / "data" / "traces" / "weka_claude_code" / "sessions"

@@ -92,6 +92,14 @@ def memory_budget(model: ModelArch, gpu: GPUSpec, plan: Plan, *, gpu_memory_util
             f"activations and non-PyTorch memory per GPU, {max(kv, 0) / GIB:.2f} GiB remain for the KV cache on "
             f"{gpu.name}; short by {(per_token * block_size - kv) / GIB:.2f} GiB for even one KV block (raise tp "
             f"or pp)")
+    if blocks_override is not None and blocks_override * block_size * per_token > kv:
+        # vLLM takes the override as given and allocates that many blocks (kv_cache_utils.py, "Overriding
+        # num_gpu_blocks"): more than the memory left fails at start-up, so no run may pretend it fits.
+        raise FleetsimError(
+            f"engine.num_gpu_blocks_override={blocks_override:,}: that many blocks need "
+            f"{blocks_override * block_size * per_token / GIB:,.1f} GiB of KV per GPU but {max(kv, 0) / GIB:.1f} GiB "
+            f"remain on {gpu.name} after weights and activations (plan {plan.label()}); vLLM would fail to allocate "
+            f"them: lower the override or leave it unset")
     return MemoryBudget(usable, weights, act, kv, per_token, block_size, blocks_override)
 
 
