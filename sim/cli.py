@@ -443,15 +443,19 @@ def render_search(result, top: int) -> None:  # noqa: ANN001
     if ok.height > top:
         out.print(f"... and {ok.height - top} more simulated plans")
     if skipped.height:
-        out.print(f"\n{skipped.height} plan(s) not simulated (the first reason per plan):")
-        seen: dict[str, tuple[str, str]] = {}
+        out.print(f"\n{skipped.height} plan(s) not simulated (the first reason per plan, alike reasons once):")
+        plans_by_reason: dict[tuple[str, str], list[str]] = {}
         for r in skipped.iter_rows(named=True):
-            seen.setdefault(r["plan"], (r["status"], r["reason"]))
-        shown = sorted(seen.items())
-        for plan, (status, reason) in shown[:SHOW_SKIPPED]:
-            out.print(escape(f"  [{status}] {reason}"), highlight=False, soft_wrap=True)
+            names = plans_by_reason.setdefault((r["status"], r["reason"]), [])
+            if r["plan"] not in names:
+                names.append(r["plan"])
+        shown = sorted(plans_by_reason.items())
+        for (status, reason), names in shown[:SHOW_SKIPPED]:
+            which = f" ({len(names)} plans: {', '.join(names[:4])}{', ...' if len(names) > 4 else ''})" \
+                if len(names) > 1 else ""
+            out.print(escape(f"  [{status}] {reason}{which}"), highlight=False, soft_wrap=True)
         if len(shown) > SHOW_SKIPPED:
-            out.print(f"  ... and {len(shown) - SHOW_SKIPPED} more (plans.parquet has every plan's reason)",
+            out.print(f"  ... and {len(shown) - SHOW_SKIPPED} more reasons (plans.parquet has every plan's reason)",
                       highlight=False)
     out.print(f"\nsimulated {result.simulated} plan(s), reused {result.reused} from the store, "
               f"in {result.wall_s:.1f} s", highlight=False)
