@@ -44,6 +44,12 @@ FLAG_CASES = [
     (["search", "--price", "nan", *SMALL, "--num-gpus", "1"], "price"),
     (["search", "--price", "-1", *SMALL, "--num-gpus", "1"], "price"),
     (["search", "--num-gpus", "8", "--tp", "3", "--all-gpus", *SMALL], "search: no plan in this space (--tp 3"),
+    (["search", "--price", "inf", *SMALL, "--num-gpus", "1"], "price"),
+    (["run", "--cv", "inf", "--arrival", "gamma", *SMALL], "workload.cv"),
+    (["run", "--prefill-replicas", "1000000000000", "--decode-replicas", "1", *SMALL],
+     "disagg (prefill + decode GPUs): 1,000,000,000,001 GPUs"),
+    (["run", "--prefill-replicas", "1", "--decode-replicas", "1000000000000", *SMALL],
+     "disagg (prefill + decode GPUs): 1,000,000,000,001 GPUs"),
 ]
 
 
@@ -138,6 +144,8 @@ TRACE_CASES = [
      "field 'prompt_tokens' must be a positive integer"),
     ("a.jsonl", '{"job": "j1", "type": "llm", "prompt_tokens": 10, "output_tokens": 10, "context": "x"}\n',
      "field 'context' must be a non-negative integer"),
+    ("a.jsonl", '{"job": "j1", "type": "llm", "prompt_tokens": 1000000000000, "output_tokens": 10}\n',
+     "field 'prompt_tokens' must be a positive integer up to 10,000,000, got 1000000000000"),
     ("b.json", json.dumps({"backend": "vllm", "input_lens": [10], "output_lens": [5], "ttfts": [0.1],
                            "itls": [["a"]], "request_rate": 1.0}), "itls[0]"),
     ("b.json", json.dumps({"backend": "vllm", "input_lens": [10, 10], "output_lens": [5, 5], "ttfts": [0.1, 0.1],
@@ -255,3 +263,27 @@ def test_ray_missing_is_one_line_with_the_install_command_intact(tmp_path, monke
     _one_line_exit_2(runner.invoke(app, ["search", "--executor", "ray", *SMALL, "--num-gpus", "1"]),
                      "pip install 'fleetsim[ray]'")  # the [ray] survives: messages are escaped
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("stamp", ["NaN", "Infinity", "-Infinity"])
+def test_trace_inspect_names_a_non_finite_timestamp(stamp, tmp_path, monkeypatch):
+    path = tmp_path / "t.jsonl"
+    path.write_text(f'{{"timestamp": {stamp}, "input_length": 10, "output_length": 5}}\n'
+                    '{"timestamp": 1000, "input_length": 10, "output_length": 5}\n')
+    monkeypatch.chdir(tmp_path)
+    _one_line_exit_2(runner.invoke(app, ["trace", "inspect", str(path)]), ":1: field 'timestamp' must be a number, "
+                                                                         "finite")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.jsonl"]
+    res = runner.invoke(app, ["trace", "inspect", str(path), "--skip-bad-rows", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["rows"] == 1, res.output  # skipped and counted
+
+
+def test_a_search_whose_every_plan_is_infeasible_answers_so(tmp_path):
+    # The issue's `search --num-gpus 8 --tp 3` (a ColumnNotFoundError then): every replica count of TP3 is refused
+    # with its reason, the answer says no plan can serve, and the report is written.
+    res = runner.invoke(app, ["search", "--num-gpus", "8", "--tp", "3", *SMALL, "--out", str(tmp_path / "s"),
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["status"] == "no_feasible_plan" and doc["winner"] is None
+    assert (tmp_path / "s" / "report.html").exists()
