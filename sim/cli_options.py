@@ -3,6 +3,7 @@ help panel it shows in, and its default, read from the default scenario so that 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import typing
@@ -79,15 +80,20 @@ def scenario_overrides(flags: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _default_text(field: str) -> str | None:
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    """The default scenario's sections, made once (each option's help reads one field of them)."""
     from sim.agents.spec import AgentSpec
     from sim.scenario import DisaggSpec, Scenario
 
-    section, _, name = field.rpartition(".")
     base = Scenario()
-    owner = {"": base, "engine": base.engine, "workload": base.workload, "slo": base.slo, "agents": AgentSpec(),
-             "disagg": DisaggSpec()}[section]
-    value = getattr(owner, name)
+    return {"": base, "engine": base.engine, "workload": base.workload, "slo": base.slo, "agents": AgentSpec(),
+            "disagg": DisaggSpec()}
+
+
+def _default_text(field: str) -> str | None:
+    section, _, name = field.rpartition(".")
+    value = getattr(_defaults()[section], name)
     if value is None:
         return None
     if isinstance(value, bool):

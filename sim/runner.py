@@ -14,7 +14,7 @@ import simpy
 
 from sim.agents.driver import AgentDriver
 from sim.agents.program import AgentProgram, longest_call
-from sim.agents.spec import generate_programs
+from sim.agents.generate import generate_programs
 from sim.agents.traces import read_agent_trace
 from sim.cost.iteration import IterationCost
 from sim.core.budget import BYTES_PER_ENGINE, BYTES_PER_REQUEST, check_gpus, check_memory
@@ -37,7 +37,7 @@ from sim.serving.fleet import Fleet, closed_loop
 from sim.serving.replica import Replica
 from sim.serving.request import Request
 from sim.serving.router import make_router
-from sim.workload.spec import Prepared, prepare
+from sim.workload.build import Prepared, prepare
 
 Progress = Callable[[int, int], None]  # (finished, total)
 

@@ -7,7 +7,8 @@ from sim.core.rng import stream
 from sim.errors import FleetsimError
 from sim.core.arrivals import arrival_times
 from sim.core.lengths import sample
-from sim.workload.spec import WorkloadSpec, build_requests
+from sim.workload.build import build_requests
+from sim.workload.spec import WorkloadSpec
 from sim.workload.traces import load_trace, read_trace
 
 

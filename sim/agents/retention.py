@@ -18,9 +18,12 @@ pauses seen so far, choose τ maximising  F(τ)·saving − hold_rate·E[min(T, 
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from sim.errors import FleetsimError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 POLICIES = ("evict", "pin:SECONDS", "continuum", "offload", "none")
 
@@ -61,6 +64,8 @@ class PauseHistory:
 
     def best_ttl(self, saving: float, hold_rate: float) -> float:
         """The TTL maximising F(τ)·saving − hold_rate·E[min(T, τ)] over the observed pauses; 0 when nothing gains."""
+        import numpy as np  # here, not at the top: parsing a policy (scenario checks, `--help`) needs no numpy
+
         if not self._recent or saving <= 0:
             return 0.0
         if self._sorted is None:

@@ -1,19 +1,15 @@
-"""Generated agent workloads: how many jobs, how they arrive, and the shape of each."""
+"""Generated agent workloads: how many jobs, how they arrive, and the shape of each (checked when made; light, as
+the CLI reads its defaults for `--help`). sim/agents/generate.py draws the jobs."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
-from sim.agents.program import AgentProgram, LLMCall, ToolCall
 from sim.agents.retention import retention
-from sim.core.rng import stream
 from sim.core.checks import number
+from sim.core.lengths import parse
 from sim.errors import FleetsimError
-from sim.core.arrivals import arrival_times
-from sim.core.lengths import parse, sample
 
 
 DEFAULT_AGENTS = 8
@@ -56,11 +52,11 @@ class AgentSpec:
             number(self.rate, "agents.rate", low=1e-6, high=1e6, what="jobs/s from 1e-6 to 1e6")
         for name in ("first_prompt", "new_tokens", "output_tokens"):
             parse(getattr(self, name), f"agents.{name}")
-        _tool_dist(self.tool_time)
+        tool_dist(self.tool_time)
         retention(self.kv_policy)
 
 
-def _tool_dist(spec: str) -> tuple[str, list[float]]:
+def tool_dist(spec: str) -> tuple[str, list[float]]:
     """Tool durations in seconds: fixed:S, uniform:A:B, lognormal:MEDIAN:SIGMA (fractional values allowed)."""
     kind, *args = str(spec).split(":")
     arity = {"fixed": 1, "uniform": 2, "lognormal": 2}
@@ -73,32 +69,3 @@ def _tool_dist(spec: str) -> tuple[str, list[float]]:
         raise FleetsimError(f"agents.tool_time: expected fixed:S, uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA in "
                             f"finite seconds (sigma at most 10), got '{spec}'")
     return kind, values
-
-
-def _tool_sample(spec: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    kind, p = _tool_dist(spec)
-    if kind == "fixed":
-        return np.full(n, p[0])
-    if kind == "uniform":
-        return rng.uniform(p[0], p[1], n)
-    return rng.lognormal(np.log(max(p[0], 1e-9)), p[1], n)
-
-
-def generate_programs(spec: AgentSpec, seed: int) -> list[AgentProgram]:
-    rng = stream(seed, "agents")
-    starts = (arrival_times("poisson", spec.rate, spec.programs, stream(seed, "agent-arrivals"))
-              if spec.rate is not None else np.zeros(spec.programs))
-    out = []
-    for pid in range(spec.programs):
-        news = sample(spec.new_tokens, spec.turns, rng, "agents.new_tokens")
-        news[0] = sample(spec.first_prompt, 1, rng, "agents.first_prompt")[0]
-        outs = sample(spec.output_tokens, spec.turns, rng, "agents.output_tokens")
-        tools = _tool_sample(spec.tool_time, (spec.turns - 1) * spec.parallel_tools, rng)
-        steps: list[LLMCall | ToolCall] = []
-        for turn in range(spec.turns):
-            if turn:
-                branch = tools[(turn - 1) * spec.parallel_tools:turn * spec.parallel_tools]
-                steps.append(ToolCall(tuple(float(d) for d in branch)))
-            steps.append(LLMCall(int(news[turn]), int(outs[turn])))
-        out.append(AgentProgram(pid, tuple(steps), float(starts[pid])))
-    return out

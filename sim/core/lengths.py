@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import math
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from sim.core.checks import MAX_TOKENS
 from sim.errors import FleetsimError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 KINDS = ("fixed", "uniform", "lognormal", "empirical")
 
@@ -46,6 +48,8 @@ def parse(spec: str | int, field: str) -> tuple[str, list[float]]:
 
 def sample(spec: str | int, n: int, rng: np.random.Generator, field: str,
            empirical: np.ndarray | None = None, cap: int | None = None) -> np.ndarray:
+    import numpy as np  # here, not at the top: parsing a spec (scenario checks, `--help`) needs no numpy
+
     kind, p = parse(spec, field)
     if kind == "fixed":
         out = np.full(n, p[0])

@@ -12,7 +12,6 @@ when small, else as a linear assignment over slots; across layers the procedure 
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, linear_sum_assignment, milp
 
 from sim.moe.placement import Placement
 from sim.moe.routing import Routing
@@ -22,6 +21,9 @@ MILP_MAX_VARIABLES = 2048
 
 def _assign(gain: np.ndarray, per_gpu: int) -> np.ndarray:
     """Each expert's GPU maximising the summed gain[expert, gpu], every GPU holding `per_gpu` experts."""
+    # scipy.optimize costs half a second to import: only a run that places experts by ExFlow pays for it.
+    from scipy.optimize import Bounds, LinearConstraint, linear_sum_assignment, milp
+
     experts, gpus = gain.shape
     if experts * gpus <= MILP_MAX_VARIABLES:
         a_one = np.kron(np.eye(experts), np.ones(gpus))  # each expert on exactly one GPU

@@ -39,7 +39,7 @@ from sim.report.search_report import PLOTLY_BUNDLE, plotly_bundle, report_html
 from sim.core.budget import MAX_PLANS, check_gpus
 from sim.planner.space import Candidate, SearchSpace, WorkloadNeeds, count_plans, enumerate_candidates, enumerate_mixed
 from sim.planner.store import ResultStore, scenario_key
-from sim.workload.spec import build_requests
+from sim.workload.build import build_requests
 
 Progress = Callable[[int, int], None]
 EXECUTORS = ("local", "ray")

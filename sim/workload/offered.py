@@ -15,7 +15,6 @@ import math
 
 import polars as pl
 
-DEFAULT_WINDOW_S = 600.0  # a shipped trace or generated traffic with neither a count nor a window: 10 minutes
 
 
 def at_rate(df: pl.DataFrame, rate: float) -> pl.DataFrame:

@@ -16,16 +16,12 @@ from sim.workload.badrows import BadRows
 from sim.workload.burstgpt import read_burstgpt
 from sim.workload.mooncake import BLOCK_TOKENS, read_mooncake
 from sim.workload.openai_log import read_openai_log
+from sim.workload.shipped import SHIPPED
 from sim.workload.sniff import sniff
 from sim.workload.splitwise import read_splitwise, read_vidur
 from sim.workload.table import TraceTable, finish
 from sim.workload.vllm_bench import read_vllm_bench
 
-SHIPPED = {
-    "azure-conv": ("azure_conv_2023.csv", "azure"),
-    "azure-code": ("azure_code_2023.csv", "azure"),
-    "mooncake-conv": ("mooncake_conv_sample.jsonl", "mooncake"),
-}
 Reader = Callable[[Path, BadRows, list[str]], pl.DataFrame]
 READERS: dict[str, Reader] = {
     "azure": read_azure, "burstgpt": read_burstgpt, "mooncake": read_mooncake, "splitwise": read_splitwise,

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import numpy as np
-import polars as pl
+from typing import TYPE_CHECKING
 
 from sim.errors import FleetsimError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+# numpy and polars are imported inside the functions: a WorkloadSpec checks its replay fields by making a Transform,
+# and making one (for a scenario's defaults in `--help`) should not load them.
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,8 @@ class Transform:
 
 
 def filter_model(df: pl.DataFrame, model: str) -> pl.DataFrame:
+    import polars as pl
+
     if "model" not in df.columns or df["model"].is_null().all():
         raise FleetsimError(f"workload.model_filter '{model}': the trace has no model column")
     kept = df.filter(pl.col("model") == model)
@@ -50,6 +56,8 @@ def filter_model(df: pl.DataFrame, model: str) -> pl.DataFrame:
 
 
 def time_window(df: pl.DataFrame, start_s: float, duration_s: float | None) -> pl.DataFrame:
+    import polars as pl
+
     t0 = df["arrival_s"].min() + start_s
     kept = df.filter(pl.col("arrival_s") >= t0)
     if duration_s is not None:
@@ -61,10 +69,15 @@ def time_window(df: pl.DataFrame, start_s: float, duration_s: float | None) -> p
 
 
 def scale_rate(df: pl.DataFrame, k: float) -> pl.DataFrame:
+    import polars as pl
+
     return df if k == 1.0 else df.with_columns(pl.col("arrival_s") / k)
 
 
 def sample(df: pl.DataFrame, fraction: float, seed: int) -> pl.DataFrame:
+    import numpy as np
+    import polars as pl
+
     if fraction >= 1.0:
         return df
     keep = np.random.default_rng([seed, 7]).random(df.height) < fraction
@@ -76,6 +89,8 @@ def sample(df: pl.DataFrame, fraction: float, seed: int) -> pl.DataFrame:
 
 def clip(df: pl.DataFrame, max_tokens: int) -> tuple[pl.DataFrame, int]:
     """Prompt + output capped at max_tokens (the output keeps at most half of it), and how many rows it changed."""
+    import polars as pl
+
     total = pl.col("input_tokens") + pl.col("output_tokens")
     over = int(df.select((total > max_tokens).sum()).item())
     if not over:
