@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from sim.metrics.itl import Weighted
+
 PERCENTILES = (50, 90, 99)
 
 
@@ -25,7 +27,18 @@ def _stats(prefix: str, values: np.ndarray, out: dict[str, Any]) -> None:
     out[f"{prefix}_max_s"] = float(values.max())
 
 
-def summarize(df: pl.DataFrame, itl: np.ndarray, *, slo_ttft_s: float, slo_tpot_s: float,
+def _weighted_stats(prefix: str, values: Weighted, out: dict[str, Any]) -> None:
+    """_stats of the expanded multiset (the same percentiles to the last bit; the mean within rounding)."""
+    if values.size == 0:
+        _stats(prefix, np.zeros(0), out)
+        return
+    out[f"{prefix}_mean_s"] = values.mean()
+    for p, v in zip(PERCENTILES, values.percentiles(PERCENTILES)):
+        out[f"{prefix}_p{p}_s"] = v
+    out[f"{prefix}_max_s"] = values.max()
+
+
+def summarize(df: pl.DataFrame, itl: Weighted, *, slo_ttft_s: float, slo_tpot_s: float,
               busy_s: list[float], kv_util_mean: float, kv_util_peak: float) -> dict[str, Any]:
     fin = df.filter(pl.col("status") == "finished")
     out: dict[str, Any] = {
@@ -49,7 +62,7 @@ def summarize(df: pl.DataFrame, itl: np.ndarray, *, slo_ttft_s: float, slo_tpot_
     out["total_tokens_per_s"] = rate(float(fin["input_tokens"].sum() + fin["output_tokens"].sum()))
     for name in ("ttft", "tpot", "e2e", "queue_delay"):
         _stats(name, fin[f"{name}_s"].to_numpy().astype(float), out)
-    _stats("itl", itl, out)
+    _weighted_stats("itl", itl, out)
     tpot = fin["tpot_s"].fill_null(0.0)
     good = fin.filter((pl.col("ttft_s") <= slo_ttft_s) & (tpot <= slo_tpot_s))
     out["slo_ttft_s"] = slo_ttft_s
