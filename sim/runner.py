@@ -394,8 +394,8 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
     times, used, rep_idx = [], [], []
     util_means, peaks = [], []
     for rep in reps:
-        t = np.array(rep.kv_times)
-        u = np.array(rep.kv_used, dtype=float) / rep.kv_blocks
+        t = np.frombuffer(rep.kv_times, dtype=np.float64).copy()
+        u = np.frombuffer(rep.kv_used, dtype=np.int64).astype(np.float64) / rep.kv_blocks
         times.append(t)
         used.append(u)
         rep_idx.append(np.full(len(t), rep.index))

@@ -20,6 +20,7 @@ prefill_seconds), never through its fields: sim/agents/driver.py and sim/serving
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -73,8 +74,9 @@ class Replica:
         self.first_uid = first_uid
         self.steps = 0
         self.busy_s = 0.0
-        self.kv_times: list[float] = []
-        self.kv_used: list[int] = []
+        # Typed arrays, not lists: one entry per step (13M in a 1M-request run) at 8 bytes instead of ~32.
+        self.kv_times = array("d")
+        self.kv_used = array("q")
         self.kv_blocks = blocks_per_engine * len(self.lanes)
         self.events = 0
         self.clock = env.now  # the replica's own time: ahead of env.now while steps are chained
