@@ -110,3 +110,11 @@ def test_trace_inspect_refuses_a_used_folder_unless_asked(tmp_path):
     res = runner.invoke(app, ["trace", "inspect", str(trace), "--out", str(out), "--overwrite"])
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.iterdir()) == ["inspect.html", "inspect.json", "trace.parquet"]
+
+
+def test_writing_into_the_empty_folder_one_stands_in(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    write_folder(".", _tables(), {})
+    assert os.getcwd() == str(out) and sorted(p.name for p in out.iterdir()) == ["a.parquet", "b.parquet"]

@@ -107,11 +107,13 @@ def _write_files(into: Path, shown: Path, tables: dict[str, pl.DataFrame], docum
 def _swap_in(staging: Path, target: Path) -> None:
     """Put the finished staging folder where `target` is. A new or empty target takes one atomic rename; a target
     holding an earlier run's files is renamed aside first, and put back if the second rename fails."""
+    stood_in = _cwd() == target
     if not target.exists() or not any(target.iterdir()):
         os.replace(staging, target)  # POSIX rename replaces an empty folder atomically
+        if stood_in:
+            os.chdir(target)
         return
     fresh = {item.name for item in staging.iterdir()}
-    stood_in = _cwd() == target
     aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
     os.replace(target, aside)  # `aside` is empty, so this rename replaces it
     try:
