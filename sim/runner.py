@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -371,20 +372,29 @@ def execute(sim: Simulation, progress: Progress | None = None, progress_every_s:
         finished = lambda: fleet.finished  # noqa: E731
     if total == 0:
         return False
-    if progress is None:
-        env.run(until=done)
+    # The cyclic collector is paused while the events run: the run's objects (requests, their runs, engines) live
+    # until it ends and almost all its garbage is freed by reference counting, yet full collections scanned them
+    # again and again (1.2 s of a 128-replica run's 20 s; 0.3 s paused, peak memory unchanged).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        if progress is None:
+            env.run(until=done)
+            return stopped
+        last = time.perf_counter()
+        while not done.triggered:
+            if env.peek() == float("inf"):
+                raise RuntimeError("simulation stalled with unfinished requests")
+            env.step()
+            now = time.perf_counter()
+            if now - last > progress_every_s:
+                progress(finished(), total)
+                last = now
+        progress(finished(), total)
         return stopped
-    last = time.perf_counter()
-    while not done.triggered:
-        if env.peek() == float("inf"):
-            raise RuntimeError("simulation stalled with unfinished requests")
-        env.step()
-        now = time.perf_counter()
-        if now - last > progress_every_s:
-            progress(finished(), total)
-            last = now
-    progress(finished(), total)
-    return stopped
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
