@@ -48,14 +48,18 @@ def _replay(path: Path) -> None:
     assert_result_or_one_line(res, out, path.read_text()[:400], must_name=str(path), count="num_jobs")
 
 
+def _replay_edited(template: dict, records: str, index: int, key: str, value: object, path: Path) -> None:
+    """Replay a copy of a JSON trace with field `key` of record `index` of its list `records` set to `value`."""
+    doc = copy.deepcopy(template)
+    doc[records][index][key] = value
+    path.write_text(json.dumps(doc))
+    _replay(path)
+
+
 @SETTINGS
 @given(row=st.integers(0, 2), key=st.sampled_from(WEKA_KEYS), value=st.sampled_from(VALUES))
 def test_weka_sessions_with_a_hostile_field(row, key, value, tmp_path_factory):
-    doc = copy.deepcopy(WEKA)
-    doc["requests"][row][key] = value
-    path = tmp_path_factory.mktemp("w") / "session.json"
-    path.write_text(json.dumps(doc))
-    _replay(path)
+    _replay_edited(WEKA, "requests", row, key, value, tmp_path_factory.mktemp("w") / "session.json")
 
 
 @SETTINGS
@@ -71,11 +75,7 @@ def test_weka_request_csv_with_a_hostile_field(row, col, value, tmp_path_factory
 @SETTINGS
 @given(event=st.integers(1, 4), key=st.sampled_from(TRT_KEYS), value=st.sampled_from(VALUES))
 def test_trtllm_traces_with_a_hostile_field(event, key, value, tmp_path_factory):
-    doc = copy.deepcopy(TRT)
-    doc["events"][event][key] = value
-    path = tmp_path_factory.mktemp("t") / "run.trace.json"
-    path.write_text(json.dumps(doc))
-    _replay(path)
+    _replay_edited(TRT, "events", event, key, value, tmp_path_factory.mktemp("t") / "run.trace.json")
 
 
 @SETTINGS

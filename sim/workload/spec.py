@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+
 from sim.core.checks import number
 from sim.core.lengths import parse
 from sim.errors import FleetsimError
