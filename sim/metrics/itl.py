@@ -157,10 +157,9 @@ def per_request(runs: Runs, n: int) -> tuple[np.ndarray, np.ndarray]:
     # Cut only where a request starts, so that no request's gaps are split across chunks.
     starts = np.flatnonzero(np.concatenate(([True], runs.req[1:] != runs.req[:-1])))
     before = np.concatenate(([0], np.cumsum(per_run)))[starts]
-    cuts = [0]
-    for i in range(1, len(starts)):
-        if before[i] - before[cuts[-1]] > CHUNK_GAPS:
-            cuts.append(i)
+    # A chunk starts at the first request whose preceding gaps reach the next multiple of CHUNK_GAPS.
+    block = before // CHUNK_GAPS
+    cuts = np.flatnonzero(np.concatenate(([True], block[1:] != block[:-1])))
     bounds = [int(starts[c]) for c in cuts] + [len(runs.req)]
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         _median_and_max(*runs.sliced(lo, hi).gaps(), p50, mx)
