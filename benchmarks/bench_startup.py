@@ -18,13 +18,13 @@ import sys
 from pathlib import Path
 
 FLEETSIM = str(Path(sys.executable).with_name("fleetsim"))
-# The floor under any typer program's help on this machine: typer with rich renders help through rich.markdown,
-# pygments and rich.traceback whatever the program.
+# What typer's rich help costs any program (rich.markdown, pygments, rich.traceback, whatever the program): fleetsim
+# renders its help as plain click text instead.
 TYPER_FLOOR = ("import typer\napp = typer.Typer()\n@app.command()\ndef a(x: int = 1):\n    'A.'\n"
                "@app.command()\ndef b(y: int = 2):\n    'B.'\napp()")
 CASES = {
     "python -c pass (the interpreter alone)": [sys.executable, "-c", "pass"],
-    "a two-command typer app's --help (typer's floor)": [sys.executable, "-c", TYPER_FLOOR, "--help"],
+    "a two-command typer app's rich --help (for scale)": [sys.executable, "-c", TYPER_FLOOR, "--help"],
     "import sim": [sys.executable, "-c", "import sim"],
     "import sim.runner (the simulator, polars, numpy)": [sys.executable, "-c", "import sim.runner"],
     "from sim import run; sim.run's first touch": [sys.executable, "-c", "import sim; sim.run"],
