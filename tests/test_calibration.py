@@ -395,3 +395,31 @@ def test_sliding_window_prefill_reads_the_windowed_grid(shared_data):
     assert odd.attn_window_table is None
     assert "300-token window read at its (query, key) pairs" in odd.kernel_sources()["attention"]
     assert "128-token window measured" in cost.kernel_sources()["attention"]
+
+
+def test_gemm_lookup_is_trilinear_in_log_log_and_scales_with_work_beyond_the_grid():
+    """The table's lookup (interpolated over the weight shape once, then along tokens) against scipy's trilinear
+    interpolation of the same log grid; exact at measured points; past the largest m, n or k, time grows with the
+    work added."""
+    import math
+
+    import numpy as np
+    from scipy.interpolate import RegularGridInterpolator
+
+    from sim.cost.kernels.gemm import load_gemm_tables
+
+    table = load_gemm_tables("h100_sxm")["bf16"]
+    axes = [np.log(table.m), np.log(table.n), np.log(table.k)]
+    reference = RegularGridInterpolator(axes, table.log_s)
+    rng = np.random.default_rng(7)
+    for _ in range(500):
+        m, n, k = (float(np.exp(rng.uniform(a[0], a[-1]))) for a in axes)
+        want = math.exp(float(reference([math.log(m), math.log(n), math.log(k)])[0]))
+        assert table.time(m, k, n) == pytest.approx(want, rel=1e-12)
+    i, j, l = 3, 2, 1
+    assert table.time(table.m[i], table.k[l], table.n[j]) == pytest.approx(math.exp(table.log_s[i, j, l]), rel=1e-12)
+    m, n, k = table.m[-1], table.n[-1], table.k[-1]
+    edge = table.time(m, k, n)
+    assert table.time(2 * m, 3 * k, 5 * n) == pytest.approx(30 * edge, rel=1e-12)
+    for grow in (1.01, 1.5, 4.0):  # more work never takes less time
+        assert table.time(grow * m / 2, k / 2, n / 2) >= table.time(m / 2, k / 2, n / 2)
