@@ -76,6 +76,33 @@ def end_to_end_rows(data: Path) -> tuple[list[tuple[str, str, str, int, float, f
     return rows, note
 
 
+def power_rows(data: Path) -> list[tuple[str, str, str, int, float, float]]:
+    """The GPU power model against Splitwise's measured A100 power, each (prompt size, batch) group predicted by a
+    fit without it; a power cap's slowdowns against the capped H100 rows."""
+    import numpy as np
+
+    from sim.energy import calibration as cal
+
+    shapes = cal.read_shapes(data / "calibration")
+    usable = [s for s in shapes if cal.usable(s)]
+    avg, peak, _ = cal.leave_one_group_out(usable)
+    dataset = "Splitwise, A100, Llama-2-70B TP2/4/8 and BLOOM-176B TP8"
+    split = "each (prompt, batch) group held apart from the fit"
+    rows = [("GPU power: average per request", dataset, split, len(avg), float(np.median(avg)),
+             float(np.percentile(avg, 90))),
+            ("GPU power: peak", dataset, split, len(peak), float(np.median(peak)), float(np.percentile(peak, 90)))]
+    pairs = cal.cap_pairs(shapes)
+    coef = cal.fit(usable)
+    pp, mp, pt, mt = cal.cap_slowdowns(coef, cal.fit_cap_exponent(coef, pairs), pairs)
+    capped = "Splitwise, H100 capped vs uncapped (cap assumed at 70% of TDP)"
+    for label, split, pred, meas in (
+            ("power cap: prompt-step slowdown", "in sample: its one exponent is fitted on these rows", pp, mp),
+            ("power cap: token-step slowdown", "not fitted: follows from the steps' compute share", pt, mt)):
+        err = np.abs(pred / meas - 1)
+        rows.append((label, capped, split, len(err), float(np.median(err)), float(np.percentile(err, 90))))
+    return rows
+
+
 SERVING_SETS = {  # set -> (dataset, split)
     "a100-bursts": ("vLLM 0.10.1.1, Qwen2-7B and Qwen2.5-32B, one A100 80GB (dennislee22/vLLM-benchmarking)",
                     "never fitted; bursts of 1-200 prompts, 1,024 in and out"),
@@ -111,6 +138,12 @@ def table(rows: list[tuple[str, str, str, int, float, float]]) -> str:
     return "\n".join(lines)
 
 
+def report(data: Path) -> str:
+    """The whole summary: the table of every row, then the note on the engine constants."""
+    e2e, note = end_to_end_rows(data)
+    return table(operator_rows(data) + e2e + serving_rows() + power_rows(data)) + "\n\n" + note
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -121,18 +154,17 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    e2e, note = end_to_end_rows(args.data)
-    report = table(operator_rows(args.data) + e2e + serving_rows()) + "\n\n" + note
-    print(report)
+    text = report(args.data)
+    print(text)
     print(f"\n({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     if args.update_docs:
         doc = ROOT / "docs" / "validation.md"
-        text = doc.read_text()
-        if BEGIN not in text or END not in text:
+        current = doc.read_text()
+        if BEGIN not in current or END not in current:
             print(f"error: {doc}: markers {BEGIN} / {END} not found", file=sys.stderr)
             return 2
-        head, rest = text.split(BEGIN, 1)
-        doc.write_text(head + BEGIN + "\n" + report + "\n" + END + rest.split(END, 1)[1])
+        head, rest = current.split(BEGIN, 1)
+        doc.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
         print(f"wrote {doc}", file=sys.stderr)
     return 0
 

@@ -85,7 +85,6 @@ def test_docs_validation_table_is_what_validate_py_prints_now(shared_data):
     spec = importlib.util.spec_from_file_location("validate", root / "benchmarks" / "validate.py")
     validate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(validate)
-    e2e, note = validate.end_to_end_rows(shared_data)
-    report = validate.table(validate.operator_rows(shared_data) + e2e + validate.serving_rows()) + "\n\n" + note
+    report = validate.report(shared_data)
     doc = (root / "docs" / "validation.md").read_text()
     assert doc.split(validate.BEGIN, 1)[1].split(validate.END, 1)[0].strip() == report.strip()
