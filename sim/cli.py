@@ -194,6 +194,21 @@ def render_summary(s: dict[str, Any], title: str) -> None:
     for k, v in rows:
         tp.add_row(k, v)
     out.print()
+    energy_rows = [
+        ("energy (kWh, facility)", _fmt(s.get("energy_kwh"))),
+        ("energy per output token (J)", _fmt(s.get("joules_per_output_token"))),
+        ("power per GPU, average / peak (W)",
+         f"{_fmt(s.get('avg_power_per_gpu_w'))} / {_fmt(s.get('peak_power_per_gpu_w'))}"),
+        ("cost ($/hour of the cluster)", _fmt(s.get("cluster_usd_per_hour"))),
+        ("cost ($ per million output tokens)", _fmt(s.get("usd_per_mtok"))),
+    ]
+    if s.get("power_cap_w") is not None:
+        energy_rows.insert(2, ("power cap per GPU (W)", _fmt(s["power_cap_w"])))
+    if s.get("usd_per_job") is not None:
+        energy_rows.append(("cost per job ($)", _fmt(s["usd_per_job"])))
+    for row in energy_rows:
+        if "energy_kwh" in s:
+            tp.add_row(*row)
     out.print(tp)
 
 
@@ -318,7 +333,11 @@ def run(
     agent_trace: Annotated[Optional[Path], typer.Option(help="Replay agent jobs from a WEKA session file or folder (see `fleetsim replay`).")] = None,
     slo_ttft: Annotated[Optional[float], typer.Option(help="TTFT target in seconds (goodput).")] = None,
     slo_tpot: Annotated[Optional[float], typer.Option(help="TPOT target in seconds (goodput).")] = None,
-    out_dir: Annotated[Optional[str], typer.Option("--out", metavar="DIR", help="Write requests.parquet, kv_timeline.parquet and summary.json here (a new or empty folder).")] = None,
+    price: Annotated[Optional[float], typer.Option(help="GPU price in $/GPU-hour (default: the GPU card's).")] = None,
+    electricity_price: Annotated[Optional[float], typer.Option(help="Electricity in $/kWh; 0 where the GPU price includes power, as a cloud's does.")] = None,
+    pue: Annotated[Optional[float], typer.Option(help="Power usage effectiveness: facility power over IT power (>= 1; 1 counts the servers only).")] = None,
+    power_cap: Annotated[Optional[float], typer.Option(help="Cap each GPU's power at this many watts: compute-bound steps slow down (default: none).")] = None,
+    out_dir: Annotated[Optional[str], typer.Option("--out", metavar="DIR", help="Write requests.parquet, kv_timeline.parquet (KV use and power per replica over time) and summary.json here (a new or empty folder).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="With --out: replace an earlier run's outputs in that folder.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
     show_jobs: Annotated[bool, typer.Option(hidden=True)] = False,
@@ -474,7 +493,7 @@ def render_search(result, top: int) -> None:  # noqa: ANN001
             ("max_num_batched_tokens", "chunk"), ("meets_slo", "SLOs"),
             ("goodput_per_gpu", "good/GPU"), ("output_tokens_per_s_per_gpu", "tok/s/GPU"),
             ("ttft_p90_s", "TTFT90 ms"), ("tpot_p90_s", "TPOT90 ms"), ("hourly_usd", "$/h"),
-            ("cost_per_mtok_usd", "$/Mtok"), ("pareto", "Pareto")]
+            ("cost_per_mtok_usd", "$/Mtok"), ("joules_per_output_token", "J/tok"), ("pareto", "Pareto")]
     if "capacity_rps" in t.columns:
         cols.insert(6, ("capacity_rps", "capacity req/s"))
     if "capacity_agents" in t.columns:
@@ -522,7 +541,7 @@ def render_search(result, top: int) -> None:  # noqa: ANN001
 
 def search(
     scenario_file: Annotated[Optional[Path], typer.Argument(help="Scenario TOML; flags override its fields.")] = None,
-    objective: Annotated[str, typer.Option(help="goodput (offered load served within the SLOs, per GPU used), cost (cheapest $/hour meeting the SLOs, then $ per million good tokens), gpus (fewest GPUs meeting the SLOs), throughput (output tokens/s per GPU) or jct (agent jobs). Plans meeting the SLOs always rank first.")] = "goodput",
+    objective: Annotated[str, typer.Option(help="goodput (offered load served within the SLOs, per GPU used), cost (cheapest $ per million good output tokens, GPU hours and electricity, then $/hour), energy (fewest joules per output token), gpus (fewest GPUs meeting the SLOs), throughput (output tokens/s per GPU) or jct (agent jobs). Plans meeting the SLOs always rank first.")] = "goodput",
     all_gpus: Annotated[bool, typer.Option("--all-gpus", help="Only plans that use every one of --num-gpus (default: it is a budget, and plans with fewer replicas are searched too).")] = False,
     tp_list: Annotated[Optional[str], typer.Option("--tp", help="TP degrees to try, e.g. 2,4,8 (default: powers of two).")] = None,
     pp_list: Annotated[Optional[str], typer.Option("--pp", help="PP degrees to try (default: powers of two dividing the layers).")] = None,
@@ -538,7 +557,7 @@ def search(
     second_num_gpus: Annotated[int, typer.Option(help="GPUs of the second type.")] = 0,
     capacity: Annotated[bool, typer.Option("--capacity", help="Find each plan's highest sustainable rate.")] = False,
     attainment: Annotated[float, typer.Option(help="Capacity mode: SLO attainment to sustain.")] = 0.9,
-    price: Annotated[Optional[float], typer.Option(help="GPU price in $/hour (default: the GPU card's).")] = None,
+    price: Annotated[Optional[float], typer.Option(help="GPU price in $/GPU-hour (default: the GPU card's).")] = None,
     executor: Annotated[str, typer.Option(help="local (processes on this machine) or ray.")] = "local",
     workers: Annotated[Optional[int], typer.Option(help="Parallel simulations (default: all cores).")] = None,
     out_dir: Annotated[Optional[str], typer.Option("--out", metavar="DIR", help="Results store and outputs (default: fleetsim-search/<hash>); rerunning resumes.")] = None,

@@ -35,6 +35,8 @@ FIELDS: dict[str, str] = {
     "block_size": "engine.block_size", "gpu_memory_utilization": "engine.gpu_memory_utilization",
     "scheduling": "engine.scheduling", "kv_offload_gb": "engine.kv_offload_gb",
     "slo_ttft": "slo.ttft_s", "slo_tpot": "slo.tpot_s",
+    "price": "energy.gpu_usd_per_hour", "electricity_price": "energy.electricity_usd_per_kwh", "pue": "energy.pue",
+    "power_cap": "energy.power_cap_w",
     "jobs": "agents.programs", "turns": "agents.turns", "tool_time": "agents.tool_time",
     "parallel_tools": "agents.parallel_tools", "kv_policy": "agents.kv_policy",
     "first_prompt": "agents.first_prompt", "new_tokens": "agents.new_tokens",
@@ -43,7 +45,7 @@ FIELDS: dict[str, str] = {
 
 PANELS: dict[str, tuple[str, ...]] = {
     "Model & hardware": ("model", "gpu", "num_gpus", "node", "fabric", "weight_dtype", "kv_dtype", "second_gpu",
-                         "second_num_gpus", "price"),
+                         "second_num_gpus"),
     "Plan": ("tp", "pp", "tp_nodes", "ep", "attn_dp", "replicas", "router", "moe_routing", "moe_policy",
              "prefill_replicas", "prefill_tp", "prefill_pp", "prefill_attn_dp", "prefill_ep", "prefill_moe_policy",
              "decode_replicas", "decode_tp", "decode_pp", "decode_attn_dp", "decode_ep", "decode_moe_policy",
@@ -56,6 +58,7 @@ PANELS: dict[str, tuple[str, ...]] = {
     "Agents": ("agents", "agent_rate", "jobs", "turns", "first_prompt", "new_tokens", "call_output_len",
                "tool_time", "parallel_tools", "kv_policy", "agent_trace"),
     "SLOs": ("slo_ttft", "slo_tpot", "slo_jct"),
+    "Energy & money": ("price", "electricity_price", "pue", "power_cap"),
     "Search space": ("tp_list", "pp_list", "dp_list", "seqs_list", "tokens_list", "all_gpus", "disagg",
                      "kv_policies", "ep_list", "moe_policies"),
     "Search": ("objective", "capacity", "attainment", "executor", "workers"),
@@ -87,7 +90,8 @@ def _defaults() -> dict[str, Any]:
     from sim.scenario import DisaggSpec, Scenario
 
     base = Scenario()
-    return {"": base, "engine": base.engine, "workload": base.workload, "slo": base.slo, "agents": AgentSpec(),
+    return {"": base, "engine": base.engine, "workload": base.workload, "slo": base.slo, "energy": base.energy,
+            "agents": AgentSpec(),
             "disagg": DisaggSpec()}
 
 

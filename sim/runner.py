@@ -19,9 +19,11 @@ from sim.agents.generate import generate_programs
 from sim.agents.traces import read_agent_trace
 from sim.cost.iteration import IterationCost
 from sim.core.budget import BYTES_PER_ENGINE, BYTES_PER_REQUEST, check_gpus, check_memory
+from sim.energy.account import PoolEnergy, energy_summary
+from sim.energy.power import PowerModel
 from sim.errors import FleetsimError
 from sim.workload.offered import count_at_rate
-from sim.model.precision import describe_precision
+from sim.model.precision import compute_dtype, describe_precision
 from sim.hardware.catalog import load_fabric, load_gpu, load_node
 from sim.hardware.cluster import Cluster
 from sim.metrics.export import write_folder
@@ -130,11 +132,13 @@ def build(scenario: Scenario, programs: Sequence[AgentProgram] | None = None) ->
     if programs_override is not None:
         longest_prompt, longest = longest_call(list(programs_override))
     moe = (scenario.moe_routing, scenario.moe_policy)
+    cap = scenario.energy.power_cap_w
     if dis is None:
         num_gpus, replicas = scenario.resolved_gpus()
         plan = Plan(tp=scenario.tp, pp=scenario.pp, replicas=replicas, tp_nodes=scenario.tp_nodes, ep=scenario.ep,
                     attn_dp=scenario.attn_dp)
-        pool = _Pool(env, model, load_gpu(scenario.gpu), node, fabric, plan, eng, router, moe, longest)
+        pool = _Pool(env, model, load_gpu(scenario.gpu), node, fabric, plan, eng, router, moe, longest,
+                     power_cap_w=cap)
         fleet, pools = pool.fleet, [pool]
     else:
         for name, default in _POOL_FIELDS.items():
@@ -146,10 +150,12 @@ def build(scenario: Scenario, programs: Sequence[AgentProgram] | None = None) ->
         p_plan, d_plan = dis.plan("prefill"), dis.plan("decode")
         # The prefill pool stops at each request's first token: it needs room for the longest prompt and one more.
         prefill = _Pool(env, model, load_gpu(dis.prefill_gpu or scenario.gpu), node, fabric, p_plan, eng, router,
-                        (moe[0], dis.prefill_moe_policy), longest_prompt + 1, final=False, name="prefill")
+                        (moe[0], dis.prefill_moe_policy), longest_prompt + 1, final=False, name="prefill",
+                        power_cap_w=cap)
         decode = _Pool(env, model, load_gpu(dis.decode_gpu or scenario.gpu), node, fabric, d_plan, eng, router,
                        (moe[0], dis.decode_moe_policy), longest, first_index=len(prefill.fleet.replicas),
-                       first_uid=prefill.engines, final=False, name="decode")  # DisaggFleet has the last word
+                       first_uid=prefill.engines, final=False, name="decode",  # DisaggFleet has the last word
+                       power_cap_w=cap)
         # Each prefill engine's GPUs send their KV shards over their own NICs to the decode engine's GPUs (pools
         # on different nodes): as many parallel lanes as the smaller of the two engines has GPUs.
         lanes = min(p_plan.tp * p_plan.pp, d_plan.tp * d_plan.pp)
@@ -260,13 +266,20 @@ _COSTS: dict[tuple, IterationCost] = {}
 _COSTS_KEPT = 8
 
 
+def power_model(gpu, model, cap_w: float | None) -> PowerModel:  # noqa: ANN001
+    """The draw of one of `gpu`'s GPUs serving `model` (its peak at the model's compute format), under a cap."""
+    return PowerModel.for_gpu(gpu.power_w, gpu.idle_watts, gpu.peak_flops(compute_dtype(model.weight_dtype)),
+                              gpu.hbm_bytes_per_s, cap_w)
+
+
 def _cost_model(model, gpu, node, fabric, plan: Plan, rules: dict[str, Any]) -> IterationCost:  # noqa: ANN001
     """The plan's step-cost model. Its step times are pure functions of the step, memoised inside it, so a process
     that builds the same dense plan again (a capacity search probes one plan at several rates) reuses the warm one:
-    the same numbers, sooner. MoE plans get a fresh one, as a run attaches its own expert balancer to it."""
+    the same numbers, sooner. MoE plans get a fresh one, as a run attaches its own expert balancer to it. `rules`
+    may hold a `power_cap` (a PowerModel), which keys the memo by its cap."""
     if model.moe is not None:
         return IterationCost(model, Cluster(gpu, node, fabric, plan.num_gpus), plan, **rules)
-    key = (model, gpu, node, fabric, plan, tuple(sorted(rules.items())))
+    key = (model, gpu, node, fabric, plan, tuple(sorted(rules.items(), key=lambda kv: kv[0])))
     try:
         cost = _COSTS.pop(key, None)
     except TypeError:  # an unhashable field: no sharing
@@ -285,11 +298,15 @@ class _Pool:
 
     def __init__(self, env: simpy.Environment, model, gpu, node, fabric, plan: Plan, eng,  # noqa: ANN001
                  router: str, moe: tuple[str, str], longest: int, first_index: int = 0, first_uid: int = 0,
-                 final: bool = True, name: str = "") -> None:
-        self.gpu, self.plan, self.name = gpu, plan, name
+                 final: bool = True, name: str = "", power_cap_w: float | None = None) -> None:
+        self.gpu, self.plan, self.name, self.node = gpu, plan, name, node
+        where = f"{name} pool: " if name else ""
+        try:
+            self.power = power_model(gpu, model, power_cap_w)
+        except FleetsimError as exc:
+            raise FleetsimError(f"{where}{exc}") from None
         limits = EngineLimits(eng.gpu_memory_utilization, eng.block_size, eng.max_num_batched_tokens,
                               eng.max_num_seqs, eng.watermark_fraction, eng.num_gpu_blocks_override)
-        where = f"{name} pool: " if name else ""
         try:
             fit = fit_pool(model, gpu, node, plan, limits, moe_policy=moe[1], longest_request=longest)
         except FleetsimError as exc:
@@ -298,7 +315,10 @@ class _Pool:
         self.max_model_len = fit.max_model_len
         self.blocks_per_engine = fit.blocks_per_engine
         self.engines = plan.replicas * plan.attn_dp * plan.pp
-        cost = _cost_model(model, gpu, node, fabric, plan, eng.cost_args())
+        rules = eng.cost_args()
+        if power_cap_w is not None:
+            rules["power_cap"] = self.power
+        cost = _cost_model(model, gpu, node, fabric, plan, rules)
         self.cost = cost
         self.balancer: Balancer | None = None
         if model.moe is not None:
@@ -412,15 +432,19 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
         if len(t) > 1:
             util_means.append(float(np.sum(u[:-1] * np.diff(t)) / (t[-1] - t[0])) if t[-1] > t[0] else float(u[0]))
         peaks.append(rep.kv_peak_fraction())
-    timeline = pl.DataFrame({
-        "replica": np.concatenate(rep_idx) if rep_idx else [],
-        "time_s": np.concatenate(times) if times else [],
-        "kv_used_fraction": np.concatenate(used) if used else [],
-    })
     summary = summarize(df, itl, slo_ttft_s=scenario.slo.ttft_s, slo_tpot_s=scenario.slo.tpot_s,
                         busy_s=[r.busy_s for r in reps],
                         kv_util_mean=float(np.mean(util_means)) if util_means else 0.0,
                         kv_util_peak=float(max(peaks)) if peaks else 0.0)
+    energy, watts = _energy(scenario, sim, summary, df)
+    summary.update(energy)
+    timeline = pl.DataFrame({
+        "replica": np.concatenate(rep_idx) if rep_idx else [],
+        "time_s": np.concatenate(times) if times else [],
+        "kv_used_fraction": np.concatenate(used) if used else [],
+        # Each GPU's draw over the step (or run of steps) that ended at time_s.
+        "power_w_per_gpu": np.concatenate([watts[rep.index] for rep in reps]) if reps else [],
+    })
     events = sum(r.events for r in reps) + len(sim.requests)
     steps = sum(r.steps for r in reps)
     info = {"wall_s": wall_s, "engine_events": events, "engine_steps": steps,
@@ -452,6 +476,10 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
             jobs = jobs.with_columns(pl.Series("session", [sim.agents.names[p] for p in jobs["program"]]))
         summary["requests_clipped"] = sim.agents.clipped
         summary.update(job_summary(jobs))
+        if jobs.height:
+            kwh, usd = summary.get("energy_kwh"), summary.get("usd_total")
+            summary["joules_per_job"] = kwh * 3.6e6 / jobs.height if kwh is not None else None
+            summary["usd_per_job"] = usd / jobs.height if usd is not None else None
         block_bytes = sim.memory.kv_bytes_per_token * sim.memory.block_size
         summary["kv_pins"] = sim.agents.pins
         summary["pinned_gb_s"] = sim.agents.pinned_block_s * block_bytes / 1e9  # per GPU of the replicas
@@ -461,6 +489,21 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
             summary["kv_reloaded_gb"] = sum(h.loaded_blocks for h in hosts) * block_bytes / 1e9
     return Result(scenario, df, summary, timeline, sim.memory, info, jobs,
                   sim.workload.table if sim.workload is not None else None)
+
+
+def _energy(scenario: Scenario, sim: Simulation, summary: dict[str, Any],
+            df: pl.DataFrame) -> tuple[dict[str, Any], dict[int, np.ndarray]]:
+    """Energy and cost figures of the run (sim/energy/account.py) and each replica's per-GPU watts per step."""
+    spec = scenario.energy
+    pools = [PoolEnergy(p.fleet.replicas, p.power, p.cost.work, p.plan.tp * p.plan.pp * p.plan.attn_dp,
+                        spec.gpu_usd_per_hour if spec.gpu_usd_per_hour is not None else p.gpu.price_per_hour_usd,
+                        p.plan.num_gpus / p.node.gpus_per_node, p.node.overhead_power_w)
+             for p in sim.pools]
+    finished = df.filter(pl.col("status") == "finished")
+    out, watts = energy_summary(pools, summary["duration_s"], float(finished["output_tokens"].sum()),
+                                finished.height, pue=spec.pue, electricity_usd_per_kwh=spec.electricity_usd_per_kwh)
+    out["power_cap_w"] = spec.power_cap_w
+    return out, watts
 
 
 def _moe_summary(pool: _Pool) -> dict[str, Any]:

@@ -37,6 +37,26 @@ class SLO:
 
 
 @dataclass(frozen=True, slots=True)
+class EnergySpec:
+    """What the GPUs' power and time cost: facility overhead, a power cap, prices."""
+
+    pue: float = 1.0  # facility power / IT power; 1.0: the servers' own draw only
+    power_cap_w: float | None = None  # per GPU; slows compute-bound steps (sim/energy/power.py)
+    electricity_usd_per_kwh: float = 0.13  # US commercial retail average, 2024 (EIA Electric Power Monthly, 5.6.A)
+    gpu_usd_per_hour: float | None = None  # per GPU; default: the GPU card's price
+
+    def __post_init__(self) -> None:
+        number(self.pue, "energy.pue", low=1.0, what="a power usage effectiveness >= 1 (facility / IT power)")
+        if self.power_cap_w is not None:
+            number(self.power_cap_w, "energy.power_cap_w", low=0.0, low_open=True, what="a positive number of watts")
+        number(self.electricity_usd_per_kwh, "energy.electricity_usd_per_kwh", low=0.0,
+               what="a non-negative, finite $/kWh")
+        if self.gpu_usd_per_hour is not None:
+            number(self.gpu_usd_per_hour, "energy.gpu_usd_per_hour", low=0.0, low_open=True,
+                   what="a positive, finite $/GPU-hour")
+
+
+@dataclass(frozen=True, slots=True)
 class DisaggSpec:
     """Prefill/decode disaggregation: two pools, each a plan of its own (replicas x TP x PP x attention-DP, EP for
     MoE models, a balancing policy under EP) on a GPU type of its own."""
@@ -112,6 +132,7 @@ class Scenario:
     engine: EngineConfig = field(default_factory=EngineConfig)
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)
     slo: SLO = field(default_factory=SLO)
+    energy: EnergySpec = field(default_factory=EnergySpec)
     # Separate prefill and decode pools instead of colocated replicas; each pool's plan is in the spec, and the
     # top-level tp, pp, attn_dp, ep, tp_nodes, replicas and moe_policy must then stay unset.
     disagg: DisaggSpec | None = None
@@ -178,13 +199,13 @@ class Scenario:
             if current is None and section in _OPTIONAL:
                 current = _OPTIONAL[section]()
             if current is None:
-                raise FleetsimError(f"unknown section '{section}'; expected engine, workload, slo, disagg or agents")
+                raise FleetsimError(f"unknown section '{section}'; expected engine, workload, slo, energy, disagg or agents")
             top[section] = _replace(current, values, section)
         return _replace(self, top, "scenario")
 
 
 _OPTIONAL = {"disagg": DisaggSpec, "agents": AgentSpec}
-_SECTIONS = {"engine": EngineConfig, "workload": WorkloadSpec, "slo": SLO, **_OPTIONAL}
+_SECTIONS = {"engine": EngineConfig, "workload": WorkloadSpec, "slo": SLO, "energy": EnergySpec, **_OPTIONAL}
 
 
 def _replace(obj: Any, values: dict[str, Any], where: str) -> Any:

@@ -41,11 +41,21 @@ FLAG_CASES = [
     (["run", "--start", "nan", *SMALL], "workload.start_s"),
     (["search", "--num-gpus", "1048576", *SMALL], "search: 1,048,576 GPUs give about"),
     (["search", "--moe-routing", "bogus", *SMALL, "--model", "gpt-oss-20b", "--num-gpus", "1"], "moe routing"),
-    (["search", "--price", "nan", *SMALL, "--num-gpus", "1"], "price"),
-    (["search", "--price", "-1", *SMALL, "--num-gpus", "1"], "price"),
+    (["search", "--price", "nan", *SMALL, "--num-gpus", "1"], "energy.gpu_usd_per_hour"),
+    (["search", "--price", "-1", *SMALL, "--num-gpus", "1"], "energy.gpu_usd_per_hour"),
     (["search", "--num-gpus", "8", "--tp", "3", "--all-gpus", *SMALL], "search: no plan in this space (--tp 3"),
-    (["search", "--price", "inf", *SMALL, "--num-gpus", "1"], "price"),
+    (["search", "--price", "inf", *SMALL, "--num-gpus", "1"], "energy.gpu_usd_per_hour"),
     (["run", "--cv", "inf", "--arrival", "gamma", *SMALL], "workload.cv"),
+    (["run", "--pue", "0.5", *SMALL], "energy.pue: expected a power usage effectiveness >= 1"),
+    (["run", "--pue", "nan", *SMALL], "energy.pue"),
+    (["run", "--power-cap", "-5", *SMALL], "energy.power_cap_w: expected a positive number of watts"),
+    (["run", "--power-cap", "nan", *SMALL], "energy.power_cap_w"),
+    (["run", "--power-cap", "900", *SMALL], "power_cap_w: expected watts between the GPU's active floor"),
+    (["run", "--power-cap", "100", *SMALL], "power_cap_w: expected watts between the GPU's active floor"),
+    (["run", "--electricity-price", "-0.1", *SMALL], "energy.electricity_usd_per_kwh"),
+    (["run", "--electricity-price", "inf", *SMALL], "energy.electricity_usd_per_kwh"),
+    (["run", "--price", "0", *SMALL], "energy.gpu_usd_per_hour: expected a positive, finite $/GPU-hour"),
+    (["run", "--price", "nan", *SMALL], "energy.gpu_usd_per_hour"),
     (["run", "--prefill-replicas", "1000000000000", "--decode-replicas", "1", *SMALL],
      "disagg (prefill + decode GPUs): 1,000,000,000,001 GPUs"),
     (["run", "--prefill-replicas", "1", "--decode-replicas", "1000000000000", *SMALL],
@@ -197,7 +207,7 @@ def test_workers_beyond_the_cores_are_capped_with_a_note(tmp_path):
 def test_usage_errors_are_one_line_too(tmp_path):
     """Typer's own errors (an unknown option, a value of the wrong type) come through the same one-line path when
     fleetsim runs as a program."""
-    for args, expected in ((["run", "--price", "-1"], "No such option: --price"),
+    for args, expected in ((["run", "--prize", "-1"], "No such option: --prize"),
                            (["run", "--num-requests", "abc"], "Invalid value for '--num-requests'")):
         p = subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, cwd=tmp_path)
         lines = [line for line in p.stderr.splitlines() if line.strip()]

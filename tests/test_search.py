@@ -212,7 +212,7 @@ def test_ray_executor_gives_the_local_result():
 
 def test_bad_search_input_is_one_line_exit_2(tmp_path):
     runner = CliRunner()
-    for args, message in ((["--objective", "speed"], "objective: expected one of goodput, cost, gpus, throughput"),
+    for args, message in ((["--objective", "speed"], "objective: expected one of goodput, cost, energy, gpus, throughput"),
                           (["--executor", "slurm"], "executor: expected one of local, ray"),
                           (["--tp", "2,x"], "--tp: expected comma-separated integers"),
                           (["--model", "nope"], "unknown model 'nope'")):

@@ -36,6 +36,8 @@ from sim.cost.kernels.decode_attention import Piecewise, load_decode_attention_t
 from sim.cost.kernels.moe import load_moe_table
 from sim.cost.kernels.comm import MeasuredGatherScatter, load_allreduce, load_alltoall, load_gather_scatter
 from sim.cost.kernels.gemm import load_gemm_tables
+from sim.energy.power import PowerModel
+from sim.energy.work import StepWork, prefill_pairs
 from sim.cost.step_plan import RankBatch, StepPlan
 from sim.hardware.calibration import Calibration, load_calibration
 from sim.hardware.catalog import load_gpu
@@ -70,12 +72,15 @@ class IterationCost:
 
     def __init__(self, model: ModelArch, cluster: Cluster, plan: Plan, step_overhead_s: float = 0.0, *,
                  seq_overhead_s: float = 0.0, graph_max_tokens: int = 512, graph_prefill: bool = True,
-                 eager_layer_s: float = 0.0) -> None:
+                 eager_layer_s: float = 0.0, power_cap: PowerModel | None = None) -> None:
         """The engine's step-cost rules (EngineConfig.cost_args gives them for a preset): CPU seconds per step and per
         sequence in it, and which steps run as CUDA graphs (up to `graph_max_tokens`, with prefill chunks only if
         `graph_prefill`). The others run eagerly: each collective pays its eager latency, and the forward takes at
         least the CPU's `eager_layer_s` per layer to launch (the GPU waits on the CPU when its kernels are short)."""
         self.model, self.cluster, self.plan = model, cluster, plan
+        # A GPU power cap stretches each step by its compute-bound share (sim/energy/power.py); None: uncapped.
+        self.power_cap = power_cap if power_cap is not None and power_cap.cap_w is not None else None
+        self.work = StepWork.of(model)
         self.step_overhead_s = step_overhead_s
         self.seq_overhead_s = seq_overhead_s
         self.graph_max_tokens, self.graph_prefill = graph_max_tokens, graph_prefill
@@ -598,8 +603,30 @@ class IterationCost:
                 "elementwise": family,
                 "allreduce": comm, "alltoall": a2a, "gather_scatter": gather}
 
+    def _capped(self, t, tokens, pairs, kv):  # noqa: ANN001, ANN202  (floats or numpy arrays)
+        """Step time(s) `t` stretched by the power cap for steps of this work (the replica's totals)."""
+        w = self.work
+        return t * self.power_cap.slowdown(w.flops(tokens, pairs), w.bytes(1, tokens, kv), t)
+
+    def _capped_plan(self, t: float, plan: StepPlan) -> float:
+        tokens, pairs, kv = 0, 0.0, 0
+        for ranks in plan.micro_batches:
+            for rank in ranks:
+                tokens += rank.tokens
+                pairs += rank.kv_sum
+                kv += rank.kv_sum
+                for c, ctx in rank.chunks:
+                    pairs += prefill_pairs(c, ctx)
+                    kv += c + ctx
+        return float(self._capped(t, tokens, pairs, kv))
+
     def plan_time(self, plan: StepPlan) -> float:
         """Seconds for one step: the slowest micro-batch, each the busiest rank's side plus its union side."""
+        if self.power_cap is not None:
+            return self._capped_plan(self._plan_time(plan), plan)
+        return self._plan_time(plan)
+
+    def _plan_time(self, plan: StepPlan) -> float:
         worst = 0.0
         # The engine runs one forward for the step: with a prefill chunk anywhere, the whole step is a prefill step.
         prefill = any(rank.chunks for ranks in plan.micro_batches for rank in ranks)
@@ -646,7 +673,10 @@ class IterationCost:
         prefill = bool(prefill_chunks)
         t = self._rank_linear(tokens, logits, prefill)
         t += self._prefill_attention(prefill_chunks) + self._decode_attention(num_decode, decode_kv_sum)
-        return max(t + self._union(tokens, tokens, prefill)[0], self._floor(tokens, prefill)) + self._cpu(logits)
+        t = max(t + self._union(tokens, tokens, prefill)[0], self._floor(tokens, prefill)) + self._cpu(logits)
+        if self.power_cap is not None:
+            return self._capped_plan(t, StepPlan.single(prefill_chunks, num_decode, decode_kv_sum))
+        return t
 
     # ---- pure decode steps: closed forms -------------------------------------------------------------------------
     def _decode_coeffs(self, n: int) -> tuple:
@@ -679,19 +709,25 @@ class IterationCost:
         if win:
             a = a + win * (wat(kv_sum) if wat is not None else at(kv_sum if kv_sum < cap else cap))
         t = c0 + a
-        return (max(t, lo) if lo else t) + cpu
+        t = (max(t, lo) if lo else t) + cpu
+        if self.power_cap is not None:
+            return float(self._capped(t, n, kv_sum, kv_sum))
+        return t
 
     def decode_times(self, n: int, kv_sums: np.ndarray) -> np.ndarray:
         """decode_time for each element of `kv_sums` (vectorised; bit-identical to the scalar form)."""
         c0, lo, cpu = self._decode_coeffs(n)[:3]
         t = c0 + self._decode_kv_many(n, kv_sums)
-        return (np.maximum(t, lo) if lo else t) + cpu
+        t = (np.maximum(t, lo) if lo else t) + cpu
+        if self.power_cap is not None:
+            return self._capped(t, n, kv_sums, kv_sums)
+        return t
 
     def decode_run_ends(self, n: int, kv_first: int, k: int, start: float):  # noqa: ANN201  (list or ndarray)
         """End times of k consecutive pure-decode steps of n sequences on one rank starting at `start`, the first
         step's KV sum being kv_first (it grows by n per step). Summed sequentially, as stepping would; short runs in
         plain Python (faster than numpy below a few dozen steps), long ones vectorised; both give identical floats."""
-        if k <= 32:
+        if k <= 32 and self.power_cap is None:
             c0, lo, cpu, at, full, win, cap, wat = self._decode_coeffs(n)
             out, t, kv = [], start, kv_first
             for _ in range(k):
@@ -747,14 +783,21 @@ class IterationCost:
 
     def decode_time_lanes(self, ns: Sequence[int], kvs: Sequence[int]) -> float:
         """One pure-decode step of every rank of every micro-batch (decode counts and KV sums, micro-batch-major)."""
-        return float(self._lane_step_times(ns, kvs, 1)[0])
+        return float(self._capped_lanes(self._lane_step_times(ns, kvs, 1), ns, kvs)[0])
+
+    def _capped_lanes(self, times: np.ndarray, ns: Sequence[int], kvs: Sequence[int]) -> np.ndarray:
+        if self.power_cap is None:
+            return times
+        n = sum(ns)
+        kv = sum(kvs) + n * np.arange(len(times), dtype=np.int64)
+        return self._capped(times, n, kv, kv)
 
     def decode_run_ends_lanes(self, ns: Sequence[int], kvs: Sequence[int], k: int, start: float) -> np.ndarray:
         """End times of k pure-decode steps of every lane starting at `start`: the same floats as k steps of
         decode_time_lanes added one by one."""
         ends = np.empty(k + 1)
         ends[0] = start
-        ends[1:] = self._lane_step_times(ns, kvs, k)
+        ends[1:] = self._capped_lanes(self._lane_step_times(ns, kvs, k), ns, kvs)
         return ends.cumsum()[1:]
 
     def breakdown(self, prefill_chunks: Sequence[tuple[int, int]], num_decode: int, decode_kv_sum: int) -> dict:

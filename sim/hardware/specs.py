@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+IDLE_FRACTION = 80.3 / 700.0
+
+
 @dataclass(frozen=True, slots=True)
 class GPUSpec:
     name: str
@@ -26,6 +29,13 @@ class GPUSpec:
     # Measured kernel tables for this GPU (hardware/calibration/kernels/<name>.npz); "" costs every kernel by the
     # roofline with the `calibration` family's efficiencies.
     kernel_tables: str = ""
+    # Draw between steps (driver loaded, clocks idle). 0: IDLE_FRACTION of power_w, the one idle board we have a
+    # measurement of (an H200 SXM at 80.3 W of its 700 W; see hardware/gpus/h200.toml).
+    idle_power_w: float = 0.0
+
+    @property
+    def idle_watts(self) -> float:
+        return self.idle_power_w or IDLE_FRACTION * self.power_w
 
     def peak_flops(self, dtype: str) -> float:
         """Dense tensor-core FLOP/s of GEMMs that multiply in `dtype`: fp8 (W8A8), else bf16 (16-bit weights, and
@@ -50,6 +60,8 @@ class NodeSpec:
     gpus_per_node: int
     host_memory_gb: float
     link: str = "nvlink"  # what joins the GPUs inside the node: nvlink (NVLink/NVSwitch, Infinity Fabric) or pcie
+    # What the node draws besides its GPUs (CPUs, memory, NICs, switches, fans) while it serves; 0: not known.
+    overhead_power_w: float = 0.0
     display_name: str = ""
     source: str = ""
 

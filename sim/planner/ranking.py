@@ -13,8 +13,10 @@ import polars as pl
 OBJECTIVES: dict[str, list[tuple[str, bool]]] = {
     # the offered load served within the SLOs, per GPU used: fewer GPUs for the same traffic win
     "goodput": [("goodput_per_gpu", True)],
-    # the cheapest cluster per hour that meets the SLOs, then the cheapest good tokens
-    "cost": [("hourly_usd", False), ("cost_per_mtok_usd", False)],
+    # the cheapest good tokens (GPU hours and electricity), then the cheapest cluster per hour
+    "cost": [("cost_per_mtok_usd", False), ("hourly_usd", False)],
+    # the fewest joules per output token (facility energy: GPUs busy and idle, nodes, PUE)
+    "energy": [("joules_per_output_token", False), ("cost_per_mtok_usd", False)],
     # the fewest GPUs that meet the SLOs
     "gpus": [("num_gpus", False)],
     "throughput": [("output_tokens_per_s_per_gpu", True)],
@@ -32,6 +34,7 @@ TIE_BREAKS: list[tuple[str, bool]] = [
 LABELS = {
     "meets_slo": "meets the SLOs", "goodput_per_gpu": "goodput per GPU (req/s)", "hourly_usd": "$/hour",
     "cost_per_mtok_usd": "$ per million good output tokens", "num_gpus": "GPUs",
+    "joules_per_output_token": "J per output token",
     "output_tokens_per_s_per_gpu": "output tokens/s per GPU", "jct_mean_s": "mean JCT (s)",
     "jct_p99_s": "p99 JCT (s)", "tpot_p90_s": "p90 TPOT", "ttft_p90_s": "p90 TTFT", "plan": "plan name",
     "max_num_seqs": "max_num_seqs", "max_num_batched_tokens": "max_num_batched_tokens", "kv_policy": "KV policy",

@@ -50,6 +50,8 @@ SUMMARY_KEYS = (
     "preemptions", "gpu_busy_fraction", "kv_util_peak", "sim_wall_s",
     "num_jobs_failed", "jct_mean_s", "jct_p90_s", "jct_p99_s", "reprefill_tokens", "kv_pins",
     "moe_imbalance", "moe_imbalance_before", "moe_a2a_bytes_per_token", "moe_time_share",
+    "energy_kwh", "joules_per_output_token", "avg_power_per_gpu_w", "peak_power_per_gpu_w", "cluster_usd_per_hour",
+    "usd_per_mtok",
 )
 
 
@@ -135,6 +137,11 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
     if not 0.0 < attainment <= 1.0:
         raise FleetsimError(f"attainment: expected a fraction in (0, 1], got {attainment!r}")
     base = (scenario or Scenario()).with_overrides(**overrides)
+    if price_per_gpu_hour is not None and base.energy.gpu_usd_per_hour is None:
+        # Every plan's run prices its GPU hours (and its $ per million tokens) at the search's price.
+        base = base.with_overrides(**{"energy.gpu_usd_per_hour": price_per_gpu_hour})
+    elif price_per_gpu_hour is None:
+        price_per_gpu_hour = base.energy.gpu_usd_per_hour
     space = space or SearchSpace()
     if capacity:  # how much traffic the cluster takes: fewer GPUs would only take proportionally less
         space = dataclasses.replace(space, all_gpus=True)
@@ -196,7 +203,7 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
     with ResultStore(store_dir / "results.jsonl" if store_dir else None, waiting=on_wait) as store:
         rows: list[dict[str, Any]] = []
         tasks: list[Task] = []
-        prune = objective in ("goodput", "cost", "gpus") and not capacity
+        prune = objective in ("goodput", "cost", "energy", "gpus") and not capacity
         for cand in candidates:
             sc = scenario_for(base, cand, num_gpus)
             head = {**_head(cand, num_gpus), "hourly_usd": hourly(cand)}
@@ -477,7 +484,9 @@ def _finish_table(rows: list[dict[str, Any]], objective: str, base: Scenario, ca
         r["goodput_per_gpu"] = (r.get("slo_attainment") or 0.0) * (r.get("offered_rps") or 0.0) / num_gpus
         r["output_tokens_per_s_per_gpu"] = (r.get("output_tokens_per_s") or 0.0) / num_gpus
         good_tokens = r.get("goodput_output_tokens_per_s") or 0.0
-        r["cost_per_mtok_usd"] = (r["hourly_usd"] / 3600.0) / good_tokens * 1e6 if good_tokens > 0 else math.inf
+        # The cluster's hours (GPUs and, where priced, the electricity they drew) per million good output tokens.
+        hourly = r.get("cluster_usd_per_hour") or r["hourly_usd"]
+        r["cost_per_mtok_usd"] = (hourly / 3600.0) / good_tokens * 1e6 if good_tokens > 0 else math.inf
         misses = slo_misses(r, base.slo.ttft_s, base.slo.tpot_s, base.slo.jct_s, capacity)
         r["meets_slo"] = not misses
         r["slo_misses"] = "; ".join(m.text() for m in misses)

@@ -13,10 +13,10 @@ import polars as pl
 
 PLOTLY_BUNDLE = "plotly.min.js"
 HOVER = ("plan", "num_gpus", "max_num_seqs", "max_num_batched_tokens", "meets_slo", "slo_misses", "goodput_per_gpu",
-         "capacity_rps", "ttft_p90_s", "tpot_p90_s", "hourly_usd", "cost_per_mtok_usd")
+         "capacity_rps", "ttft_p90_s", "tpot_p90_s", "hourly_usd", "cost_per_mtok_usd", "joules_per_output_token")
 TABLE = ("rank", "plan", "num_gpus", "max_num_seqs", "max_num_batched_tokens", "meets_slo", "capacity_rps",
          "goodput_per_gpu", "output_tokens_per_s_per_gpu", "ttft_p90_s", "tpot_p90_s", "hourly_usd",
-         "cost_per_mtok_usd", "slo_misses", "status", "reason")
+         "cost_per_mtok_usd", "joules_per_output_token", "slo_misses", "status", "reason")
 
 
 def plotly_bundle() -> str:

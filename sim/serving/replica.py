@@ -37,6 +37,18 @@ from sim.serving.request import Request
 from sim.serving.scheduler import Scheduler
 
 _IDLE = RankBatch()
+WORK_FIELDS = ("busy_s", "steps", "tokens", "attention_pairs", "kv_tokens")
+
+
+def _share_work(share: RankBatch) -> tuple[int, float, int]:
+    """(tokens, attention pairs, KV tokens read or written) of one rank's share of a step."""
+    pairs, kv = float(share.kv_sum), share.kv_sum
+    tokens = share.decodes
+    for c, ctx in share.chunks:
+        tokens += c
+        pairs += c * (ctx + (c + 1) / 2.0)  # sim.energy.work.prefill_pairs, inlined: this runs every step
+        kv += c + ctx
+    return tokens, pairs, kv
 
 
 @dataclass(slots=True)
@@ -78,6 +90,9 @@ class Replica:
         self.kv_times = array("d")
         self.kv_used = array("q")
         self.kv_blocks = blocks_per_engine * len(self.lanes)
+        # Each step (or fast-forwarded run of steps) as WORK_FIELDS, flattened: what the power model prices
+        # (sim/energy/account.py). Its entries line up with kv_times.
+        self.work = array("d")
         self.events = 0
         self.clock = env.now  # the replica's own time: ahead of env.now while steps are chained
         self.observer: Callable[[Replica], None] | None = None  # called after every applied step (invariant tests)
@@ -263,6 +278,11 @@ class Replica:
                     self.busy_s += t
                     if track_moe:
                         self._account_moe([lane.n_dec if p else 0 for lane, p in zip(lanes, plans)], 1)
+                    n = kv = 0
+                    for lane in active:
+                        n += lane.n_dec
+                        kv += lane.decode_kv_sum()
+                    self.work.extend((t, 1.0, n, kv, kv))
                     for lane in active:
                         lane.apply_decode_run(1, None, end)
                 else:
@@ -305,6 +325,12 @@ class Replica:
                 self.busy_s += t
                 if track_moe:
                     self._account_moe([s.tokens for s in shares], 1)
+                tokens, pairs, kv = _share_work(shares[0]) if single is not None else (0, 0.0, 0)
+                if single is None:
+                    for s in shares:
+                        a, b, c = _share_work(s)
+                        tokens, pairs, kv = tokens + a, pairs + b, kv + c
+                self.work.extend((t, 1.0, tokens, pairs, kv))
                 if single is not None:
                     single.apply_mixed(p[0], p[1], end)
                 else:
@@ -373,7 +399,14 @@ class Replica:
         self._segment = False
         self.clock = env.now
         self.steps += k
-        self.busy_s += float(ends[k - 1]) - now
+        busy = float(ends[k - 1]) - now
+        self.busy_s += busy
+        n = kv = 0
+        for lane in active:
+            n += lane.n_dec
+            kv += lane.decode_kv_sum()
+        kv_run = k * kv + n * k * (k - 1) // 2  # each step's KV sum grows by n
+        self.work.extend((busy, float(k), n * k, kv_run, kv_run))
         if self.cost.expert_profile is not None:
             self._account_moe([lane.n_dec if p else 0 for lane, p in zip(self.lanes, plans)], k)
         for lane in active:
