@@ -187,3 +187,18 @@ def test_search_ranks_by_energy_and_cost_among_plans_meeting_the_slos(tmp_path):
         values = ok[col].to_list()
         assert values == sorted(values), objective
         assert r.winner[col] == values[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(flops=st.floats(0, 1e15), nbytes=st.floats(0, 1e12), seconds=st.floats(1e-4, 10.0),
+       more=st.floats(1.0, 100.0))
+def test_more_work_in_a_step_never_draws_less_power_or_energy(flops, nbytes, seconds, more):
+    gpu = load_gpu("h100")
+    m = PowerModel.for_gpu(gpu.power_w, gpu.idle_watts, gpu.peak_flops("bf16"), gpu.hbm_bytes_per_s)
+    w = float(m.watts(flops, nbytes, seconds))
+    assert m.floor_w - 1e-9 <= w <= gpu.power_w
+    assert float(m.watts(flops * more, nbytes, seconds)) >= w - 1e-9
+    assert float(m.watts(flops, nbytes * more, seconds)) >= w - 1e-9
+    # The same work spread over a longer step never costs more energy than the floor it adds.
+    longer = seconds * more
+    assert float(m.watts(flops, nbytes, longer)) * longer >= w * seconds - 1e-9
