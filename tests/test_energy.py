@@ -202,3 +202,13 @@ def test_more_work_in_a_step_never_draws_less_power_or_energy(flops, nbytes, sec
     # The same work spread over a longer step never costs more energy than the floor it adds.
     longer = seconds * more
     assert float(m.watts(flops, nbytes, longer)) * longer >= w * seconds - 1e-9
+
+
+def test_the_replicas_work_record_has_the_fields_the_accounting_reads():
+    from sim.energy.account import FIELDS
+    from sim.serving.replica import WORK_FIELDS
+
+    assert len(WORK_FIELDS) == FIELDS
+    r = sim.run(synthetic(n=40))
+    rep = r.kv_timeline.filter(pl.col("replica") == 0)
+    assert rep.height > 0 and rep["power_w_per_gpu"].null_count() == 0
