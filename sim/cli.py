@@ -136,8 +136,18 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from sim._version import __version__
+
+        sys.stdout.write(f"fleetsim {__version__}\n")
+        raise typer.Exit()
+
+
 @app.callback(invoke_without_command=True)
-def main(ctx: typer.Context) -> None:
+def main(ctx: typer.Context,
+         version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                               help="Print fleetsim's version and exit.")] = False) -> None:
     """With no command, run the shipped default scenario (same as `fleetsim run`)."""
     if ctx.invoked_subcommand is None:
         ctx.invoke(run, scenario_file=None)
@@ -157,14 +167,19 @@ def render_summary(s: dict[str, Any], title: str) -> None:
     out.print(f"[bold]{title}[/]", highlight=False, soft_wrap=True)
     lat = Table(show_edge=False)
     lat.add_column("latency (ms)")
-    for col in ("mean", "p50", "p90", "p99", "max"):
+    for col in ("mean", "std", "p50", "p90", "p99", "max"):
         lat.add_column(col, justify="right")
     rows = [("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2e", "E2E"), ("queue_delay", "queueing")]
-    if "jct_mean_s" in s:
-        rows.append(("jct", "job (JCT)"))
     for name, label in rows:
-        lat.add_row(label, *(_fmt(s.get(f"{name}_{k}_s"), "ms") for k in ("mean", "p50", "p90", "p99", "max")))
+        lat.add_row(label, *(_fmt(s.get(f"{name}_{k}_s"), "ms") for k in ("mean", "std", "p50", "p90", "p99", "max")))
     out.print(lat)
+    if "jct_mean_s" in s:  # jobs last seconds to minutes: in seconds
+        jct = Table(show_edge=False)
+        jct.add_column("job completion (s)")
+        for col in ("mean", "std", "p50", "p90", "p99", "max"):
+            jct.add_column(col, justify="right")
+        jct.add_row("JCT", *(_fmt(s.get(f"jct_{k}_s")) for k in ("mean", "std", "p50", "p90", "p99", "max")))
+        out.print(jct)
     tp = Table(show_header=False, show_edge=False, box=None, pad_edge=False)
     tp.add_column(style="bold")
     tp.add_column(justify="right")
@@ -339,7 +354,9 @@ def run(
     power_cap: Annotated[Optional[float], typer.Option(help="Cap each GPU's power at this many watts: compute-bound steps slow down (default: none).")] = None,
     out_dir: Annotated[Optional[str], typer.Option("--out", metavar="DIR", help="Write requests.parquet, kv_timeline.parquet (KV use and power per replica over time) and summary.json here (a new or empty folder).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="With --out: replace an earlier run's outputs in that folder.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout, with vLLM's benchmark result keys (median_ttft_ms, p99_itl_ms, request_throughput, ...) beside ours.")] = False,
+    percentile_metrics: Annotated[str, typer.Option(help="As vllm bench serve: the metrics (ttft, tpot, itl, e2el) reported under vLLM's keys.")] = "ttft,tpot,itl",
+    metric_percentiles: Annotated[str, typer.Option(help="As vllm bench serve: the percentiles reported under vLLM's keys, e.g. 25,50,99.")] = "99",
     show_jobs: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Simulate one model served on a GPU cluster and print its latency and throughput summary."""
@@ -347,9 +364,12 @@ def run(
     import sim
     from sim.metrics.export import check_output_folder, clean_json
 
+    from sim.metrics.vllm_keys import parse_metrics, parse_percentiles, vllm_result
+
     overrides = scenario_overrides(flags)
     progress = _Progress("simulating", enabled=not as_json)
     try:
+        metrics, percentiles = parse_metrics(percentile_metrics), parse_percentiles(metric_percentiles)
         out_dir = _out_folder(out_dir)
         if out_dir is not None:
             check_output_folder(out_dir, overwrite)  # before the work, not after it
@@ -379,8 +399,9 @@ def run(
         return
     progress.close()
     _notes(result.info.get("trace_notes", []))
+    vllm = vllm_result(result.requests, result.itl, result.summary, metrics, percentiles)
     if as_json:
-        doc = dict(result.summary)
+        doc = {**result.summary, **vllm}
         if compare:
             doc["compare"] = tables["compare"].to_dicts()
         sys.stdout.write(json.dumps(clean_json(doc)) + "\n")
@@ -635,7 +656,8 @@ def search(
 RUN_ONLY = {"scenario_file", "tp", "pp", "tp_nodes", "ep", "attn_dp", "replicas", "max_num_seqs", "max_batched_tokens",
             "prefill_replicas", "prefill_tp", "prefill_pp", "prefill_attn_dp", "prefill_ep", "prefill_moe_policy",
             "decode_replicas", "decode_tp", "decode_pp", "decode_attn_dp", "decode_ep", "decode_moe_policy",
-            "prefill_gpu", "decode_gpu", "compare", "out_dir", "overwrite", "as_json", "show_jobs"}
+            "prefill_gpu", "decode_gpu", "compare", "out_dir", "overwrite", "as_json", "show_jobs",
+            "percentile_metrics", "metric_percentiles"}
 decorate(run)
 share(run, search, exclude=RUN_ONLY)
 decorate(search)

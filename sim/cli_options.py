@@ -62,7 +62,7 @@ PANELS: dict[str, tuple[str, ...]] = {
     "Search space": ("tp_list", "pp_list", "dp_list", "seqs_list", "tokens_list", "all_gpus", "disagg",
                      "kv_policies", "ep_list", "moe_policies"),
     "Search": ("objective", "capacity", "attainment", "executor", "workers"),
-    "Output": ("out_dir", "overwrite", "as_json", "compare", "top"),
+    "Output": ("out_dir", "overwrite", "as_json", "percentile_metrics", "metric_percentiles", "compare", "top"),
 }
 _HIDDEN = {"show_jobs"}
 _PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}

@@ -27,6 +27,7 @@ from sim.model.precision import compute_dtype, describe_precision
 from sim.hardware.catalog import load_fabric, load_gpu, load_node
 from sim.hardware.cluster import Cluster
 from sim.metrics.export import write_folder
+from sim.metrics.itl import Weighted
 from sim.metrics.records import request_table
 from sim.metrics.summary import job_summary, summarize
 from sim.moe.balance import Balancer, Profile, parse_policy
@@ -57,6 +58,7 @@ class Result:
     info: dict[str, Any] = field(default_factory=dict)
     jobs: pl.DataFrame | None = None  # agent workloads: one row per job (JCT, turns, re-prefilled tokens)
     trace: pl.DataFrame | None = None  # the request table simulated (row i = request i), measured latencies included
+    itl: Weighted | None = None  # every inter-token latency of the run, pooled (for percentiles beyond the summary's)
 
     def write(self, out_dir: str | Path, tables: dict[str, pl.DataFrame] | None = None,
               pages: dict[str, str] | None = None, overwrite: bool = False) -> list[Path]:
@@ -488,7 +490,7 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
             summary["kv_offloaded_gb"] = sum(h.written_blocks for h in hosts) * block_bytes / 1e9  # per GPU
             summary["kv_reloaded_gb"] = sum(h.loaded_blocks for h in hosts) * block_bytes / 1e9
     return Result(scenario, df, summary, timeline, sim.memory, info, jobs,
-                  sim.workload.table if sim.workload is not None else None)
+                  sim.workload.table if sim.workload is not None else None, itl)
 
 
 def _energy(scenario: Scenario, sim: Simulation, summary: dict[str, Any],

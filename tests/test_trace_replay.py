@@ -56,8 +56,10 @@ def test_vllm_benchmark_result_keeps_measured_latencies():
     doc = json.loads((FIXTURES / "vllm_bench_result.json").read_text())
     assert t.fmt == "vllm-bench" and t.table.height == 119  # one failed request dropped
     assert any("1 failed request" in n for n in t.notes) and any("regenerated" in n for n in t.notes)
-    assert t.measured == ["ttft_s", "tpot_s", "e2e_s"]
+    assert t.measured == ["ttft_s", "tpot_s", "e2e_s", "itl_p50_s", "itl_max_s"]
     row = t.table.filter(pl.col("request_id") == 0).row(0, named=True)
+    assert row["itl_max_s"] == pytest.approx(max(doc["itls"][0]))
+    assert row["itl_p50_s"] == pytest.approx(float(np.median(doc["itls"][0])))
     assert row["ttft_s"] == pytest.approx(doc["ttfts"][0])
     assert row["e2e_s"] == pytest.approx(doc["ttfts"][0] + sum(doc["itls"][0]))
     assert row["tpot_s"] == pytest.approx(sum(doc["itls"][0]) / (doc["output_lens"][0] - 1))

@@ -43,6 +43,11 @@ class Weighted:
     def max(self) -> float:
         return float(self.values[-1])
 
+    def std(self) -> float:
+        """Population standard deviation of the expanded multiset (np.std's default, as vLLM reports it)."""
+        mean = self.mean()
+        return float(np.sqrt((self.counts * (self.values - mean) ** 2).sum() / self.size))
+
     def percentiles(self, qs: Sequence[float]) -> list[float]:
         """np.percentile(expanded, qs) (its default 'linear' method) to the last bit, without expanding: the
         same virtual index, neighbours and interpolation (numpy/lib/_function_base_impl.py, _quantile and

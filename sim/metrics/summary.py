@@ -17,11 +17,13 @@ def _stats(prefix: str, values: np.ndarray, out: dict[str, Any]) -> None:
         values = values[~np.isnan(values)]
     if values.size == 0:
         out[f"{prefix}_mean_s"] = None
+        out[f"{prefix}_std_s"] = None
         for p in PERCENTILES:
             out[f"{prefix}_p{p}_s"] = None
         out[f"{prefix}_max_s"] = None
         return
     out[f"{prefix}_mean_s"] = float(values.mean())
+    out[f"{prefix}_std_s"] = float(values.std())  # population (ddof 0), as vLLM's benchmark reports it
     for p, v in zip(PERCENTILES, np.percentile(values, PERCENTILES)):
         out[f"{prefix}_p{p}_s"] = float(v)
     out[f"{prefix}_max_s"] = float(values.max())
@@ -33,6 +35,7 @@ def _weighted_stats(prefix: str, values: Weighted, out: dict[str, Any]) -> None:
         _stats(prefix, np.zeros(0), out)
         return
     out[f"{prefix}_mean_s"] = values.mean()
+    out[f"{prefix}_std_s"] = values.std()
     for p, v in zip(PERCENTILES, values.percentiles(PERCENTILES)):
         out[f"{prefix}_p{p}_s"] = v
     out[f"{prefix}_max_s"] = values.max()

@@ -1,5 +1,6 @@
 """Predicted against measured latencies, request by request, for a trace that carries what its servers measured:
-the error of each statistic (mean, p50, p90, p99) of TTFT, TPOT and E2E, and a per-request scatter."""
+the error of each statistic (mean, p50, p90, p99) of TTFT, TPOT, E2E and, where the trace has each request's
+inter-token gaps (vLLM benchmark results), of each request's median and longest gap; and a per-request scatter."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def paired(predicted: pl.DataFrame, trace: pl.DataFrame) -> pl.DataFrame:
     Request i of the simulation is row i of the trace table it ran."""
     metrics = [m for m in MEASURED if m in trace.columns and trace[m].is_not_null().any()]
     if not metrics:
-        raise FleetsimError("--compare: the trace carries no measured latencies (ttft/tpot/e2e); formats with them: "
+        raise FleetsimError("--compare: the trace carries no measured latencies (ttft/tpot/e2e/itl); formats with them: "
                             "vllm-bench, openai (with ttft_ms / latency_ms)")
     measured = trace.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("request_id"),
                             *[pl.col(m).alias(f"measured_{m}") for m in metrics])

@@ -72,7 +72,7 @@ def figure_html(trace: TraceTable, title: str) -> str:
 
     df = trace.table
     measured = trace.measured
-    rows = 2 if measured else 1
+    rows = 1 + -(-len(measured) // 3)  # the measured latencies three to a row under the trace's own panels
     fig = make_subplots(rows=rows, cols=3, subplot_titles=(
         "requests per second", "input tokens", "output tokens", *[f"measured {m}" for m in measured]))
     starts, rate, width = rate_over_time(df)
@@ -80,7 +80,8 @@ def figure_html(trace: TraceTable, title: str) -> str:
     fig.add_trace(go.Histogram(x=df["input_tokens"].to_numpy(), nbinsx=60, name="input"), row=1, col=2)
     fig.add_trace(go.Histogram(x=df["output_tokens"].to_numpy(), nbinsx=60, name="output"), row=1, col=3)
     for i, m in enumerate(measured):
-        fig.add_trace(go.Histogram(x=df[m].drop_nulls().to_numpy(), nbinsx=60, name=m), row=2, col=1 + i)
+        fig.add_trace(go.Histogram(x=df[m].drop_nulls().to_numpy(), nbinsx=60, name=m), row=2 + i // 3,
+                      col=1 + i % 3)
     fig.update_xaxes(title_text="time (s)", row=1, col=1)
     fig.update_layout(title=title, showlegend=False, height=420 * rows)
     return fig.to_html(include_plotlyjs=True, full_html=True)

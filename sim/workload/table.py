@@ -3,7 +3,8 @@
 Columns: arrival_s (float, seconds from the first request), input_tokens (int), output_tokens (int); where the
 source knows them: request_id (int, the row's order in the source), session_id (str: a conversation, agent session
 or program), prefix_hashes (list of int: one id per `block_tokens` tokens of the prompt; equal ids mean a shared
-prefix), measured ttft_s / tpot_s / e2e_s (float seconds), model (str), and line (the row's line in the file).
+prefix), measured ttft_s / tpot_s / e2e_s and each request's median and longest inter-token gap itl_p50_s /
+itl_max_s (float seconds), model (str), and line (the row's line in the file).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from sim.workload.badrows import SAMPLES, BadRows
 
 REQUIRED = ("arrival_s", "input_tokens", "output_tokens")
 OPTIONAL = {"request_id": pl.Int64, "session_id": pl.String, "prefix_hashes": pl.List(pl.Int64),
-            "ttft_s": pl.Float64, "tpot_s": pl.Float64, "e2e_s": pl.Float64, "model": pl.String, "line": pl.Int64}
-MEASURED = ("ttft_s", "tpot_s", "e2e_s")
+            "ttft_s": pl.Float64, "tpot_s": pl.Float64, "e2e_s": pl.Float64, "itl_p50_s": pl.Float64,
+            "itl_max_s": pl.Float64, "model": pl.String, "line": pl.Int64}
+MEASURED = ("ttft_s", "tpot_s", "e2e_s", "itl_p50_s", "itl_max_s")
 
 
 @dataclass

@@ -58,7 +58,8 @@ def read_vllm_bench(path: Path, bad: BadRows, notes: list[str], seed: int = 0) -
                 break
         else:
             e2e = float(ttft) + float(sum(gaps))
-            rows.append((i, inp, out, float(ttft), (e2e - ttft) / (out - 1) if out > 1 else None, e2e))
+            rows.append((i, inp, out, float(ttft), (e2e - ttft) / (out - 1) if out > 1 else None, e2e,
+                         float(np.median(gaps)) if gaps else None, float(max(gaps)) if gaps else None))
     if failed:
         notes.append(f"{failed:,} failed request(s) (an error or no output) dropped")
     if not rows:
@@ -75,11 +76,12 @@ def read_vllm_bench(path: Path, bad: BadRows, notes: list[str], seed: int = 0) -
     return pl.DataFrame({
         "request_id": index, "arrival_s": arrivals, "input_tokens": [r[1] for r in rows],
         "output_tokens": [r[2] for r in rows], "ttft_s": [r[3] for r in rows], "tpot_s": [r[4] for r in rows],
-        "e2e_s": [r[5] for r in rows], "model": [model if isinstance(model, str) else None] * len(rows),
+        "e2e_s": [r[5] for r in rows], "itl_p50_s": [r[6] for r in rows], "itl_max_s": [r[7] for r in rows],
+        "model": [model if isinstance(model, str) else None] * len(rows),
         "line": [i + 1 for i in index],
     }, schema_overrides={"request_id": pl.Int64, "arrival_s": pl.Float64, "input_tokens": pl.Int64,
                          "output_tokens": pl.Int64, "ttft_s": pl.Float64, "tpot_s": pl.Float64, "e2e_s": pl.Float64,
-                         "model": pl.String, "line": pl.Int64})
+                         "itl_p50_s": pl.Float64, "itl_max_s": pl.Float64, "model": pl.String, "line": pl.Int64})
 
 
 def _regenerated(doc: dict, n: int, seed: int, path: Path) -> np.ndarray:
