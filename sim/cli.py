@@ -163,6 +163,16 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _targets(s: dict[str, Any]) -> str:
+    """The goodput targets of a summary, as the table's label shows them."""
+    parts = [f"TTFT<={s['slo_ttft_s']:g}s", f"TPOT<={s['slo_tpot_s']:g}s"]
+    if s.get("slo_e2el_s") is not None:
+        parts.append(f"E2EL<={s['slo_e2el_s']:g}s")
+    if s.get("slo_itl_s") is not None:
+        parts.append(f"longest gap<={s['slo_itl_s']:g}s")
+    return ", ".join(parts)
+
+
 def render_summary(s: dict[str, Any], title: str) -> None:
     out.print(f"[bold]{title}[/]", highlight=False, soft_wrap=True)
     lat = Table(show_edge=False)
@@ -189,7 +199,7 @@ def render_summary(s: dict[str, Any], title: str) -> None:
         ("request throughput (req/s)", _fmt(s["throughput_rps"])),
         ("output token throughput (tok/s)", _fmt(s["output_tokens_per_s"])),
         ("total token throughput (tok/s)", _fmt(s["total_tokens_per_s"])),
-        (f"goodput (req/s, TTFT<={s['slo_ttft_s']}s, TPOT<={s['slo_tpot_s']}s)", _fmt(s["goodput_rps"])),
+        (f"goodput (req/s, {_targets(s)})", _fmt(s["goodput_rps"])),
         ("SLO attainment", _fmt(s["slo_attainment"])),
         ("GPU busy fraction", _fmt(s["gpu_busy_fraction"])),
         ("KV cache use (mean / peak)", f"{_fmt(s['kv_util_mean'])} / {_fmt(s['kv_util_peak'])}"),
@@ -348,6 +358,9 @@ def run(
     agent_trace: Annotated[Optional[Path], typer.Option(help="Replay agent jobs from a WEKA session file or folder (see `fleetsim replay`).")] = None,
     slo_ttft: Annotated[Optional[float], typer.Option(help="TTFT target in seconds (goodput).")] = None,
     slo_tpot: Annotated[Optional[float], typer.Option(help="TPOT target in seconds (goodput).")] = None,
+    slo_e2el: Annotated[Optional[float], typer.Option(help="End-to-end latency target in seconds (goodput; default: none).")] = None,
+    slo_itl: Annotated[Optional[float], typer.Option(help="Longest inter-token gap a request may have, in seconds (goodput; default: none).")] = None,
+    goodput: Annotated[Optional[list[str]], typer.Option(help="As vllm bench serve: targets in ms, e.g. --goodput ttft:500 --goodput 'tpot:50 e2el:20000' (ttft, tpot, e2el, itl), instead of the --slo-* flags.")] = None,
     price: Annotated[Optional[float], typer.Option(help="GPU price in $/GPU-hour (default: the GPU card's).")] = None,
     electricity_price: Annotated[Optional[float], typer.Option(help="Electricity in $/kWh; 0 where the GPU price includes power, as a cloud's does.")] = None,
     pue: Annotated[Optional[float], typer.Option(help="Power usage effectiveness: facility power over IT power (>= 1; 1 counts the servers only).")] = None,
@@ -366,9 +379,9 @@ def run(
 
     from sim.metrics.vllm_keys import parse_metrics, parse_percentiles, vllm_result
 
-    overrides = scenario_overrides(flags)
     progress = _Progress("simulating", enabled=not as_json)
     try:
+        overrides = scenario_overrides(flags)
         metrics, percentiles = parse_metrics(percentile_metrics), parse_percentiles(metric_percentiles)
         out_dir = _out_folder(out_dir)
         if out_dir is not None:
@@ -595,9 +608,9 @@ def search(
     from sim.core.budget import check_workers
     from sim.planner.store import scenario_key
 
-    overrides = {**scenario_overrides(flags), "slo.jct_s": slo_jct}
     progress = _Progress("simulating plans", delay_s=0.5, enabled=not as_json)
     try:
+        overrides = {**scenario_overrides(flags), "slo.jct_s": slo_jct}
         out_dir = _out_folder(out_dir)
         base = sim.load_scenario(scenario_file) if scenario_file else sim.Scenario()
         base = base.with_overrides(**overrides)

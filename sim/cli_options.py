@@ -34,7 +34,7 @@ FIELDS: dict[str, str] = {
     "chunked_prefill": "engine.chunked_prefill", "prefix_caching": "engine.enable_prefix_caching",
     "block_size": "engine.block_size", "gpu_memory_utilization": "engine.gpu_memory_utilization",
     "scheduling": "engine.scheduling", "kv_offload_gb": "engine.kv_offload_gb",
-    "slo_ttft": "slo.ttft_s", "slo_tpot": "slo.tpot_s",
+    "slo_ttft": "slo.ttft_s", "slo_tpot": "slo.tpot_s", "slo_e2el": "slo.e2el_s", "slo_itl": "slo.itl_s",
     "price": "energy.gpu_usd_per_hour", "electricity_price": "energy.electricity_usd_per_kwh", "pue": "energy.pue",
     "power_cap": "energy.power_cap_w",
     "jobs": "agents.programs", "turns": "agents.turns", "tool_time": "agents.tool_time",
@@ -57,7 +57,7 @@ PANELS: dict[str, tuple[str, ...]] = {
                "prefix_caching", "block_size", "gpu_memory_utilization", "scheduling", "kv_offload_gb"),
     "Agents": ("agents", "agent_rate", "jobs", "turns", "first_prompt", "new_tokens", "call_output_len",
                "tool_time", "parallel_tools", "kv_policy", "agent_trace"),
-    "SLOs": ("slo_ttft", "slo_tpot", "slo_jct"),
+    "SLOs": ("slo_ttft", "slo_tpot", "slo_e2el", "slo_itl", "goodput", "slo_jct"),
     "Energy & money": ("price", "electricity_price", "pue", "power_cap"),
     "Search space": ("tp_list", "pp_list", "dp_list", "seqs_list", "tokens_list", "all_gpus", "disagg",
                      "kv_policies", "ep_list", "moe_policies"),
@@ -68,8 +68,41 @@ _HIDDEN = {"show_jobs"}
 _PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
 
 
+GOODPUT_KEYS = {"ttft": "slo_ttft", "tpot": "slo_tpot", "e2el": "slo_e2el", "itl": "slo_itl"}
+
+
+def goodput_targets(items: list[str]) -> dict[str, float]:
+    """vLLM's --goodput KEY:MS pairs (each item may hold several, space- or comma-separated) -> the --slo-* option
+    each sets, in seconds (vllm/benchmarks/serve.py, parse_goodput)."""
+    from sim.core.checks import number
+    from sim.errors import FleetsimError
+
+    out: dict[str, float] = {}
+    for item in items:
+        for pair in item.replace(",", " ").split():
+            key, sep, value = pair.partition(":")
+            if not sep or key not in GOODPUT_KEYS:
+                raise FleetsimError(f"--goodput: expected KEY:MILLISECONDS with KEY one of {', '.join(GOODPUT_KEYS)}, "
+                                    f"got {pair!r}")
+            try:
+                ms = float(value)
+            except ValueError:
+                ms = math.nan
+            number(ms, f"--goodput {key}", low=0.0, low_open=True, what="a positive, finite number of milliseconds")
+            out[GOODPUT_KEYS[key]] = ms / 1e3
+    return out
+
+
 def scenario_overrides(flags: dict[str, Any]) -> dict[str, Any]:
     """Scenario field -> value for every option given (None: not given, the scenario's value stays)."""
+    if flags.get("goodput"):
+        from sim.errors import FleetsimError
+
+        targets = goodput_targets(flags["goodput"])
+        both = [name for name in targets if flags.get(name) is not None]
+        if both:
+            raise FleetsimError(f"--goodput and --{both[0].replace('_', '-')} both set that target; use one")
+        flags = {**flags, **targets}
     out = {FIELDS[name]: value for name, value in flags.items() if name in FIELDS}
     if out.get("workload.skip_bad_rows") is False:
         out["workload.skip_bad_rows"] = None  # a flag left off keeps the scenario's setting

@@ -435,6 +435,7 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
             util_means.append(float(np.sum(u[:-1] * np.diff(t)) / (t[-1] - t[0])) if t[-1] > t[0] else float(u[0]))
         peaks.append(rep.kv_peak_fraction())
     summary = summarize(df, itl, slo_ttft_s=scenario.slo.ttft_s, slo_tpot_s=scenario.slo.tpot_s,
+                        slo_e2el_s=scenario.slo.e2el_s, slo_itl_s=scenario.slo.itl_s,
                         busy_s=[r.busy_s for r in reps],
                         kv_util_mean=float(np.mean(util_means)) if util_means else 0.0,
                         kv_util_peak=float(max(peaks)) if peaks else 0.0)

@@ -27,11 +27,13 @@ class SLO:
     ttft_s: float = 2.0
     tpot_s: float = 0.1
     jct_s: float | None = None  # agent jobs: p90 job completion time target (capacity mode: most agents within it)
+    e2el_s: float | None = None  # a request's end-to-end latency (vLLM's goodput e2el)
+    itl_s: float | None = None  # a request's longest inter-token gap: no stall longer than this
 
     def __post_init__(self) -> None:
-        for name in ("ttft_s", "tpot_s", "jct_s"):
+        for name in ("ttft_s", "tpot_s", "jct_s", "e2el_s", "itl_s"):
             value = getattr(self, name)
-            if value is None and name == "jct_s":
+            if value is None and name in ("jct_s", "e2el_s", "itl_s"):
                 continue
             number(value, f"slo.{name}", low=0.0, low_open=True, what="a positive, finite number of seconds")
 

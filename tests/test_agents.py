@@ -77,7 +77,7 @@ def test_agent_cli_and_bad_input(tmp_path):
     res = CliRunner().invoke(app, ["run", "--agents", "4", "--jobs", "8", "--turns", "3", "--kv-policy", "pin:10",
                                    "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    assert "job (JCT)" in res.stdout and "KV pins" in res.stdout and (tmp_path / "jobs.parquet").exists()
+    assert "job completion (s)" in res.stdout and "KV pins" in res.stdout and (tmp_path / "jobs.parquet").exists()
     res = CliRunner().invoke(app, ["run", "--agents", "4", "--tool-time", "lognormal:x"])
     assert res.exit_code == 2 and "agents.tool_time" in res.stderr
     res = CliRunner().invoke(app, ["run", "--agents", "4", "--agent-rate", "1"])

@@ -70,3 +70,32 @@ def test_agent_runs_show_job_completion_in_seconds():
     res = runner.invoke(app, ["run", "--agents", "2", "--jobs", "4", "--turns", "2"])
     assert res.exit_code == 0, res.output
     assert "job completion (s)" in res.stdout and "job (JCT)" not in res.stdout
+
+
+def test_goodput_flags_set_the_slos_and_count_requests_meeting_every_target(tmp_path):
+    a = runner.invoke(app, ["run", "--num-requests", "200", "--json", "--out", str(tmp_path / "a"),
+                            "--goodput", "ttft:100 e2el:2000", "--goodput", "itl:30"])
+    b = runner.invoke(app, ["run", "--num-requests", "200", "--json", "--slo-ttft", "0.1", "--slo-e2el", "2",
+                            "--slo-itl", "0.03"])
+    assert a.exit_code == 0 and b.exit_code == 0, (a.output, b.output)
+    sa, sb = json.loads(a.stdout), json.loads(b.stdout)
+    assert sa["goodput_rps"] == sb["goodput_rps"] and sa["slo_attainment"] == sb["slo_attainment"]
+    assert (sa["slo_ttft_s"], sa["slo_e2el_s"], sa["slo_itl_s"]) == (0.1, 2.0, 0.03)
+    req = pl.read_parquet(tmp_path / "a" / "requests.parquet").filter(pl.col("status") == "finished")
+    good = req.filter((pl.col("ttft_s") <= 0.1) & (pl.col("tpot_s").fill_null(0) <= sa["slo_tpot_s"])
+                      & (pl.col("e2e_s") <= 2.0) & (pl.col("itl_max_s").fill_null(0) <= 0.03))
+    assert 0 < good.height < req.height  # the targets bite
+    assert sa["slo_attainment"] == pytest.approx(good.height / req.height)
+    assert sa["request_goodput"] == sa["goodput_rps"]
+    # Looser end-to-end target, more good requests.
+    loose = json.loads(runner.invoke(app, ["run", "--num-requests", "200", "--json", "--goodput",
+                                           "ttft:100 e2el:20000 itl:30"]).stdout)
+    assert loose["slo_attainment"] > sa["slo_attainment"]
+
+
+def test_search_misses_name_the_end_to_end_target():
+    res = runner.invoke(app, ["search", "--num-gpus", "1", "--num-requests", "60", "--goodput", "e2el:200", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["status"] == "no_plan_meets_slo"
+    assert any("p90 E2EL" in c["misses"] for c in doc["closest"])

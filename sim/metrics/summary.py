@@ -42,6 +42,7 @@ def _weighted_stats(prefix: str, values: Weighted, out: dict[str, Any]) -> None:
 
 
 def summarize(df: pl.DataFrame, itl: Weighted, *, slo_ttft_s: float, slo_tpot_s: float,
+              slo_e2el_s: float | None = None, slo_itl_s: float | None = None,
               busy_s: list[float], kv_util_mean: float, kv_util_peak: float) -> dict[str, Any]:
     fin = df.filter(pl.col("status") == "finished")
     out: dict[str, Any] = {
@@ -66,10 +67,20 @@ def summarize(df: pl.DataFrame, itl: Weighted, *, slo_ttft_s: float, slo_tpot_s:
     for name in ("ttft", "tpot", "e2e", "queue_delay"):
         _stats(name, fin[f"{name}_s"].to_numpy().astype(float), out)
     _weighted_stats("itl", itl, out)
-    tpot = fin["tpot_s"].fill_null(0.0)
-    good = fin.filter((pl.col("ttft_s") <= slo_ttft_s) & (tpot <= slo_tpot_s))
+    itl_max = fin["itl_max_s"].drop_nulls().drop_nans() if fin.height else fin["itl_max_s"]
+    out["itl_max_p90_s"] = float(np.percentile(itl_max.to_numpy(), 90)) if len(itl_max) else None
+    # A request is good when it meets every target set, as vLLM's --goodput counts it (vllm/benchmarks/serve.py,
+    # calculate_metrics): TTFT, TPOT (requests of one token have none), E2EL and, ours, the longest token gap.
+    ok = (pl.col("ttft_s") <= slo_ttft_s) & (pl.col("tpot_s").fill_null(0.0) <= slo_tpot_s)
+    if slo_e2el_s is not None:
+        ok = ok & (pl.col("e2e_s") <= slo_e2el_s)
+    if slo_itl_s is not None:
+        ok = ok & (pl.col("itl_max_s").fill_null(0.0) <= slo_itl_s)
+    good = fin.filter(ok)
     out["slo_ttft_s"] = slo_ttft_s
     out["slo_tpot_s"] = slo_tpot_s
+    out["slo_e2el_s"] = slo_e2el_s
+    out["slo_itl_s"] = slo_itl_s
     out["goodput_rps"] = rate(good.height)
     out["goodput_output_tokens_per_s"] = rate(float(good["output_tokens"].sum()))
     out["slo_attainment"] = good.height / df.height if df.height else None

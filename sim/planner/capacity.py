@@ -27,9 +27,10 @@ TOLERANCE = 0.03  # the bisection's last bracket, relative to its lower end
 class AttainmentWatch:
     """Counts requests that can no longer meet their SLOs, each once, in O(1) amortised per request."""
 
-    def __init__(self, requests: list[Request], ttft_s: float, tpot_s: float, attainment: float) -> None:
+    def __init__(self, requests: list[Request], ttft_s: float, tpot_s: float, attainment: float,
+                 e2el_s: float | None = None) -> None:
         self.requests = sorted(requests, key=lambda r: r.arrival)
-        self.ttft_s, self.tpot_s = ttft_s, tpot_s
+        self.ttft_s, self.tpot_s, self.e2el_s = ttft_s, tpot_s, e2el_s
         self.allowed = math.floor((1.0 - attainment) * len(requests) + 1e-9)  # misses the target tolerates
         self.missed: set[int] = set()
         self.next = 0  # requests before it in arrival order have had their TTFT checked
@@ -40,6 +41,8 @@ class AttainmentWatch:
         late = r.state == REJECTED or r.first_token_time - r.arrival > self.ttft_s
         if not late and r.output > 1:
             late = (r.finish_time - r.first_token_time) / (r.output - 1) > self.tpot_s
+        if not late and self.e2el_s is not None:
+            late = r.finish_time - r.arrival > self.e2el_s
         if late:
             self.missed.add(r.rid)
 
@@ -59,7 +62,10 @@ def sustains(scenario: Scenario, attainment: float) -> tuple[bool, Simulation | 
     checked at its finish against the same TTFT and TPOT definitions."""
     sim: Simulation = build(scenario)
     slo = scenario.slo
-    watch = AttainmentWatch(sim.requests, slo.ttft_s, slo.tpot_s, attainment)
+    if slo.itl_s is not None:
+        raise FleetsimError("slo.itl_s: capacity mode checks each request's TTFT, TPOT and E2EL as it finishes; a "
+                            "longest-token-gap target is not supported there (drop --capacity or the ITL target)")
+    watch = AttainmentWatch(sim.requests, slo.ttft_s, slo.tpot_s, attainment, slo.e2el_s)
     sim.fleet.on_finish(watch.finished)
     stopped = execute(sim, stop=watch.out_of_reach, stop_every_s=max(min(slo.ttft_s / 4, 1.0), 1e-3))
     if stopped:

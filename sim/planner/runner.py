@@ -51,7 +51,7 @@ SUMMARY_KEYS = (
     "num_jobs_failed", "jct_mean_s", "jct_p90_s", "jct_p99_s", "reprefill_tokens", "kv_pins",
     "moe_imbalance", "moe_imbalance_before", "moe_a2a_bytes_per_token", "moe_time_share",
     "energy_kwh", "joules_per_output_token", "avg_power_per_gpu_w", "peak_power_per_gpu_w", "cluster_usd_per_hour",
-    "usd_per_mtok",
+    "usd_per_mtok", "itl_max_p90_s",
 )
 
 
@@ -137,6 +137,9 @@ def search(scenario: Scenario | None = None, *, space: SearchSpace | None = None
     if not 0.0 < attainment <= 1.0:
         raise FleetsimError(f"attainment: expected a fraction in (0, 1], got {attainment!r}")
     base = (scenario or Scenario()).with_overrides(**overrides)
+    if capacity and base.slo.itl_s is not None:
+        raise FleetsimError("slo.itl_s: capacity mode checks each request's TTFT, TPOT and E2EL as it finishes; a "
+                            "longest-token-gap target is not supported there (drop --capacity or the ITL target)")
     if price_per_gpu_hour is not None and base.energy.gpu_usd_per_hour is None:
         # Every plan's run prices its GPU hours (and its $ per million tokens) at the search's price.
         base = base.with_overrides(**{"energy.gpu_usd_per_hour": price_per_gpu_hour})
@@ -487,7 +490,8 @@ def _finish_table(rows: list[dict[str, Any]], objective: str, base: Scenario, ca
         # The cluster's hours (GPUs and, where priced, the electricity they drew) per million good output tokens.
         hourly = r.get("cluster_usd_per_hour") or r["hourly_usd"]
         r["cost_per_mtok_usd"] = (hourly / 3600.0) / good_tokens * 1e6 if good_tokens > 0 else math.inf
-        misses = slo_misses(r, base.slo.ttft_s, base.slo.tpot_s, base.slo.jct_s, capacity)
+        misses = slo_misses(r, base.slo.ttft_s, base.slo.tpot_s, base.slo.jct_s, capacity, base.slo.e2el_s,
+                            base.slo.itl_s)
         r["meets_slo"] = not misses
         r["slo_misses"] = "; ".join(m.text() for m in misses)
         r["slo_shortfall"] = max((m.ratio for m in misses), default=0.0)

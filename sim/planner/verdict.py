@@ -22,7 +22,7 @@ OK, NO_PLAN_MEETS_SLO, NO_FEASIBLE_PLAN = "ok", "no_plan_meets_slo", "no_feasibl
 
 @dataclass(frozen=True, slots=True)
 class Miss:
-    metric: str  # ttft_p90_s, tpot_p90_s, jct_p90_s, rejected, failed_jobs, capacity
+    metric: str  # ttft_p90_s, tpot_p90_s, jct_p90_s, e2e_p90_s, itl_max_p90_s, rejected, failed_jobs, capacity
     value: float
     target: float
 
@@ -34,8 +34,10 @@ class Miss:
         return math.inf if self.value > 0 else 1.0
 
     def text(self) -> str:
-        if self.metric in ("ttft_p90_s", "tpot_p90_s", "jct_p90_s"):
-            name = {"ttft_p90_s": "p90 TTFT", "tpot_p90_s": "p90 TPOT", "jct_p90_s": "p90 JCT"}[self.metric]
+        names = {"ttft_p90_s": "p90 TTFT", "tpot_p90_s": "p90 TPOT", "jct_p90_s": "p90 JCT", "e2e_p90_s": "p90 E2EL",
+                 "itl_max_p90_s": "p90 longest token gap"}
+        if self.metric in names:
+            name = names[self.metric]
             return f"{name} {_seconds(self.value)} > {_seconds(self.target)} ({self.ratio:.1f}x)"
         if self.metric == "rejected":
             return f"{int(self.value):,} request(s) rejected (longer than the KV cache holds)"
@@ -51,13 +53,14 @@ def _seconds(v: float) -> str:
 
 
 def slo_misses(row: dict[str, Any], ttft_s: float, tpot_s: float, jct_s: float | None,
-               capacity: bool = False) -> list[Miss]:
-    """Every SLO a simulated plan misses, worst first."""
+               capacity: bool = False, e2el_s: float | None = None, itl_s: float | None = None) -> list[Miss]:
+    """Every SLO a simulated plan misses, worst first: the p90 over requests of each metric with a target."""
     if capacity:
         cap = row.get("capacity_rps", row.get("capacity_agents"))
         return [Miss("capacity", 0.0, 1.0)] if not cap else []
     misses = []
-    for metric, target in (("ttft_p90_s", ttft_s), ("tpot_p90_s", tpot_s), ("jct_p90_s", jct_s)):
+    for metric, target in (("ttft_p90_s", ttft_s), ("tpot_p90_s", tpot_s), ("jct_p90_s", jct_s),
+                           ("e2e_p90_s", e2el_s), ("itl_max_p90_s", itl_s)):
         if target is None or (metric == "jct_p90_s" and row.get("jct_p90_s") is None):
             continue
         value = row.get(metric)
