@@ -365,7 +365,7 @@ def run(
     electricity_price: Annotated[Optional[float], typer.Option(help="Electricity in $/kWh; 0 where the GPU price includes power, as a cloud's does.")] = None,
     pue: Annotated[Optional[float], typer.Option(help="Power usage effectiveness: facility power over IT power (>= 1; 1 counts the servers only).")] = None,
     power_cap: Annotated[Optional[float], typer.Option(help="Cap each GPU's power at this many watts: compute-bound steps slow down (default: none).")] = None,
-    out_dir: Annotated[Optional[str], typer.Option("--out", metavar="DIR", help="Write requests.parquet, kv_timeline.parquet (KV use and power per replica over time) and summary.json here (a new or empty folder).")] = None,
+    out_dir: Annotated[Optional[str], typer.Option("--out", metavar="DIR", help="Write requests.parquet, kv_timeline.parquet (KV use and power per replica over time), summary.json and report.html (figures; plotly.min.js beside it) here (a new or empty folder).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="With --out: replace an earlier run's outputs in that folder.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout, with vLLM's benchmark result keys (median_ttft_ms, p99_itl_ms, request_throughput, ...) beside ours.")] = False,
     percentile_metrics: Annotated[str, typer.Option(help="As vllm bench serve: the metrics (ttft, tpot, itl, e2el) reported under vLLM's keys.")] = "ttft,tpot,itl",
@@ -743,8 +743,11 @@ def trace_inspect(
         check_output_folder(out_dir, overwrite)  # before reading the trace, not after
         trace = read_trace(trace_file, format, skip_bad_rows)
         stats = inspect_trace(trace)
+        from sim.report.search_report import PLOTLY_BUNDLE, plotly_bundle
+
         written = write_folder(out_dir, {"trace": trace.table.drop("line", strict=False)}, {"inspect": stats},
-                               {"inspect": figure_html(trace, f"{trace_file.name} ({trace.fmt})")}, overwrite=overwrite)
+                               {"inspect": figure_html(trace, f"{trace_file.name} ({trace.fmt})")},
+                               {PLOTLY_BUNDLE: plotly_bundle()}, overwrite=overwrite)
     except FleetsimError as exc:
         fail(str(exc))
         return

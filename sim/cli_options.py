@@ -138,6 +138,17 @@ def _default_text(field: str) -> str | None:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+# Options whose default is no value of the scenario's but a behaviour: what happens when they are left off.
+BEHAVIOUR_DEFAULTS = {
+    "num_gpus": "replicas x tp x pp x attn-dp, or 8", "arrival": "the trace's timestamps; poisson for generated "
+    "lengths", "rate": "the trace's own timing", "num_requests": "every request in the window",
+    "concurrency": "none: open loop", "model_filter": "every model", "max_tokens": "no cap",
+    "agents": "none: the request workload", "agent_rate": "none", "agent_trace": "none", "goodput": "the --slo-* "
+    "targets", "out_dir": "no files written", "second_gpu": "none", "slo_jct": "none",
+    "kv_policies": "the scenario's one", "moe_policies": "the scenario's one",
+}
+
+
 def decorate(fn: Callable[..., Any]) -> None:
     """Put each option of `fn` in its help panel and append the scenario's default where its help has none."""
     # Resolved once and kept: string annotations (postponed evaluation) would build fresh option objects on every
@@ -150,10 +161,12 @@ def decorate(fn: Callable[..., Any]) -> None:
             continue
         if name in _PANEL_OF:
             info.rich_help_panel = _PANEL_OF[name]
-        if name in FIELDS and info.help and "default" not in info.help:
+        if name in FIELDS and info.help and "default" not in info.help.lower():
             text = _default_text(FIELDS[name])
             if text is not None:
                 info.help = f"{info.help} (default: {text})"
+        if name in BEHAVIOUR_DEFAULTS and info.help and "default" not in info.help.lower():
+            info.help = f"{info.help} (default: {BEHAVIOUR_DEFAULTS[name]})"
     # Help lists the panels in the order of their first option: model and hardware first, output last.
     order = {panel: i for i, panel in enumerate(PANELS)}
     params = sorted(inspect.signature(fn).parameters.values(),

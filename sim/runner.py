@@ -72,7 +72,14 @@ class Result:
         tables = {"requests": self.requests, "kv_timeline": self.kv_timeline, **(tables or {})}
         if self.jobs is not None:
             tables["jobs"] = self.jobs
-        return write_folder(out_dir, tables, {"summary": doc}, pages, overwrite=overwrite)
+        from sim.report.run_report import report_html
+        from sim.report.search_report import PLOTLY_BUNDLE, plotly_bundle
+
+        title = f"{self.info.get('model', '')} on {self.info.get('num_gpus', '')}x {self.info.get('gpu', '')}"
+        pages = {"report": report_html(title, self.summary, self.requests, self.kv_timeline, self.itl, self.jobs),
+                 **(pages or {})}
+        return write_folder(out_dir, tables, {"summary": doc}, pages, {PLOTLY_BUNDLE: plotly_bundle()},
+                            overwrite=overwrite)
 
 
 @dataclass

@@ -242,7 +242,8 @@ def test_a_run_folder_is_not_overwritten_unless_asked(tmp_path, monkeypatch):
     replaced = runner.invoke(app, ["run", *SMALL, "--out", str(out), "--overwrite"])
     assert replaced.exit_code == 0, replaced.output
     # the request run's files, and none of the agent run's left beside them
-    assert sorted(p.name for p in out.iterdir()) == ["kv_timeline.parquet", "requests.parquet", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["kv_timeline.parquet", "plotly.min.js", "report.html",
+                                                     "requests.parquet", "summary.json"]
     # `--out .` is the current folder: refused when it holds anything; `--out ""` is no folder at all
     monkeypatch.chdir(out)
     _one_line_exit_2(runner.invoke(app, ["run", *SMALL, "--out", "."]), "--out .: the folder holds")

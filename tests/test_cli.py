@@ -34,7 +34,8 @@ def test_run_table_and_outputs(tmp_path):
                  "--slo-ttft", "1", "--slo-tpot", "0.05", "--out", str(out), *SMALL)
     assert res.exit_code == 0, res.output
     assert "TTFT" in res.stdout and "goodput" in res.stdout and "llama-3.1-70b (bf16 weights, bf16 KV) on 8x h100-sxm, vllm-v1: 2 replica(s) of TP4" in res.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["kv_timeline.parquet", "requests.parquet", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["kv_timeline.parquet", "plotly.min.js", "report.html",
+                                                     "requests.parquet", "summary.json"]
     df = pl.read_parquet(out / "requests.parquet")
     assert df.height == 60 and {"ttft_s", "tpot_s", "itl_p50_s", "itl_max_s", "e2e_s"} <= set(df.columns)
     doc = json.loads((out / "summary.json").read_text())

@@ -120,3 +120,16 @@ def test_search_runs_open_loop_agents_from_the_cli(tmp_path):
     assert res.exit_code == 0, res.output
     plans = [p for p in json.loads(res.stdout)["plans"] if p["status"] == "ok"]
     assert plans and all(p["jct_mean_s"] > 0 for p in plans)
+
+
+def test_every_option_shows_its_default():
+    """Each option's help says its default (a value, or what happens when it is left off), or click shows one."""
+    cmd = typer.main.get_command(app)
+    commands = [cmd.commands[n] for n in ("run", "search", "replay")]
+    commands += list(cmd.commands["trace"].commands.values()) + list(cmd.commands["catalog"].commands.values())
+    for command in commands:
+        for p in command.params:
+            if p.param_type_name != "option" or p.hidden or p.is_flag:
+                continue
+            shown = p.show_default and p.default is not None and p.default is not False
+            assert shown or "default" in (p.help or "").lower(), (command.name, p.name)

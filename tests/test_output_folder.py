@@ -84,7 +84,8 @@ def test_overwriting_the_folder_one_stands_in(tmp_path, monkeypatch):
     monkeypatch.chdir(out)
     res = runner.invoke(app, [*SMALL, "--out", ".", "--overwrite"])
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in out.iterdir()) == ["kv_timeline.parquet", "requests.parquet", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["kv_timeline.parquet", "plotly.min.js", "report.html",
+                                                     "requests.parquet", "summary.json"]
     assert os.getcwd() == str(out)  # still standing in a folder that exists
 
 
@@ -109,7 +110,7 @@ def test_trace_inspect_refuses_a_used_folder_unless_asked(tmp_path):
     assert (out / "inspect.json").read_text() == "{}"
     res = runner.invoke(app, ["trace", "inspect", str(trace), "--out", str(out), "--overwrite"])
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in out.iterdir()) == ["inspect.html", "inspect.json", "trace.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["inspect.html", "inspect.json", "plotly.min.js", "trace.parquet"]
 
 
 def test_writing_into_the_empty_folder_one_stands_in(tmp_path, monkeypatch):

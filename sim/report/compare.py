@@ -64,4 +64,5 @@ def scatter_html(pairs: pl.DataFrame, title: str) -> str:
         fig.update_xaxes(title_text="measured (s)", row=1, col=i)
         fig.update_yaxes(title_text="predicted (s)", row=1, col=i)
     fig.update_layout(title=title, showlegend=False, height=460)
-    return fig.to_html(include_plotlyjs=True, full_html=True)
+    # plotly.js is the one bundle the run's folder holds beside its pages (sim/report/search_report.py)
+    return fig.to_html(include_plotlyjs="plotly.min.js", full_html=True)

@@ -84,4 +84,4 @@ def figure_html(trace: TraceTable, title: str) -> str:
                       col=1 + i % 3)
     fig.update_xaxes(title_text="time (s)", row=1, col=1)
     fig.update_layout(title=title, showlegend=False, height=420 * rows)
-    return fig.to_html(include_plotlyjs=True, full_html=True)
+    return fig.to_html(include_plotlyjs="plotly.min.js", full_html=True)  # the folder's one copy of plotly.js
