@@ -1,5 +1,7 @@
-"""Every notebook runs top to bottom without error."""
+"""Every notebook runs top to bottom without error and shows plotly figures; a notebook that keeps the numbers its
+figures draw in FIGURES has them checked against what they must satisfy."""
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -7,14 +9,34 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+PROBE = "import json as _json\nprint('FIGURES=' + _json.dumps(FIGURES, default=float))"
+
+
+def check_plan_search(f: dict) -> None:
+    assert f["winner_cost"] == pytest.approx(min(f["ok_costs"]))  # objective cost: the cheapest within the SLOs
+    front = sorted(f["front"])
+    assert front and all(b[1] <= a[1] for a, b in zip(front, front[1:]))  # dearer on the front means faster
+    for plan in {c["plan"] for c in f["curves"]}:
+        curve = sorted((c["rate"], c["attainment"]) for c in f["curves"] if c["plan"] == plan)
+        assert curve[0][1] == 1.0 and curve[-1][1] < 0.9  # the rates tried span the plan's capacity
+        assert all(b <= a + 0.02 for (_, a), (_, b) in zip(curve, curve[1:]))  # more load, fewer within the SLOs
+    assert f["energy"] and all(j > 0 for _, j in f["energy"])
+
+
+CHECKS = {"05_plan_search.ipynb": check_plan_search}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
+    if path.name in CHECKS:
+        nb.cells.append(nbformat.v4.new_code_cell(PROBE))
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
     figures = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                if "application/vnd.plotly.v1+json" in o.get("data", {})]
     assert figures, "the notebook shows plotly figures"
+    if path.name in CHECKS:
+        text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
+        CHECKS[path.name](json.loads(text.split("FIGURES=", 1)[1]))
