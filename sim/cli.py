@@ -314,7 +314,7 @@ def run(
     decode_moe_policy: Annotated[Optional[str], typer.Option(help="Disaggregation, MoE: balancing policy of the decode pool (as --moe-policy).")] = None,
     prefill_gpu: Annotated[Optional[str], typer.Option(help="Disaggregation: GPU of the prefill pool (default --gpu).")] = None,
     decode_gpu: Annotated[Optional[str], typer.Option(help="Disaggregation: GPU of the decode pool (default --gpu).")] = None,
-    trace: Annotated[Optional[str], typer.Option(help="Shipped trace (azure-conv, azure-code, mooncake-conv) or a path.")] = None,
+    trace: Annotated[Optional[str], typer.Option(help="Shipped trace (azure-conv, azure-code, mooncake-conv, vllm-bench-example) or a path.")] = None,
     format: Annotated[Optional[str], typer.Option("--format", help="Trace format: auto (sniffed), azure, burstgpt, mooncake, splitwise, vidur, vllm-bench, openai.")] = None,
     arrival: Annotated[Optional[str], typer.Option(help="trace (replay timestamps), poisson or gamma.")] = None,
     rate: Annotated[Optional[float], typer.Option(help="Arrival rate in req/s (rescales a replayed trace).")] = None,
