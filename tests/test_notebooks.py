@@ -28,7 +28,22 @@ def check_trace_replay(f: dict) -> None:
     assert {"ttft", "tpot", "e2e", "itl_p50", "itl_max"} <= set(f["compare_metrics"]) and f["requests"] > 100
 
 
-CHECKS = {"02_trace_replay_and_what_ifs.ipynb": check_trace_replay, "05_plan_search.ipynb": check_plan_search}
+def check_moe_placement(f: dict) -> None:
+    runs = {(r["ep"], r["skew"], r["policy"]): r for r in f["runs"]}
+    for ep in (4, 8):
+        for skew in ("uniform", "zipf:0.8", "zipf:1.2", "hot:0.5:4"):
+            plain, eplb, exflow = (runs[(ep, skew, p)] for p in ("ep", "eplb:8", "exflow"))
+            assert eplb["imbalance"] <= plain["imbalance"] + 1e-9  # replicas go to the busiest GPUs' experts
+            assert eplb["weights_gib_per_gpu"] > plain["weights_gib_per_gpu"]  # at the price of extra copies
+            assert runs[(ep, skew, "llep")]["weights_gib_per_gpu"] == plain["weights_gib_per_gpu"]
+            assert exflow["a2a_kb_per_token"] > 0 and exflow["weights_gib_per_gpu"] == plain["weights_gib_per_gpu"]
+        assert runs[(ep, "zipf:1.2", "ep")]["imbalance_before"] > runs[(ep, "uniform", "ep")]["imbalance_before"]
+        skewed = runs[(ep, "zipf:1.2", "eplb:8")]
+        assert skewed["tpot_ms"] < runs[(ep, "zipf:1.2", "ep")]["tpot_ms"]  # evening the load out pays
+
+
+CHECKS = {"02_trace_replay_and_what_ifs.ipynb": check_trace_replay, "04_moe_placement.ipynb": check_moe_placement,
+          "05_plan_search.ipynb": check_plan_search}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
