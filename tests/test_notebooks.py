@@ -42,7 +42,23 @@ def check_moe_placement(f: dict) -> None:
         assert skewed["tpot_ms"] < runs[(ep, "zipf:1.2", "ep")]["tpot_ms"]  # evening the load out pays
 
 
-CHECKS = {"02_trace_replay_and_what_ifs.ipynb": check_trace_replay, "04_moe_placement.ipynb": check_moe_placement,
+def check_agents(f: dict) -> None:
+    runs = {(r["tools"], r["fan_out"], r["scheduling"], r["policy"]): r for r in f["runs"]}
+    for tools in {r["tools"] for r in f["runs"]}:
+        one = {p: runs[(tools, 1, "fcfs", p)] for p in ("evict", "pin:60", "continuum", "offload")}
+        assert one["evict"]["pinned_gb_s"] == 0 and one["offload"]["pinned_gb_s"] == 0  # nothing held on the GPU
+        assert one["pin:60"]["pinned_gb_s"] > one["continuum"]["pinned_gb_s"] > 0  # a fixed TTL holds the most
+        assert one["offload"]["reprefill_mtok"] < one["evict"]["reprefill_mtok"]  # the host copy comes back
+        # Four branches: the job waits for the slowest, so its pauses (and JCT) grow.
+        assert runs[(tools, 4, "fcfs", "evict")]["jct_mean_s"] > one["evict"]["jct_mean_s"]
+        assert all(r["usd_per_job"] > 0 for r in f["runs"])
+    short = [t for t in {r["tools"] for r in f["runs"]} if "short" in t][0]
+    continuum = min(runs[(short, 1, s, "continuum")]["jct_mean_s"] for s in ("fcfs", "program"))
+    assert continuum < runs[(short, 1, "fcfs", "evict")]["jct_mean_s"]  # with short pauses, holding pays
+
+
+CHECKS = {"02_trace_replay_and_what_ifs.ipynb": check_trace_replay, "03_agents_what_if.ipynb": check_agents,
+          "04_moe_placement.ipynb": check_moe_placement,
           "05_plan_search.ipynb": check_plan_search}
 
 
