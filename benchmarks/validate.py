@@ -138,6 +138,14 @@ def table(rows: list[tuple[str, str, str, int, float, float]]) -> str:
     return "\n".join(lines)
 
 
+def operator_table(data: Path):  # noqa: ANN201  (a polars DataFrame)
+    """The per-operator rows as a table, shipped as benchmarks/data/operator_errors.csv for notebook 06."""
+    import polars as pl
+
+    return pl.DataFrame(operator_rows(data), schema=["operator", "dataset", "split", "points", "median_error",
+                                                     "p90_error"], orient="row")
+
+
 def report(data: Path) -> str:
     """The whole summary: the table of every row, then the note on the engine constants."""
     e2e, note = end_to_end_rows(data)
@@ -165,7 +173,8 @@ def main(argv: list[str]) -> int:
             return 2
         head, rest = current.split(BEGIN, 1)
         doc.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
-        print(f"wrote {doc}", file=sys.stderr)
+        operator_table(args.data).write_csv(ROOT / "benchmarks" / "data" / "operator_errors.csv")
+        print(f"wrote {doc} and benchmarks/data/operator_errors.csv", file=sys.stderr)
     return 0
 
 

@@ -88,3 +88,9 @@ def test_docs_validation_table_is_what_validate_py_prints_now(shared_data):
     report = validate.report(shared_data)
     doc = (root / "docs" / "validation.md").read_text()
     assert doc.split(validate.BEGIN, 1)[1].split(validate.END, 1)[0].strip() == report.strip()
+    # The per-operator table shipped for notebook 06 is the same rows.
+    import polars as pl
+    from polars.testing import assert_frame_equal
+
+    assert_frame_equal(pl.read_csv(root / "benchmarks" / "data" / "operator_errors.csv"),
+                       validate.operator_table(shared_data), check_exact=False, rel_tol=1e-12)

@@ -57,7 +57,19 @@ def check_agents(f: dict) -> None:
     assert continuum < runs[(short, 1, "fcfs", "evict")]["jct_mean_s"]  # with short pauses, holding pays
 
 
-CHECKS = {"02_trace_replay_and_what_ifs.ipynb": check_trace_replay, "03_agents_what_if.ipynb": check_agents,
+def check_trust(f: dict) -> None:
+    import polars as pl
+
+    from sim.core.paths import data_dir
+
+    assert f["serving_rows"] == pl.read_csv(data_dir("validation") / "vllm_v1_runs.csv").height
+    # What docs/validation.md claims: end to end within 10% median on Splitwise, every operator within 5% median.
+    assert f["splitwise"]["prompt"][1] <= 0.10 and f["splitwise"]["token"][1] <= 0.10
+    assert f["operators"] == 30 and f["operator_max_median"] <= 0.05
+    assert 0 < f["serving_median"]["duration"] < 0.25
+
+
+CHECKS = {"02_trace_replay_and_what_ifs.ipynb": check_trace_replay, "06_how_far_to_trust.ipynb": check_trust, "03_agents_what_if.ipynb": check_agents,
           "04_moe_placement.ipynb": check_moe_placement,
           "05_plan_search.ipynb": check_plan_search}
 
