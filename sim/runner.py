@@ -491,6 +491,8 @@ def collect(scenario: Scenario, sim: Simulation, wall_s: float) -> Result:
             summary["joules_per_job"] = kwh * 3.6e6 / jobs.height if kwh is not None else None
             summary["usd_per_job"] = usd / jobs.height if usd is not None else None
         block_bytes = sim.memory.kv_bytes_per_token * sim.memory.block_size
+        if jobs.height:  # each job's KV held while its tools ran, GB x seconds per GPU of its replica
+            jobs = jobs.with_columns((pl.col("pinned_block_s") * block_bytes / 1e9).alias("kv_pinned_gb_s"))
         summary["kv_pins"] = sim.agents.pins
         summary["pinned_gb_s"] = sim.agents.pinned_block_s * block_bytes / 1e9  # per GPU of the replicas
         hosts = [h for r in reps for h in r.hosts]

@@ -65,13 +65,20 @@ def test_run_report_has_the_runs_figures_and_one_plotly_bundle(tmp_path):
 
 def test_agent_run_report_draws_jobs(tmp_path):
     out = tmp_path / "a"
-    res = runner.invoke(app, ["run", "--agents", "2", "--jobs", "5", "--turns", "3", "--out", str(out)])
+    res = runner.invoke(app, ["run", "--agents", "2", "--jobs", "5", "--turns", "3", "--kv-policy", "pin:30",
+                              "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
+    jobs = pl.read_parquet(out / "jobs.parquet")
+    # Each job's KV held while its tools ran adds up to the run's.
+    assert jobs["kv_pinned_gb_s"].sum() == pytest.approx(json.loads(res.stdout)["pinned_gb_s"], rel=1e-9)
+    assert jobs["kv_pinned_gb_s"].sum() > 0
     figs = figures((out / "report.html").read_text())
     jct = figs["agents"][0]
     assert len(_values(jct, "x")) == 5
     calls = [t for t in figs["agents"] if t.get("name") == "LLM call"][0]
     assert np.count_nonzero(~np.isnan(_values(calls, "x"))) == 2 * 5 * 3  # a segment per call
+    held = [t for t in figs["agents"] if t.get("name") == "KV held"][0]
+    assert _values(held, "x").sum() == pytest.approx(float(jobs["kv_pinned_gb_s"].sum()), rel=1e-9)
 
 
 def test_compare_page_shares_the_folders_plotly(tmp_path):

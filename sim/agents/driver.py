@@ -27,11 +27,12 @@ _CHAIN_STRIDE = 1 << 36  # each sub-agent chain of a job: a key range apart from
 class _Job:
     """What one job's chains add up while it runs."""
 
-    __slots__ = ("start", "base", "turns", "tool_s", "reprefill", "failed", "chains")
+    __slots__ = ("start", "base", "turns", "tool_s", "reprefill", "failed", "chains", "pinned_block_s")
 
     def __init__(self, start: float, base: int) -> None:
         self.start, self.base = start, base  # base: the first prefix key of the job's key range
         self.turns, self.tool_s, self.reprefill, self.failed, self.chains = 0, 0.0, 0, False, 0
+        self.pinned_block_s = 0.0  # KV blocks x seconds held for the job while its tools ran
 
 
 class AgentDriver:
@@ -85,7 +86,8 @@ class AgentDriver:
         context = yield from self._chain(job, prog, prog.steps, job.base)
         self.jobs.append({"program": prog.pid, "start_s": start, "finish_s": self.env.now,
                           "jct_s": self.env.now - start, "turns": job.turns, "final_context_tokens": context,
-                          "tool_s": job.tool_s, "reprefill_tokens": job.reprefill, "failed": job.failed})
+                          "tool_s": job.tool_s, "reprefill_tokens": job.reprefill, "failed": job.failed,
+                          "pinned_block_s": job.pinned_block_s})
         if self.on_job_done:
             self.on_job_done()
 
@@ -146,12 +148,12 @@ class AgentDriver:
                 if self.policy == "offload":
                     host_ready = self._offload(r, keys)
                 else:
-                    pin = self._pin(r, keys)
+                    pin = self._pin(r, keys, job)
         self._unpin(pin)
         return context
 
     # ---- KV retention while a job waits on its tools ---------------------------------------------------------
-    def _pin(self, r: Request, keys: tuple[int, ...]) -> tuple | None:
+    def _pin(self, r: Request, keys: tuple[int, ...], job: _Job | None = None) -> tuple | None:
         if self.policy in ("evict", "none", "offload"):
             return None
         ttl = self.fixed_ttl
@@ -172,7 +174,7 @@ class AgentDriver:
             return None
         self.pins += 1
         self.pinned_blocks[r.lane] = pinned + pin.blocks
-        handle = (replica, pin, r.lane)
+        handle = (replica, pin, r.lane, job)
         self.env.process(self._expire(handle, ttl))
         return handle
 
@@ -223,8 +225,11 @@ class AgentDriver:
     def _unpin(self, handle: tuple | None) -> None:
         if handle is None:
             return
-        replica, pin, lane = handle
+        replica, pin, lane, job = handle
         if not pin.held:
             return
         self.pinned_blocks[lane] -= pin.blocks
-        self.pinned_block_s += replica.unpin(pin)
+        held = replica.unpin(pin)
+        self.pinned_block_s += held
+        if job is not None:
+            job.pinned_block_s += held

@@ -1,6 +1,6 @@
 """A run's report.html, written beside its Parquet by `run --out`: latency CDFs (TTFT, TPOT, ITL, E2E), each
-replica's queue, batch, KV use and GPU power over time, throughput over time; for agent runs the JCT CDF and a
-timeline of jobs (LLM calls and the tool pauses between them). plotly.js is one file beside it (offline).
+replica's queue, batch, KV use and GPU power over time, throughput over time; for agent runs the JCT CDF, a
+timeline of jobs (LLM calls and the tool pauses between them) and the KV each job held while its tools ran. plotly.js is one file beside it (offline).
 
 Queue length and batch size are counted from the request table: a request waits from its arrival to its first
 scheduling and runs from then to its finish (a preempted request is counted as running while it waits again).
@@ -132,8 +132,9 @@ def _agents(requests: pl.DataFrame, jobs: pl.DataFrame) -> str:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.3, 0.7],
-                        subplot_titles=("JCT CDF", f"jobs over time (the first {MAX_JOBS}): calls and tool pauses"))
+    fig = make_subplots(rows=1, cols=3, column_widths=[0.25, 0.5, 0.25],
+                        subplot_titles=("JCT CDF", f"jobs over time (the first {MAX_JOBS}): calls and tool pauses",
+                                        "KV held during tool calls (GB x s per GPU)"))
     done = jobs.filter(~pl.col("failed")) if "failed" in jobs.columns else jobs
     x, y = _cdf(done["jct_s"].cast(pl.Float64).to_numpy())
     fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="JCT"), row=1, col=1)
@@ -153,6 +154,11 @@ def _agents(requests: pl.DataFrame, jobs: pl.DataFrame) -> str:
                                                                   "color": color}, name=kind), row=1, col=2)
     fig.update_xaxes(title_text="time (s)", row=1, col=2)
     fig.update_yaxes(title_text="job", row=1, col=2)
+    if "kv_pinned_gb_s" in jobs.columns:
+        shown = jobs.filter(pl.col("program").is_in(programs)).sort("program")
+        fig.add_trace(go.Bar(x=shown["kv_pinned_gb_s"].to_list(), y=shown["program"].to_list(), orientation="h",
+                             name="KV held"), row=1, col=3)
+        fig.update_yaxes(title_text="job", row=1, col=3)
     fig.update_layout(title="Agent jobs", height=420)
     return fig.to_html(full_html=False, include_plotlyjs=False, div_id="agents")
 
