@@ -352,6 +352,8 @@ def run(
     call_output_len: Annotated[Optional[str], typer.Option(help="Agent jobs: output tokens of each call, same forms.")] = None,
     tool_time: Annotated[Optional[str], typer.Option(help="Tool call seconds: fixed:S, uniform:LOW:HIGH, lognormal:MEDIAN:SIGMA.")] = None,
     parallel_tools: Annotated[Optional[int], typer.Option(help="Parallel branches per tool call (the job waits for the slowest).")] = None,
+    subagents: Annotated[Optional[int], typer.Option(help="Sub-agents each job spawns after its first call and waits for, each its own context.")] = None,
+    subagent_turns: Annotated[Optional[int], typer.Option(help="LLM calls of each sub-agent.")] = None,
     kv_policy: Annotated[Optional[str], typer.Option(help="A paused job's KV: evict (vLLM), pin:SECONDS, continuum, offload or none.")] = None,
     scheduling: Annotated[Optional[str], typer.Option(help="Queue order: fcfs (requests) or program (agent jobs first come, first served).")] = None,
     kv_offload_gb: Annotated[Optional[float], typer.Option(help="Host memory per GPU for offloaded KV (--kv-policy offload); default half the node's.")] = None,

@@ -38,7 +38,8 @@ FIELDS: dict[str, str] = {
     "price": "energy.gpu_usd_per_hour", "electricity_price": "energy.electricity_usd_per_kwh", "pue": "energy.pue",
     "power_cap": "energy.power_cap_w",
     "jobs": "agents.programs", "turns": "agents.turns", "tool_time": "agents.tool_time",
-    "parallel_tools": "agents.parallel_tools", "kv_policy": "agents.kv_policy",
+    "parallel_tools": "agents.parallel_tools", "kv_policy": "agents.kv_policy", "subagents": "agents.subagents",
+    "subagent_turns": "agents.subagent_turns",
     "first_prompt": "agents.first_prompt", "new_tokens": "agents.new_tokens",
     "call_output_len": "agents.output_tokens",
 }
@@ -56,7 +57,7 @@ PANELS: dict[str, tuple[str, ...]] = {
     "Engine": ("engine", "step_overhead", "policy", "max_num_seqs", "max_batched_tokens", "chunked_prefill",
                "prefix_caching", "block_size", "gpu_memory_utilization", "scheduling", "kv_offload_gb"),
     "Agents": ("agents", "agent_rate", "jobs", "turns", "first_prompt", "new_tokens", "call_output_len",
-               "tool_time", "parallel_tools", "kv_policy", "agent_trace"),
+               "tool_time", "parallel_tools", "subagents", "subagent_turns", "kv_policy", "agent_trace"),
     "SLOs": ("slo_ttft", "slo_tpot", "slo_e2el", "slo_itl", "goodput", "slo_jct"),
     "Energy & money": ("price", "electricity_price", "pue", "power_cap"),
     "Search space": ("tp_list", "pp_list", "dp_list", "seqs_list", "tokens_list", "all_gpus", "disagg",

@@ -251,7 +251,9 @@ def _check_scale(scenario: Scenario) -> None:
     if scenario.agents is not None:
         a = scenario.agents
         if a.trace is None:
-            check_memory("agent calls (jobs x turns)", a.programs * a.turns, BYTES_PER_REQUEST, "--jobs or --turns")
+            calls = a.programs * (a.turns + a.subagents * a.subagent_turns)
+            check_memory("agent calls (jobs x (turns + sub-agents x their turns))", calls, BYTES_PER_REQUEST,
+                         "--jobs, --turns or --subagents")
             check_memory("tool calls (jobs x turns x parallel tools)", a.programs * a.turns * a.parallel_tools, 64,
                          "--parallel-tools")
         return

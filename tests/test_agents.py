@@ -3,6 +3,7 @@
 import dataclasses
 from collections import Counter
 
+import polars as pl
 import pytest
 
 import sim
@@ -360,3 +361,19 @@ def test_policies_act_on_the_engine_only_through_its_methods():
                 assert node.attr in replica_api, f"{module.__name__}: replica.{node.attr}"
             if isinstance(owner, ast.Attribute) and owner.attr == "fleet":
                 assert node.attr in fleet_api, f"{module.__name__}: fleet.{node.attr}"
+
+
+def test_subagents_fan_out_as_chains_of_their_own_the_job_waits_for():
+    """--subagents N: after its first call each job spawns N sub-agents of subagent_turns calls each, with contexts
+    of their own, and resumes when the last one finishes."""
+    base = {"agents": 2, "programs": 4, "turns": 3, "tool_time": "fixed:1"}
+    plain = sim.run(agents=base)
+    fanned = sim.run(agents={**base, "subagents": 2, "subagent_turns": 2})
+    assert plain.requests.height == 4 * 3 and fanned.requests.height == 4 * (3 + 2 * 2)
+    assert fanned.summary["jct_mean_s"] > plain.summary["jct_mean_s"]  # the job waits for its sub-agents
+    def overlapping(result) -> bool:  # some two calls of job 0 in flight at once
+        calls = result.requests.filter(pl.col("program") == 0).sort("arrival_s")
+        starts, ends = calls["arrival_s"].to_list(), calls["finish_s"].to_list()
+        return any(b < e for b, e in zip(starts[1:], ends[:-1]))
+
+    assert overlapping(fanned) and not overlapping(plain)  # the sub-agents run side by side; a chain never does

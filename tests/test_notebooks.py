@@ -55,6 +55,10 @@ def check_agents(f: dict) -> None:
     short = [t for t in {r["tools"] for r in f["runs"]} if "short" in t][0]
     continuum = min(runs[(short, 1, s, "continuum")]["jct_mean_s"] for s in ("fcfs", "program"))
     assert continuum < runs[(short, 1, "fcfs", "evict")]["jct_mean_s"]  # with short pauses, holding pays
+    sub = {(r["policy"], r["subagents"]): r for r in f["subagents"]}
+    for policy in ("evict", "continuum"):
+        assert sub[(policy, "4")]["calls"] == sub[(policy, "0")]["calls"] * (6 + 4 * 3) // 6  # 4 sub-agents x 3 calls
+        assert sub[(policy, "4")]["jct_mean_s"] > sub[(policy, "0")]["jct_mean_s"]  # the job waits for them
 
 
 def check_trust(f: dict) -> None:

@@ -27,6 +27,11 @@ class AgentSpec:
     output_tokens: str = "lognormal:200:0.8"
     tool_time: str = "lognormal:1.0:1.5"  # seconds per tool call (median 1 s, long tail)
     parallel_tools: int = 1  # branches per tool call (fan-out width); the job waits for the slowest
+    # Sub-agents each job spawns after its first call and waits for (as a coding agent's task tool): each runs
+    # subagent_turns calls of its own context, which starts from a new prompt (first_prompt's distribution); the
+    # job then continues with their results as new tokens.
+    subagents: int = 0
+    subagent_turns: int = 3
     unit_tokens: int = 256  # granularity at which the job's context is hashed for prefix caching
     # What happens to a job's KV cache while it waits on a tool: evict (vLLM: freed into the prefix cache, reusable
     # until evicted), pin:SECONDS (held, not evictable, until the next call or the TTL), continuum (held for a TTL
@@ -38,10 +43,12 @@ class AgentSpec:
     trace: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("programs", "turns", "parallel_tools", "unit_tokens"):
+        for name in ("programs", "turns", "parallel_tools", "unit_tokens", "subagent_turns"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise FleetsimError(f"agents.{name}: expected a positive integer, got {value!r}")
+        if not isinstance(self.subagents, int) or isinstance(self.subagents, bool) or self.subagents < 0:
+            raise FleetsimError(f"agents.subagents: expected a non-negative integer, got {self.subagents!r}")
         if self.agents is not None and self.rate is not None:
             raise FleetsimError("agents: set one of agents (closed loop) or rate (open loop), not both")
         if self.trace is None and self.agents is None and self.rate is None:
