@@ -37,7 +37,7 @@ from sim.cost.kernels.moe import load_moe_table
 from sim.cost.kernels.comm import MeasuredGatherScatter, load_allreduce, load_alltoall, load_gather_scatter
 from sim.cost.kernels.gemm import load_gemm_tables
 from sim.energy.power import PowerModel
-from sim.energy.work import StepWork, prefill_pairs
+from sim.energy.work import StepWork, rank_work
 from sim.cost.step_plan import RankBatch, StepPlan
 from sim.hardware.calibration import Calibration, load_calibration
 from sim.hardware.catalog import load_gpu
@@ -612,12 +612,8 @@ class IterationCost:
         tokens, pairs, kv = 0, 0.0, 0
         for ranks in plan.micro_batches:
             for rank in ranks:
-                tokens += rank.tokens
-                pairs += rank.kv_sum
-                kv += rank.kv_sum
-                for c, ctx in rank.chunks:
-                    pairs += prefill_pairs(c, ctx)
-                    kv += c + ctx
+                a, b, c = rank_work(rank)
+                tokens, pairs, kv = tokens + a, pairs + b, kv + c
         return float(self._capped(t, tokens, pairs, kv))
 
     def plan_time(self, plan: StepPlan) -> float:

@@ -11,11 +11,15 @@ always equally loaded). MLA and sliding windows are priced as full attention ove
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sim.model.arch import ModelArch
 from sim.model.dtypes import dtype_bytes
+
+if TYPE_CHECKING:
+    from sim.cost.step_plan import RankBatch
 
 
 @dataclass(frozen=True)
@@ -52,3 +56,15 @@ class StepWork:
 def prefill_pairs(chunk: int, context: int) -> float:
     """Query-key pairs of a prefill chunk of `chunk` new tokens after `context` cached ones (causal)."""
     return chunk * (context + (chunk + 1) / 2.0)
+
+
+def rank_work(rank: RankBatch) -> tuple[int, float, int]:
+    """(tokens, attention pairs, KV tokens read or written) of one attention rank's share of a step: its decodes
+    attend to their KV sum; each prefill chunk to its cached context and itself."""
+    pairs, kv = float(rank.kv_sum), rank.kv_sum
+    tokens = rank.decodes
+    for c, ctx in rank.chunks:
+        tokens += c
+        pairs += c * (ctx + (c + 1) / 2.0)  # prefill_pairs, inlined: the engine loop runs this every mixed step
+        kv += c + ctx
+    return tokens, pairs, kv

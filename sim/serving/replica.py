@@ -30,6 +30,7 @@ import simpy
 
 from sim.cost.iteration import IterationCost
 from sim.cost.step_plan import RankBatch, StepPlan
+from sim.energy.work import rank_work
 from sim.serving.engine_config import EngineConfig
 from sim.serving.host_cache import HostKVCache
 from sim.serving.kv_cache import KVCache
@@ -38,17 +39,6 @@ from sim.serving.scheduler import Scheduler
 
 _IDLE = RankBatch()
 WORK_FIELDS = ("busy_s", "steps", "tokens", "attention_pairs", "kv_tokens")
-
-
-def _share_work(share: RankBatch) -> tuple[int, float, int]:
-    """(tokens, attention pairs, KV tokens read or written) of one rank's share of a step."""
-    pairs, kv = float(share.kv_sum), share.kv_sum
-    tokens = share.decodes
-    for c, ctx in share.chunks:
-        tokens += c
-        pairs += c * (ctx + (c + 1) / 2.0)  # sim.energy.work.prefill_pairs, inlined: this runs every step
-        kv += c + ctx
-    return tokens, pairs, kv
 
 
 @dataclass(slots=True)
@@ -263,10 +253,13 @@ class Replica:
                 if k_max == 1:
                     if single is not None:
                         active = [single]
-                        t = cost.decode_time(single.n_dec, single.decode_kv_sum())
+                        n, kv = single.n_dec, single.decode_kv_sum()
+                        t = cost.decode_time(n, kv)
                         finishes = chain and single.decoder_finishes(single.dstep)
                     else:
-                        t = cost.decode_time_lanes(*self._decode_shape(plans))
+                        ns, kvs = self._decode_shape(plans)
+                        n, kv = sum(ns), sum(kvs)
+                        t = cost.decode_time_lanes(ns, kvs)
                         finishes = chain and any(lane.decoder_finishes(lane.dstep) for lane in active)
                     end = self.clock + t
                     if not (chain and end < env.peek() and not finishes):
@@ -278,10 +271,6 @@ class Replica:
                     self.busy_s += t
                     if track_moe:
                         self._account_moe([lane.n_dec if p else 0 for lane, p in zip(lanes, plans)], 1)
-                    n = kv = 0
-                    for lane in active:
-                        n += lane.n_dec
-                        kv += lane.decode_kv_sum()
                     self.work.extend((t, 1.0, n, kv, kv))
                     for lane in active:
                         lane.apply_decode_run(1, None, end)
@@ -325,10 +314,10 @@ class Replica:
                 self.busy_s += t
                 if track_moe:
                     self._account_moe([s.tokens for s in shares], 1)
-                tokens, pairs, kv = _share_work(shares[0]) if single is not None else (0, 0.0, 0)
+                tokens, pairs, kv = rank_work(shares[0]) if single is not None else (0, 0.0, 0)
                 if single is None:
                     for s in shares:
-                        a, b, c = _share_work(s)
+                        a, b, c = rank_work(s)
                         tokens, pairs, kv = tokens + a, pairs + b, kv + c
                 self.work.extend((t, 1.0, tokens, pairs, kv))
                 if single is not None:
@@ -382,9 +371,12 @@ class Replica:
         now = env.now
         if len(self.lanes) == 1:
             lane = self.lanes[0]
-            ends = self.cost.decode_run_ends(lane.n_dec, lane.decode_kv_sum(), k_max, now)
+            n, kv = lane.n_dec, lane.decode_kv_sum()
+            ends = self.cost.decode_run_ends(n, kv, k_max, now)
         else:
-            ends = self.cost.decode_run_ends_lanes(*self._decode_shape(plans), k_max, now)
+            ns, kvs = self._decode_shape(plans)
+            n, kv = sum(ns), sum(kvs)
+            ends = self.cost.decode_run_ends_lanes(ns, kvs, k_max, now)
         k = k_max
         self._segment, self._interrupted = True, False
         try:
@@ -401,10 +393,6 @@ class Replica:
         self.steps += k
         busy = float(ends[k - 1]) - now
         self.busy_s += busy
-        n = kv = 0
-        for lane in active:
-            n += lane.n_dec
-            kv += lane.decode_kv_sum()
         kv_run = k * kv + n * k * (k - 1) // 2  # each step's KV sum grows by n
         self.work.extend((busy, float(k), n * k, kv_run, kv_run))
         if self.cost.expert_profile is not None:
